@@ -1,0 +1,624 @@
+package bgp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	api "github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
+	"github.com/osrg/gobgp/v4/pkg/server"
+)
+
+// Config is the speaker's configuration, in net/netip terms.
+type Config struct {
+	RouterID        netip.Addr
+	ASN             uint32
+	ListenPort      int32 // -1: do not listen
+	ListenAddresses []netip.Addr
+	// APIAddress is the GoBGP gRPC endpoint for the stock gobgp CLI:
+	// loopback "ip:port" or "unix:///path"; "" disables it.
+	APIAddress string
+	Peers      []PeerConfig
+	// LogLevel is the level of GoBGP's own log lines (they are noisy at info).
+	LogLevel slog.Level
+}
+
+// PeerConfig is one neighbour.
+type PeerConfig struct {
+	Address           netip.Addr
+	Port              uint16 // 0: 179
+	ASN               uint32
+	LocalAddress      netip.Addr
+	HoldTime          time.Duration
+	KeepaliveInterval time.Duration
+	ConnectRetry      time.Duration
+	EBGPMultihopTTL   uint8
+	TTLMin            uint8
+	Password          string
+	GracefulRestart   bool
+	RestartTime       time.Duration
+	MaxPrefix         uint32
+	MaxPrefixWarnPct  uint8
+	MaxPrefixRestart  time.Duration
+}
+
+// Kicker is told that something the agent derives state from has changed.
+type Kicker interface{ Kick() }
+
+// PeerStatus is what an operator wants to know about one neighbour.
+type PeerStatus struct {
+	Address        netip.Addr
+	ASN            uint32
+	State          string // idle, connect, active, opensent, openconfirm, established
+	AdminState     string // up, down, pfx_ct
+	Uptime         time.Duration
+	Received       uint64 // prefixes received (pre-policy Adj-RIB-In)
+	Accepted       uint64 // prefixes accepted by the import policy
+	Advertised     uint64
+	MaxPrefixTrips uint64
+	Flaps          uint32
+	LastError      string
+}
+
+// ErrNotRunning is returned by calls that need the speaker's server.
+var ErrNotRunning = errors.New("bgp speaker not running")
+
+// Speaker is the embedded GoBGP speaker.
+type Speaker struct {
+	cfg Config
+	log *slog.Logger
+
+	mu         sync.Mutex
+	srv        *server.BgpServer
+	desired    []netip.Prefix // what the agent wants advertised
+	advertised []netip.Prefix // what is in the RIB now
+	policyFor  []netip.Prefix // pod CIDRs the export policy was built for
+	drained    bool
+	peerState  map[netip.Addr]bgp.FSMState
+	pfxTrips   map[netip.Addr]uint64
+	lastReject map[netip.Addr]uint64
+}
+
+// New validates cfg; it does no I/O.
+func New(cfg Config, logger *slog.Logger) (*Speaker, error) {
+	if !cfg.RouterID.Is4() {
+		return nil, fmt.Errorf("router id %v: want an IPv4 address", cfg.RouterID)
+	}
+	if cfg.ASN == 0 {
+		return nil, errors.New("local ASN 0")
+	}
+	for _, p := range cfg.Peers {
+		if !p.Address.IsValid() || p.ASN == 0 {
+			return nil, fmt.Errorf("peer %v: address and ASN are required", p.Address)
+		}
+		if p.KeepaliveInterval <= 0 || p.HoldTime <= p.KeepaliveInterval {
+			return nil, fmt.Errorf("peer %v: keepalive %s must be below hold time %s", p.Address, p.KeepaliveInterval, p.HoldTime)
+		}
+	}
+	return &Speaker{
+		cfg:        cfg,
+		log:        logger,
+		peerState:  map[netip.Addr]bgp.FSMState{},
+		pfxTrips:   map[netip.Addr]uint64{},
+		lastReject: map[netip.Addr]uint64{},
+	}, nil
+}
+
+// Start brings up the BGP server, its policies, the gRPC API and every peer.
+// It returns once they are configured; sessions come up in the background.
+// k is kicked whenever a session changes state or a peer sends an update.
+func (s *Speaker) Start(ctx context.Context, k Kicker) error {
+	if err := preflightAPI(s.cfg.APIAddress); err != nil {
+		return err
+	}
+	lv := new(slog.LevelVar)
+	lv.Set(s.cfg.LogLevel)
+	opts := []server.ServerOption{server.LoggerOption(s.log.With("component", "gobgp"), lv)}
+	if s.cfg.APIAddress != "" {
+		opts = append(opts, server.GrpcListenAddress(s.cfg.APIAddress))
+	}
+	srv := server.NewBgpServer(opts...)
+	go srv.Serve()
+
+	var listen []string
+	for _, a := range s.cfg.ListenAddresses {
+		listen = append(listen, a.String())
+	}
+	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
+		Asn:             s.cfg.ASN,
+		RouterId:        s.cfg.RouterID.String(),
+		ListenPort:      s.cfg.ListenPort,
+		ListenAddresses: listen,
+	}}); err != nil {
+		srv.Stop()
+		return fmt.Errorf("start bgp: %w", err)
+	}
+	s.mu.Lock()
+	s.srv = srv
+	s.mu.Unlock()
+	fail := func(err error) error {
+		s.Close()
+		return err
+	}
+	if err := s.applyPolicies(ctx, s.desiredSnapshot()); err != nil {
+		return fail(err)
+	}
+	if err := srv.WatchEvent(ctx, server.WatchEventMessageCallbacks{
+		OnPeerUpdate: func(ev *apiutil.WatchEventMessage_PeerEvent, _ time.Time) {
+			s.onPeer(ctx, ev, k)
+		},
+		OnPathUpdate: func([]*apiutil.Path, time.Time) { k.Kick() },
+	}, server.WatchPeer(), server.WatchPostUpdate(false, "", "")); err != nil {
+		return fail(fmt.Errorf("watch bgp events: %w", err))
+	}
+	for _, p := range s.cfg.Peers {
+		if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: toAPIPeer(p)}); err != nil {
+			return fail(fmt.Errorf("add peer %s: %w", p.Address, err))
+		}
+		s.log.Info("peer configured", "peer", p.Address, "peer_asn", p.ASN, "graceful_restart", p.GracefulRestart)
+	}
+	if strings.HasPrefix(s.cfg.APIAddress, "unix://") {
+		restrictSocket(strings.TrimPrefix(s.cfg.APIAddress, "unix://"))
+	}
+	go s.summariseRejects(ctx)
+	// Apply what the agent asked for before we were running.
+	if err := s.SetAdvertisements(ctx, s.desiredSnapshot()); err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
+// preflightAPI fails early, with a clear message, when the gRPC endpoint
+// cannot be bound (GoBGP itself would only log it). A stale unix socket left
+// by a crashed instance is removed.
+func preflightAPI(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	if p, ok := strings.CutPrefix(addr, "unix://"); ok {
+		if c, err := net.Dial("unix", p); err == nil {
+			c.Close()
+			return fmt.Errorf("grpc api %s: another process is serving it", addr)
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("grpc api %s: remove stale socket: %w", addr, err)
+		}
+		return nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("grpc api %s: %w", addr, err)
+	}
+	return l.Close()
+}
+
+// restrictSocket makes the gRPC unix socket owner-only once GoBGP made it.
+func restrictSocket(path string) {
+	for range 50 {
+		if err := os.Chmod(path, 0o600); err == nil {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (s *Speaker) desiredSnapshot() []netip.Prefix {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.desired)
+}
+
+func (s *Speaker) server() *server.BgpServer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.srv
+}
+
+func (s *Speaker) applyPolicies(ctx context.Context, pods []netip.Prefix) error {
+	srv := s.server()
+	if srv == nil {
+		return ErrNotRunning
+	}
+	if err := srv.SetPolicies(ctx, buildPolicies(pods)); err != nil {
+		return fmt.Errorf("set bgp policies: %w", err)
+	}
+	for _, a := range assignments() {
+		if err := srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: a}); err != nil {
+			return fmt.Errorf("assign bgp policy %s: %w", a.Policies[0].Name, err)
+		}
+	}
+	s.mu.Lock()
+	s.policyFor = slices.Clone(pods)
+	s.mu.Unlock()
+	return nil
+}
+
+// SetAdvertisements makes the set of locally originated prefixes exactly
+// prefixes (the node's pod CIDRs). Idempotent. Before Start it only records
+// the wish; after Drain it records it and advertises nothing.
+func (s *Speaker) SetAdvertisements(ctx context.Context, prefixes []netip.Prefix) error {
+	s.mu.Lock()
+	s.desired = slices.Clone(prefixes)
+	srv, drained, have, policyFor := s.srv, s.drained, slices.Clone(s.advertised), s.policyFor
+	s.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	want := prefixes
+	if drained {
+		want = nil
+	}
+	if samePrefixes(want, have) {
+		return nil
+	}
+	var add, del []netip.Prefix
+	for _, p := range want {
+		if !slices.Contains(have, p) {
+			add = append(add, p)
+		}
+	}
+	for _, p := range have {
+		if !slices.Contains(want, p) {
+			del = append(del, p)
+		}
+	}
+	// Export policy first covers old and new, so that nothing is dropped
+	// between adding the new and withdrawing the old.
+	union := slices.Clone(have)
+	union = append(union, add...)
+	if !samePrefixes(union, policyFor) {
+		if err := s.applyPolicies(ctx, union); err != nil {
+			return err
+		}
+	}
+	var errs []error
+	for _, p := range add {
+		path, err := localPath(p, false)
+		if err == nil {
+			_, err = srv.AddPath(apiutil.AddPathRequest{Paths: []*apiutil.Path{path}})
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("advertise %s: %w", p, err))
+			continue
+		}
+		have = append(have, p)
+		s.log.Info("prefix advertised", "prefix", p)
+	}
+	for _, p := range del {
+		path, err := localPath(p, true)
+		if err == nil {
+			err = srv.DeletePath(apiutil.DeletePathRequest{Paths: []*apiutil.Path{path}})
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("withdraw %s: %w", p, err))
+			continue
+		}
+		have = slices.DeleteFunc(have, func(q netip.Prefix) bool { return q == p })
+		s.log.Info("prefix withdrawn", "prefix", p)
+	}
+	s.mu.Lock()
+	s.advertised = have
+	s.mu.Unlock()
+	if !samePrefixes(have, union) {
+		if err := s.applyPolicies(ctx, have); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Advertised returns the prefixes currently originated.
+func (s *Speaker) Advertised() []netip.Prefix {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.advertised)
+}
+
+func localPath(p netip.Prefix, withdraw bool) (*apiutil.Path, error) {
+	nlri, err := bgp.NewIPAddrPrefix(p)
+	if err != nil {
+		return nil, err
+	}
+	attrs := []bgp.PathAttributeInterface{bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP)}
+	fam := bgp.RF_IPv4_UC
+	if p.Addr().Is4() {
+		nh, err := bgp.NewPathAttributeNextHop(netip.IPv4Unspecified())
+		if err != nil {
+			return nil, err
+		}
+		attrs = append(attrs, nh)
+	} else {
+		fam = bgp.RF_IPv6_UC
+		mp, err := bgp.NewPathAttributeMpReachNLRI(fam, []bgp.PathNLRI{{NLRI: nlri}}, netip.IPv6Unspecified())
+		if err != nil {
+			return nil, err
+		}
+		attrs = append(attrs, mp)
+	}
+	return &apiutil.Path{Family: fam, Nlri: nlri, Attrs: attrs, Withdrawal: withdraw}, nil
+}
+
+// Defaults returns the next hops of every default route peers offer now
+// (the multipath set, stale graceful-restart paths included), per family.
+func (s *Speaker) Defaults(ctx context.Context) (v4, v6 []netip.Addr, err error) {
+	srv := s.server()
+	if srv == nil {
+		return nil, nil, ErrNotRunning
+	}
+	list := func(fam bgp.Family, prefix netip.Prefix) ([]netip.Addr, error) {
+		var out []netip.Addr
+		err := srv.ListPath(apiutil.ListPathRequest{
+			TableType: api.TableType_TABLE_TYPE_GLOBAL,
+			Family:    fam,
+			Prefixes:  []*apiutil.LookupPrefix{{Prefix: prefix.String(), LookupOption: apiutil.LOOKUP_EXACT}},
+		}, func(_ bgp.NLRI, paths []*apiutil.Path) {
+			for _, p := range paths {
+				if p.Withdrawal || p.Filtered || p.IsNexthopInvalid || !p.PeerAddress.IsValid() {
+					continue
+				}
+				if nh := nextHop(p); nh.IsValid() && !slices.Contains(out, nh) {
+					out = append(out, nh)
+				}
+			}
+		})
+		slices.SortFunc(out, netip.Addr.Compare)
+		return out, err
+	}
+	if v4, err = list(bgp.RF_IPv4_UC, defaultV4); err != nil {
+		return nil, nil, fmt.Errorf("list ipv4 default: %w", err)
+	}
+	if v6, err = list(bgp.RF_IPv6_UC, defaultV6); err != nil {
+		return nil, nil, fmt.Errorf("list ipv6 default: %w", err)
+	}
+	return v4, v6, nil
+}
+
+func nextHop(p *apiutil.Path) netip.Addr {
+	for _, a := range p.Attrs {
+		switch a := a.(type) {
+		case *bgp.PathAttributeNextHop:
+			return a.Value.Unmap()
+		case *bgp.PathAttributeMpReachNLRI:
+			if a.Nexthop.IsValid() && !a.Nexthop.IsUnspecified() {
+				return a.Nexthop.Unmap()
+			}
+			return a.LinkLocalNexthop
+		}
+	}
+	return netip.Addr{}
+}
+
+// Drain withdraws every advertisement and keeps sessions up; later
+// SetAdvertisements calls advertise nothing until Undrain.
+func (s *Speaker) Drain(ctx context.Context) error {
+	s.mu.Lock()
+	s.drained = true
+	s.mu.Unlock()
+	return s.SetAdvertisements(ctx, s.desiredSnapshot())
+}
+
+// Undrain re-advertises the desired prefixes.
+func (s *Speaker) Undrain(ctx context.Context) error {
+	s.mu.Lock()
+	s.drained = false
+	s.mu.Unlock()
+	return s.SetAdvertisements(ctx, s.desiredSnapshot())
+}
+
+// Close stops the server: every session gets a NOTIFICATION (Cease), so
+// peers flush our routes at once. Use it for drain/shutdown only; a restart
+// must instead exit without it so graceful restart keeps our routes.
+func (s *Speaker) Close() {
+	s.mu.Lock()
+	srv := s.srv
+	s.srv = nil
+	s.mu.Unlock()
+	if srv != nil {
+		srv.Stop()
+	}
+}
+
+func (s *Speaker) onPeer(ctx context.Context, ev *apiutil.WatchEventMessage_PeerEvent, k Kicker) {
+	st := ev.Peer.State
+	addr := st.NeighborAddress
+	if !addr.IsValid() {
+		addr = ev.Peer.Conf.NeighborAddress
+	}
+	s.mu.Lock()
+	prev, known := s.peerState[addr]
+	s.peerState[addr] = st.SessionState
+	tripped := false
+	if st.AdminState == api.PeerState_ADMIN_STATE_PFX_CT && prev == bgp.BGP_FSM_ESTABLISHED {
+		s.pfxTrips[addr]++
+		tripped = true
+	}
+	s.mu.Unlock()
+	if ev.Type == apiutil.PEER_EVENT_STATE && (!known || prev != st.SessionState) {
+		log := s.log.With("peer", addr, "peer_asn", st.PeerASN)
+		switch {
+		case st.SessionState == bgp.BGP_FSM_ESTABLISHED:
+			log.Info("peer up", "router_id", st.RouterID)
+		case prev == bgp.BGP_FSM_ESTABLISHED:
+			log.Warn("peer down", "state", fsmName(st.SessionState), "reason", disconnectReason(st.DisconnectReason), "message", st.DisconnectMessage)
+		default:
+			log.Debug("peer state", "state", fsmName(st.SessionState))
+		}
+	}
+	if tripped {
+		s.maxPrefixBackoff(ctx, addr)
+	}
+	k.Kick()
+}
+
+// maxPrefixBackoff re-enables a peer that tripped its max-prefix limit after
+// the configured back-off, so one burst never leaves a ToR down for good.
+func (s *Speaker) maxPrefixBackoff(ctx context.Context, addr netip.Addr) {
+	wait := time.Minute
+	for _, p := range s.cfg.Peers {
+		if p.Address == addr && p.MaxPrefixRestart > 0 {
+			wait = p.MaxPrefixRestart
+		}
+	}
+	s.log.Warn("peer exceeded max-prefix, session closed", "peer", addr, "retry_in", wait)
+	time.AfterFunc(wait, func() {
+		srv := s.server()
+		if ctx.Err() != nil || srv == nil {
+			return
+		}
+		if err := srv.EnablePeer(ctx, &api.EnablePeerRequest{Address: addr.String()}); err != nil {
+			s.log.Error("re-enable peer after max-prefix back-off", "peer", addr, "err", err)
+			return
+		}
+		s.log.Info("peer re-enabled after max-prefix back-off", "peer", addr)
+	})
+}
+
+// summariseRejects logs, when it changes, how many prefixes each peer sent
+// that the import policy rejected: one line, not one per prefix.
+func (s *Speaker) summariseRejects(ctx context.Context) {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		peers, err := s.Peers(ctx)
+		if err != nil {
+			continue
+		}
+		for _, p := range peers {
+			rej := p.Received - min(p.Accepted, p.Received)
+			s.mu.Lock()
+			last := s.lastReject[p.Address]
+			s.lastReject[p.Address] = rej
+			s.mu.Unlock()
+			if rej != last {
+				s.log.Info("prefixes rejected by import policy", "peer", p.Address, "rejected", rej, "received", p.Received, "accepted", p.Accepted)
+			}
+		}
+	}
+}
+
+// Peers lists every configured neighbour with its state and counters.
+func (s *Speaker) Peers(ctx context.Context) ([]PeerStatus, error) {
+	srv := s.server()
+	if srv == nil {
+		return nil, ErrNotRunning
+	}
+	var out []PeerStatus
+	err := srv.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
+		ps := PeerStatus{}
+		if p.State != nil {
+			ps.Address, _ = netip.ParseAddr(p.State.NeighborAddress)
+			ps.ASN = p.State.PeerAsn
+			ps.State = strings.ToLower(strings.TrimPrefix(p.State.SessionState.String(), "SESSION_STATE_"))
+			ps.AdminState = strings.ToLower(strings.TrimPrefix(p.State.AdminState.String(), "ADMIN_STATE_"))
+			ps.Flaps = p.State.Flops
+			if p.State.DisconnectReason != api.PeerState_DISCONNECT_REASON_UNSPECIFIED {
+				ps.LastError = strings.TrimSpace(disconnectReason(p.State.DisconnectReason) + " " + p.State.DisconnectMessage)
+			}
+		}
+		if !ps.Address.IsValid() && p.Conf != nil {
+			ps.Address, _ = netip.ParseAddr(p.Conf.NeighborAddress)
+		}
+		if p.Timers != nil && p.Timers.State != nil && p.Timers.State.Uptime != nil && ps.State == "established" {
+			ps.Uptime = time.Since(p.Timers.State.Uptime.AsTime()).Truncate(time.Second)
+		}
+		for _, af := range p.AfiSafis {
+			if af.State != nil {
+				ps.Received += af.State.Received
+				ps.Advertised += af.State.Advertised
+			}
+		}
+		out = append(out, ps)
+	})
+	if err != nil {
+		return nil, err
+	}
+	// GoBGP's per-peer "accepted" ignores the global import policy; count
+	// what actually made it into the Loc-RIB instead. The Loc-RIB holds
+	// only defaults and our own prefixes, so this walk is short.
+	accepted := map[netip.Addr]uint64{}
+	for _, fam := range []bgp.Family{bgp.RF_IPv4_UC, bgp.RF_IPv6_UC} {
+		err = srv.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_GLOBAL, Family: fam},
+			func(_ bgp.NLRI, paths []*apiutil.Path) {
+				for _, p := range paths {
+					if p.PeerAddress.IsValid() && !p.Withdrawal {
+						accepted[p.PeerAddress.Unmap()]++
+					}
+				}
+			})
+		if err != nil {
+			return nil, fmt.Errorf("list loc-rib: %w", err)
+		}
+	}
+	s.mu.Lock()
+	for i := range out {
+		out[i].MaxPrefixTrips = s.pfxTrips[out[i].Address]
+		out[i].Accepted = accepted[out[i].Address]
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b PeerStatus) int { return a.Address.Compare(b.Address) })
+	return out, err
+}
+
+func fsmName(st bgp.FSMState) string {
+	return strings.ToLower(strings.TrimPrefix(st.String(), "BGP_FSM_"))
+}
+
+func disconnectReason(r api.PeerState_DisconnectReason) string {
+	return strings.ToLower(strings.TrimPrefix(r.String(), "DISCONNECT_REASON_"))
+}
+
+func toAPIPeer(p PeerConfig) *api.Peer {
+	fam := &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
+	if p.Address.Is6() {
+		fam = &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}
+	}
+	secs := func(d time.Duration) uint64 { return uint64(d / time.Second) }
+	afi := &api.AfiSafi{Config: &api.AfiSafiConfig{Family: fam, Enabled: true}}
+	peer := &api.Peer{
+		Conf: &api.PeerConf{
+			NeighborAddress: p.Address.String(),
+			PeerAsn:         p.ASN,
+			AuthPassword:    p.Password,
+			Description:     "podrouter upstream",
+		},
+		Timers: &api.Timers{Config: &api.TimersConfig{
+			ConnectRetry:      secs(p.ConnectRetry),
+			HoldTime:          secs(p.HoldTime),
+			KeepaliveInterval: secs(p.KeepaliveInterval),
+		}},
+		Transport: &api.Transport{RemotePort: uint32(p.Port)},
+		AfiSafis:  []*api.AfiSafi{afi},
+	}
+	if p.LocalAddress.IsValid() {
+		peer.Transport.LocalAddress = p.LocalAddress.String()
+	}
+	if p.EBGPMultihopTTL > 0 {
+		peer.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: uint32(p.EBGPMultihopTTL)}
+	}
+	if p.TTLMin > 0 {
+		peer.TtlSecurity = &api.TtlSecurity{Enabled: true, TtlMin: uint32(p.TTLMin)}
+	}
+	if p.GracefulRestart {
+		peer.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: uint32(p.RestartTime / time.Second)}
+		afi.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
+	}
+	if p.MaxPrefix > 0 {
+		afi.PrefixLimits = &api.PrefixLimit{Family: fam, MaxPrefixes: p.MaxPrefix, ShutdownThresholdPct: uint32(p.MaxPrefixWarnPct)}
+	}
+	return peer
+}

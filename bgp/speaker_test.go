@@ -1,0 +1,327 @@
+package bgp
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	api "github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
+	"github.com/osrg/gobgp/v4/pkg/server"
+)
+
+type countKicker struct{ ch chan struct{} }
+
+func (k *countKicker) Kick() {
+	select {
+	case k.ch <- struct{}{}:
+	default:
+	}
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func freePort(t *testing.T, ip string) uint16 {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return uint16(l.Addr().(*net.TCPAddr).Port)
+}
+
+// fakeToR is a plain GoBGP speaker playing a top-of-rack router: it accepts
+// everything and originates whatever the test gives it.
+type fakeToR struct {
+	srv  *server.BgpServer
+	addr netip.Addr
+	port uint16
+}
+
+func newToR(t *testing.T, addr string, asn uint32, nodeAddr string, nodeASN uint32, originate ...string) *fakeToR {
+	t.Helper()
+	port := freePort(t, addr)
+	srv := server.NewBgpServer(server.LoggerOption(slog.New(slog.NewTextHandler(io.Discard, nil)), nil))
+	go srv.Serve()
+	ctx := context.Background()
+	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
+		Asn: asn, RouterId: addr, ListenPort: int32(port), ListenAddresses: []string{addr},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: &api.Peer{
+		Conf:      &api.PeerConf{NeighborAddress: nodeAddr, PeerAsn: nodeASN},
+		Transport: &api.Transport{PassiveMode: true, LocalAddress: addr},
+		Timers:    &api.Timers{Config: &api.TimersConfig{HoldTime: 9, KeepaliveInterval: 3, ConnectRetry: 1}},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	tor := &fakeToR{srv: srv, addr: netip.MustParseAddr(addr), port: port}
+	for _, p := range originate {
+		tor.originate(t, p, addr)
+	}
+	return tor
+}
+
+func (r *fakeToR) originate(t *testing.T, prefix, nexthop string) {
+	t.Helper()
+	nlri, err := bgp.NewIPAddrPrefix(netip.MustParsePrefix(prefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nh, _ := bgp.NewPathAttributeNextHop(netip.MustParseAddr(nexthop))
+	if _, err := r.srv.AddPath(apiutil.AddPathRequest{Paths: []*apiutil.Path{{
+		Family: bgp.RF_IPv4_UC, Nlri: nlri,
+		Attrs: []bgp.PathAttributeInterface{bgp.NewPathAttributeOrigin(0), nh},
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rib returns the prefixes in r's global RIB learned from peers.
+func (r *fakeToR) rib(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	err := r.srv.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_GLOBAL, Family: bgp.RF_IPv4_UC},
+		func(n bgp.NLRI, paths []*apiutil.Path) {
+			for _, p := range paths {
+				if p.PeerAddress.IsValid() && !p.Withdrawal {
+					out = append(out, n.String())
+					break
+				}
+			}
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (r *fakeToR) peerConfig(asn uint32) PeerConfig {
+	return PeerConfig{
+		Address: r.addr, Port: r.port, ASN: asn, LocalAddress: netip.MustParseAddr("127.0.0.1"),
+		HoldTime: 9 * time.Second, KeepaliveInterval: 3 * time.Second, ConnectRetry: time.Second,
+		GracefulRestart: true, RestartTime: 120 * time.Second,
+	}
+}
+
+func eventually(t *testing.T, what string, timeout time.Duration, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func startNode(t *testing.T, peers []PeerConfig, pods ...string) *Speaker {
+	t.Helper()
+	api := "127.0.0.1:" + strconv.Itoa(int(freePort(t, "127.0.0.1")))
+	s, err := New(Config{
+		RouterID: netip.MustParseAddr("192.0.2.1"), ASN: 65001, ListenPort: -1,
+		APIAddress: api, Peers: peers, LogLevel: slog.LevelWarn,
+	}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ps []netip.Prefix
+	for _, p := range pods {
+		ps = append(ps, netip.MustParsePrefix(p))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := s.SetAdvertisements(ctx, ps); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(ctx, &countKicker{ch: make(chan struct{}, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); s.Close() })
+	return s
+}
+
+func established(t *testing.T, s *Speaker, n int) {
+	t.Helper()
+	eventually(t, "sessions established", 20*time.Second, func() bool {
+		ps, err := s.Peers(context.Background())
+		if err != nil {
+			return false
+		}
+		up := 0
+		for _, p := range ps {
+			if p.State == "established" {
+				up++
+			}
+		}
+		return up == n
+	})
+}
+
+// TestDownwardDefaultNoTransit: a node between two ToRs advertises its pod
+// CIDR to both, imports only the default from each (ECMP over both), and
+// never re-exports what one ToR sent to the other.
+func TestDownwardDefaultNoTransit(t *testing.T) {
+	const nodeASN = 65001
+	torA := newToR(t, "127.0.0.2", 65100, "127.0.0.1", nodeASN, "0.0.0.0/0", "10.99.0.0/16", "198.51.100.0/24")
+	torB := newToR(t, "127.0.0.3", 65200, "127.0.0.1", nodeASN, "0.0.0.0/0", "203.0.113.0/24")
+	node := startNode(t, []PeerConfig{torA.peerConfig(65100), torB.peerConfig(65200)}, "10.0.1.0/24")
+	established(t, node, 2)
+
+	eventually(t, "both defaults imported", 10*time.Second, func() bool {
+		v4, _, err := node.Defaults(context.Background())
+		return err == nil && slices.Equal(v4, []netip.Addr{torA.addr, torB.addr})
+	})
+	eventually(t, "pod CIDR at both ToRs", 10*time.Second, func() bool {
+		return slices.Equal(torA.rib(t), []string{"10.0.1.0/24"}) && slices.Equal(torB.rib(t), []string{"10.0.1.0/24"})
+	})
+	// Give a leak time to show up, then check again: ToR A must not have
+	// learned B's routes through the node, nor B A's.
+	time.Sleep(time.Second)
+	if got := torA.rib(t); !slices.Equal(got, []string{"10.0.1.0/24"}) {
+		t.Errorf("ToR A learned %v from the node, want only the pod CIDR (transit leak)", got)
+	}
+	if got := torB.rib(t); !slices.Equal(got, []string{"10.0.1.0/24"}) {
+		t.Errorf("ToR B learned %v from the node, want only the pod CIDR (transit leak)", got)
+	}
+	ps, err := node.Peers(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		want := map[netip.Addr][2]uint64{torA.addr: {3, 1}, torB.addr: {2, 1}}[p.Address]
+		if p.Received != want[0] || p.Accepted != want[1] || p.Advertised != 1 {
+			t.Errorf("peer %s: received/accepted/advertised = %d/%d/%d, want %d/%d/1", p.Address, p.Received, p.Accepted, p.Advertised, want[0], want[1])
+		}
+	}
+
+	// The default goes away from A: only B's next hop is left.
+	nlri, _ := bgp.NewIPAddrPrefix(netip.MustParsePrefix("0.0.0.0/0"))
+	nh, _ := bgp.NewPathAttributeNextHop(torA.addr)
+	if err := torA.srv.DeletePath(apiutil.DeletePathRequest{Paths: []*apiutil.Path{{
+		Family: bgp.RF_IPv4_UC, Nlri: nlri, Attrs: []bgp.PathAttributeInterface{bgp.NewPathAttributeOrigin(0), nh}, Withdrawal: true,
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "default from A withdrawn", 10*time.Second, func() bool {
+		v4, _, _ := node.Defaults(context.Background())
+		return slices.Equal(v4, []netip.Addr{torB.addr})
+	})
+}
+
+// TestAdvertisementsFollowDesiredState walks pod CIDR sets and checks the
+// ToR's RIB follows, including drain and undrain.
+func TestAdvertisementsFollowDesiredState(t *testing.T) {
+	tor := newToR(t, "127.0.0.4", 65100, "127.0.0.1", 65001, "0.0.0.0/0")
+	node := startNode(t, []PeerConfig{tor.peerConfig(65100)})
+	established(t, node, 1)
+	ctx := context.Background()
+	steps := [][]string{
+		{"10.0.1.0/24"},
+		{"10.0.1.0/24", "10.0.9.0/24"},
+		{"10.0.9.0/24"},
+		{},
+		{"10.0.1.0/24"},
+		{"10.0.1.0/24"}, // idempotent
+	}
+	for i, step := range steps {
+		var ps []netip.Prefix
+		for _, p := range step {
+			ps = append(ps, netip.MustParsePrefix(p))
+		}
+		if err := node.SetAdvertisements(ctx, ps); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		want := slices.Sorted(slices.Values(step))
+		eventually(t, "ToR RIB "+strconv.Itoa(i), 10*time.Second, func() bool {
+			got := tor.rib(t)
+			return slices.Equal(got, want) || (len(got) == 0 && len(want) == 0)
+		})
+	}
+	start := time.Now()
+	if err := node.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "drained", 2*time.Second, func() bool { return len(tor.rib(t)) == 0 })
+	t.Logf("drain withdrew the pod CIDR from the ToR in %s", time.Since(start))
+	if err := node.Undrain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "undrained", 5*time.Second, func() bool { return slices.Equal(tor.rib(t), []string{"10.0.1.0/24"}) })
+}
+
+// TestMaxPrefixBackoff: a peer that sends more than its limit is closed,
+// counted, and re-enabled after the back-off.
+func TestMaxPrefixBackoff(t *testing.T) {
+	tor := newToR(t, "127.0.0.5", 65100, "127.0.0.1", 65001, "0.0.0.0/0")
+	pc := tor.peerConfig(65100)
+	pc.MaxPrefix, pc.MaxPrefixWarnPct, pc.MaxPrefixRestart = 3, 50, 2*time.Second
+	node := startNode(t, []PeerConfig{pc}, "10.0.1.0/24")
+	established(t, node, 1)
+	for i := range 5 {
+		tor.originate(t, "10.200."+strconv.Itoa(i)+".0/24", "127.0.0.5")
+	}
+	eventually(t, "max-prefix trip", 10*time.Second, func() bool {
+		ps, _ := node.Peers(context.Background())
+		return len(ps) == 1 && ps[0].MaxPrefixTrips >= 1
+	})
+	// The ToR withdraws its extra routes; after the back-off the session
+	// must come back by itself.
+	for i := range 5 {
+		nlri, _ := bgp.NewIPAddrPrefix(netip.MustParsePrefix("10.200." + strconv.Itoa(i) + ".0/24"))
+		nh, _ := bgp.NewPathAttributeNextHop(tor.addr)
+		_ = tor.srv.DeletePath(apiutil.DeletePathRequest{Paths: []*apiutil.Path{{
+			Family: bgp.RF_IPv4_UC, Nlri: nlri, Attrs: []bgp.PathAttributeInterface{bgp.NewPathAttributeOrigin(0), nh}, Withdrawal: true,
+		}}})
+	}
+	established(t, node, 1)
+}
+
+func TestPolicyShape(t *testing.T) {
+	req := buildPolicies([]netip.Prefix{netip.MustParsePrefix("10.0.1.0/24")})
+	var sets []string
+	for _, d := range req.DefinedSets {
+		sets = append(sets, d.Name)
+	}
+	if want := []string{setDefaultV4, setDefaultV6, setPodCIDRsV4}; !slices.Equal(sets, want) {
+		t.Errorf("sets %v, want %v (no empty v6 pod set)", sets, want)
+	}
+	for _, a := range assignments() {
+		if a.DefaultAction != api.RouteAction_ROUTE_ACTION_REJECT || a.Name != "global" {
+			t.Errorf("assignment %v: want global default reject", a)
+		}
+	}
+	if d := req.DefinedSets[0].Prefixes[0]; d.MaskLengthMin != 0 || d.MaskLengthMax != 0 {
+		t.Errorf("default set %v must match /0 exactly", d)
+	}
+}
+
+func TestIsDefault(t *testing.T) {
+	for p, want := range map[string]bool{
+		"0.0.0.0/0": true, "::/0": true, "0.0.0.0/1": false, "10.0.0.0/0": false, "::/1": false, "10.0.0.0/8": false,
+	} {
+		pp, err := netip.ParsePrefix(p)
+		if err != nil {
+			pp = netip.PrefixFrom(netip.MustParseAddr("10.0.0.0"), 0)
+		}
+		if got := IsDefault(pp); got != want {
+			t.Errorf("IsDefault(%s) = %v, want %v", p, got, want)
+		}
+	}
+}

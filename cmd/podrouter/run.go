@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/podrouter/podrouter/agent"
+	"github.com/podrouter/podrouter/bgp"
+	"github.com/podrouter/podrouter/config"
+	"github.com/podrouter/podrouter/routes"
+)
+
+// loadConfig reads the file named by --config and applies flag overrides,
+// then validates the result. Every error names the field.
+func loadConfig(args []string, name string) (*config.Config, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	path := fs.String("config", "", "config file (YAML)")
+	nodeName := fs.String("node-name", "", "override node.name")
+	routerID := fs.String("router-id", "", "override node.routerID")
+	logLevel := fs.String("log-level", "", "override log.level (debug, info, warn, error)")
+	logFormat := fs.String("log-format", "", "override log.format (text, json)")
+	apiAddr := fs.String("api-address", "", "override bgp.api.address (loopback ip:port or unix:///path)")
+	socket := fs.String("socket", "", "override localAPI.socket")
+	shutdown := fs.String("shutdown-mode", "", "override shutdown.mode (graceful-restart, drain)")
+	if err := fs.Parse(args); err != nil {
+		return nil, usageError{err.Error()}
+	}
+	if *path == "" {
+		return nil, usageError{"--config is required"}
+	}
+	b, err := os.ReadFile(*path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := config.Parse(b)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range []struct {
+		v   string
+		dst *string
+	}{
+		{*nodeName, &cfg.Node.Name}, {*routerID, &cfg.Node.RouterID},
+		{*logLevel, &cfg.Log.Level}, {*logFormat, &cfg.Log.Format},
+		{*apiAddr, &cfg.BGP.API.Address}, {*socket, &cfg.LocalAPI.Socket},
+		{*shutdown, &cfg.Shutdown.Mode},
+	} {
+		if o.v != "" {
+			*o.dst = o.v
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func cmdCheck(args []string) error {
+	if _, err := loadConfig(args, "check"); err != nil {
+		return err
+	}
+	fmt.Println("config ok")
+	return nil
+}
+
+func newLogger(c config.Log) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(c.Level)) // validated already
+	opts := &slog.HandlerOptions{Level: lv}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// speakerConfig translates the file's BGP section.
+func speakerConfig(c *config.Config) (bgp.Config, error) {
+	sc := bgp.Config{
+		RouterID:   netip.MustParseAddr(c.Node.RouterID),
+		ASN:        c.BGP.ASN,
+		ListenPort: c.BGP.ListenPort,
+		APIAddress: c.BGP.API.Address,
+		LogLevel:   slog.LevelWarn,
+	}
+	if c.Log.Level == "debug" {
+		sc.LogLevel = slog.LevelDebug
+	}
+	for _, a := range c.BGP.ListenAddresses {
+		sc.ListenAddresses = append(sc.ListenAddresses, netip.MustParseAddr(a))
+	}
+	for i, p := range c.BGP.Peers {
+		pc := bgp.PeerConfig{
+			Address:           p.PeerAddr(),
+			ASN:               p.ASN,
+			HoldTime:          p.HoldTime.Duration,
+			KeepaliveInterval: p.KeepaliveInterval.Duration,
+			ConnectRetry:      p.ConnectRetry.Duration,
+			EBGPMultihopTTL:   p.EBGPMultihopTTL,
+			TTLMin:            p.TTLMin,
+			GracefulRestart:   *p.GracefulRestart.Enabled,
+			RestartTime:       p.GracefulRestart.RestartTime.Duration,
+			MaxPrefix:         p.MaxPrefix.Limit,
+			MaxPrefixWarnPct:  p.MaxPrefix.WarningThresholdPercent,
+			MaxPrefixRestart:  p.MaxPrefix.RestartAfter.Duration,
+		}
+		if p.LocalAddress != "" {
+			pc.LocalAddress = netip.MustParseAddr(p.LocalAddress)
+		}
+		if p.PasswordFile != "" {
+			pw, err := config.ReadPassword(p.PasswordFile)
+			if err != nil {
+				return sc, fmt.Errorf("bgp.peers[%d].passwordFile: %w", i, err)
+			}
+			pc.Password = pw
+		}
+		sc.Peers = append(sc.Peers, pc)
+	}
+	return sc, nil
+}
+
+func cmdRun(ctx context.Context, args []string) error {
+	cfg, err := loadConfig(args, "run")
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log).With("node", cfg.Node.Name)
+	pods, _ := cfg.Prefixes() // validated
+	sc, err := speakerConfig(cfg)
+	if err != nil {
+		return err
+	}
+	speaker, err := bgp.New(sc, log.With("subsys", "bgp"))
+	if err != nil {
+		return err
+	}
+	installer, err := routes.New(routes.Config{
+		Protocol: cfg.Routes.Protocol, Table: cfg.Routes.Table, Metric: cfg.Routes.Metric,
+	}, log.With("subsys", "routes"))
+	if err != nil {
+		return err
+	}
+	ag, err := agent.New(agent.Config{
+		Resync: cfg.Routes.ResyncInterval.Duration, StartupHold: cfg.BGP.StartupHold.Duration,
+	}, log.With("subsys", "agent"), speaker, routeAdapter{installer})
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	runCtx, cancelRun := context.WithCancelCause(ctx)
+	defer cancelRun(nil)
+
+	api, err := newLocalAPI(cfg.LocalAPI.Socket, log.With("subsys", "localapi"), &daemon{
+		cfg: cfg, speaker: speaker, agent: ag, drain: func() { cancelRun(errDrainRequested) },
+	})
+	if err != nil {
+		return err
+	}
+	if err := speaker.Start(runCtx, ag); err != nil {
+		api.Close()
+		return err
+	}
+	log.Info("podrouter started", "version", version, "asn", cfg.BGP.ASN, "router_id", cfg.Node.RouterID,
+		"pod_cidrs", pods, "peers", len(cfg.BGP.Peers), "grpc_api", cfg.BGP.API.Address, "socket", cfg.LocalAPI.Socket)
+	ag.SetNodeState(agent.NodeState{Name: cfg.Node.Name, PodCIDRs: pods})
+
+	g, gctx := errgroup.WithContext(runCtx)
+	g.Go(func() error { return ag.Run(gctx) })
+	g.Go(func() error { return installer.Run(gctx, ag) })
+	g.Go(func() error { return api.Serve(gctx) })
+	err = g.Wait()
+
+	drain := cfg.Shutdown.Mode == config.ShutdownDrain || errors.Is(context.Cause(runCtx), errDrainRequested)
+	if drain {
+		log.Info("draining: withdrawing pod CIDRs and closing sessions")
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if derr := speaker.Drain(dctx); derr != nil {
+			log.Error("withdraw pod cidrs", "err", derr)
+		}
+		// Let the UPDATEs with the withdrawals leave before the NOTIFICATION.
+		time.Sleep(200 * time.Millisecond)
+		speaker.Close()
+		if rerr := installer.RemoveAll(dctx); rerr != nil {
+			log.Error("remove default routes", "err", rerr)
+		}
+		log.Info("drained; exiting")
+	} else {
+		// Graceful restart: no NOTIFICATION, no route removal. The ToR keeps
+		// our routes as stale and the kernel keeps forwarding until we are
+		// back.
+		log.Info("exiting for restart; sessions and routes left for graceful restart")
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+var errDrainRequested = errors.New("drain requested")
+
+// routeAdapter turns routes' types into the agent's.
+type routeAdapter struct{ i *routes.Installer }
+
+func (r routeAdapter) SetDefault(ctx context.Context, fam agent.Family, gws []netip.Addr) (agent.DefaultResult, error) {
+	res, err := r.i.SetDefault(ctx, routes.Family(fam), gws)
+	out := agent.DefaultResult{ForeignPresent: res.ForeignPresent, ForeignBlocking: res.ForeignBlocking, Changed: res.Changed}
+	for _, nh := range res.Installed {
+		out.Installed = append(out.Installed, nh.Gateway)
+	}
+	for _, s := range res.Skipped {
+		out.Skipped = append(out.Skipped, s.String())
+	}
+	return out, err
+}
+
+func (r routeAdapter) Current(ctx context.Context, fam agent.Family) ([]netip.Addr, error) {
+	nhs, err := r.i.Current(ctx, routes.Family(fam))
+	var out []netip.Addr
+	for _, nh := range nhs {
+		out = append(out, nh.Gateway)
+	}
+	return out, err
+}
