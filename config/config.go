@@ -4,114 +4,115 @@
 package config
 
 import (
-	"encoding/json"
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"strings"
 	"time"
 
-	"sigs.k8s.io/yaml"
+	"go.yaml.in/yaml/v3"
 )
 
 // Config is the whole daemon configuration.
 type Config struct {
-	Node     Node           `json:"node"`
-	PodCIDRs []string       `json:"podCIDRs"`
-	Log      Log            `json:"log"`
-	BGP      BGP            `json:"bgp"`
-	Routes   Routes         `json:"routes"`
-	LocalAPI LocalAPI       `json:"localAPI"`
-	Metrics  Metrics        `json:"metrics"`
-	Datapath Datapath       `json:"datapath"`
-	Shutdown ShutdownConfig `json:"shutdown"`
+	Node     Node           `yaml:"node"`
+	PodCIDRs []string       `yaml:"podCIDRs"`
+	Log      Log            `yaml:"log"`
+	BGP      BGP            `yaml:"bgp"`
+	Routes   Routes         `yaml:"routes"`
+	LocalAPI LocalAPI       `yaml:"localAPI"`
+	Metrics  Metrics        `yaml:"metrics"`
+	Datapath Datapath       `yaml:"datapath"`
+	Shutdown ShutdownConfig `yaml:"shutdown"`
 }
 
 // Node identifies this node.
 type Node struct {
-	Name     string `json:"name"`
-	RouterID string `json:"routerID"`
+	Name     string `yaml:"name"`
+	RouterID string `yaml:"routerID"`
 }
 
 // Log selects the log format and level.
 type Log struct {
-	Format string `json:"format"` // text | json
-	Level  string `json:"level"`  // debug | info | warn | error
+	Format string `yaml:"format"` // text | json
+	Level  string `yaml:"level"`  // debug | info | warn | error
 }
 
 // BGP configures the embedded speaker.
 type BGP struct {
-	ASN             uint32   `json:"asn"`
-	ListenPort      int32    `json:"listenPort"` // 179 by default; -1: never listen, only connect out
-	ListenAddresses []string `json:"listenAddresses"`
-	API             API      `json:"api"`
-	Peers           []Peer   `json:"peers"`
+	ASN             uint32   `yaml:"asn"`
+	ListenPort      int32    `yaml:"listenPort"` // 179 by default; -1: never listen, only connect out
+	ListenAddresses []string `yaml:"listenAddresses"`
+	API             API      `yaml:"api"`
+	Peers           []Peer   `yaml:"peers"`
 	// StartupHold is how long after start podrouter keeps a default route it
 	// finds in the kernel (left by its previous instance) while sessions
 	// come back, instead of removing it because no peer offers one yet.
-	StartupHold Duration `json:"startupHold"`
+	StartupHold Duration `yaml:"startupHold"`
 }
 
 // API is the GoBGP gRPC endpoint used by the stock gobgp CLI.
 type API struct {
 	// Address is "host:port" with a loopback host, or "unix:///path".
 	// Empty disables the gRPC API.
-	Address string `json:"address"`
+	Address string `yaml:"address"`
 }
 
 // Peer is one BGP neighbour (a ToR). An IPv4 address gives an IPv4-unicast
 // session, an IPv6 address an IPv6-unicast session.
 type Peer struct {
-	Address           string          `json:"address"`
-	ASN               uint32          `json:"asn"`
-	LocalAddress      string          `json:"localAddress"`
-	HoldTime          Duration        `json:"holdTime"`
-	KeepaliveInterval Duration        `json:"keepaliveInterval"`
-	ConnectRetry      Duration        `json:"connectRetry"`
-	EBGPMultihopTTL   uint8           `json:"ebgpMultihopTTL"`
-	TTLMin            uint8           `json:"ttlMin"` // GTSM (RFC 5082): 255 for directly connected peers
-	PasswordFile      string          `json:"passwordFile"`
-	GracefulRestart   GracefulRestart `json:"gracefulRestart"`
-	MaxPrefix         MaxPrefix       `json:"maxPrefix"`
+	Address           string          `yaml:"address"`
+	ASN               uint32          `yaml:"asn"`
+	LocalAddress      string          `yaml:"localAddress"`
+	HoldTime          Duration        `yaml:"holdTime"`
+	KeepaliveInterval Duration        `yaml:"keepaliveInterval"`
+	ConnectRetry      Duration        `yaml:"connectRetry"`
+	EBGPMultihopTTL   uint8           `yaml:"ebgpMultihopTTL"`
+	TTLMin            uint8           `yaml:"ttlMin"` // GTSM (RFC 5082): 255 for directly connected peers
+	PasswordFile      string          `yaml:"passwordFile"`
+	GracefulRestart   GracefulRestart `yaml:"gracefulRestart"`
+	MaxPrefix         MaxPrefix       `yaml:"maxPrefix"`
 }
 
 // GracefulRestart configures RFC 4724 graceful restart for a peer.
 type GracefulRestart struct {
-	Enabled     *bool    `json:"enabled"` // default true
-	RestartTime Duration `json:"restartTime"`
+	Enabled     *bool    `yaml:"enabled"` // default true
+	RestartTime Duration `yaml:"restartTime"`
 }
 
 // MaxPrefix bounds how many prefixes a peer may send before its session is
 // torn down; podrouter re-enables the peer after RestartAfter.
 type MaxPrefix struct {
-	Limit                   uint32   `json:"limit"` // 0: no limit
-	WarningThresholdPercent uint8    `json:"warningThresholdPercent"`
-	RestartAfter            Duration `json:"restartAfter"`
+	Limit                   uint32   `yaml:"limit"` // 0: no limit
+	WarningThresholdPercent uint8    `yaml:"warningThresholdPercent"`
+	RestartAfter            Duration `yaml:"restartAfter"`
 }
 
 // Routes configures the kernel default route podrouter installs.
 type Routes struct {
-	Protocol       int      `json:"protocol"`
-	Table          int      `json:"table"`
-	Metric         int      `json:"metric"`
-	ResyncInterval Duration `json:"resyncInterval"`
+	Protocol       int      `yaml:"protocol"`
+	Table          int      `yaml:"table"`
+	Metric         int      `yaml:"metric"`
+	ResyncInterval Duration `yaml:"resyncInterval"`
 }
 
 // LocalAPI is the unix socket serving podrouter's own CLI.
 type LocalAPI struct {
-	Socket string `json:"socket"`
+	Socket string `yaml:"socket"`
 }
 
 // Metrics is the Prometheus/health listener.
 type Metrics struct {
-	Address string `json:"address"` // host:port; empty disables
+	Address string `yaml:"address"` // host:port; empty disables
 }
 
 // Datapath configures the eBPF fast path.
 type Datapath struct {
-	Enabled bool   `json:"enabled"`
-	PinDir  string `json:"pinDir"`
+	Enabled bool   `yaml:"enabled"`
+	PinDir  string `yaml:"pinDir"`
 }
 
 // ShutdownConfig selects what SIGTERM does.
@@ -119,7 +120,7 @@ type ShutdownConfig struct {
 	// Mode is "graceful-restart" (default: exit without a NOTIFICATION, the
 	// ToR keeps our routes as stale, the kernel keeps the default route) or
 	// "drain" (withdraw, close sessions, remove the default route).
-	Mode string `json:"mode"`
+	Mode string `yaml:"mode"`
 }
 
 // Shutdown modes.
@@ -131,25 +132,21 @@ const (
 // Duration is a time.Duration written as a Go duration string ("9s").
 type Duration struct{ time.Duration }
 
-// UnmarshalJSON accepts a duration string.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("want a duration string like \"9s\": %w", err)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return err
+// UnmarshalYAML accepts a duration string such as "9s".
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil || n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: want a duration like \"9s\", got %q", n.Line, n.Value)
 	}
 	if v < 0 {
-		return fmt.Errorf("negative duration %q", s)
+		return fmt.Errorf("line %d: negative duration %q", n.Line, n.Value)
 	}
 	d.Duration = v
 	return nil
 }
 
-// MarshalJSON writes a duration string.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+// MarshalYAML writes a duration string.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
 
 // Defaults.
 const (
@@ -184,8 +181,10 @@ func Load(path string) (*Config, error) {
 // and validates. It does no I/O except checking that password files exist.
 func Parse(b []byte) (*Config, error) {
 	var c Config
-	if err := yaml.UnmarshalStrict(b, &c); err != nil {
-		return nil, fmt.Errorf("parse config: %s", cleanYAMLError(err))
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("parse config: %s", nameFields(b, err))
 	}
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {
@@ -194,13 +193,75 @@ func Parse(b []byte) (*Config, error) {
 	return &c, nil
 }
 
-// cleanYAMLError turns sigs.k8s.io/yaml's layered message into one that
-// names the field plainly.
-func cleanYAMLError(err error) string {
-	s := err.Error()
-	s = strings.ReplaceAll(s, "error unmarshaling JSON: while decoding JSON: ", "")
-	s = strings.ReplaceAll(s, "json: ", "")
-	return s
+// nameFields rewrites the decoder's "line N: ..." messages so that each
+// names the field at that line by its path ("bgp.peers[0].holdTime").
+func nameFields(b []byte, err error) string {
+	var root yaml.Node
+	if yaml.Unmarshal(b, &root) != nil {
+		return err.Error()
+	}
+	paths := map[int][]string{} // line -> paths of the keys on it
+	values := map[string]string{} // path -> scalar value
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := k.Value
+				if path != "" {
+					p = path + "." + k.Value
+				}
+				paths[k.Line] = append(paths[k.Line], p)
+				if v.Kind == yaml.ScalarNode {
+					values[p] = v.Value
+				}
+				walk(v, p)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				walk(c, fmt.Sprintf("%s[%d]", path, i))
+			}
+		}
+	}
+	walk(&root, "")
+	msgs := []string{err.Error()}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	}
+	out := make([]string, 0, len(msgs))
+	for _, m := range msgs {
+		var line int
+		if _, scanErr := fmt.Sscanf(m, "line %d:", &line); scanErr != nil || len(paths[line]) == 0 {
+			out = append(out, m)
+			continue
+		}
+		cands := paths[line]
+		var field string
+		rest := m[strings.Index(m, ":")+1:]
+		if _, scanErr := fmt.Sscanf(rest, " field %s not found", &field); scanErr == nil {
+			for _, p := range cands {
+				if p == field || strings.HasSuffix(p, "."+field) {
+					out = append(out, fmt.Sprintf("unknown field %q (line %d)", p, line))
+					break
+				}
+			}
+			continue
+		}
+		best := cands[len(cands)-1]
+		for _, p := range cands {
+			if v, ok := values[p]; ok && v != "" && strings.Contains(m, "\""+v+"\"") || strings.Contains(m, "`"+values[p]+"`") {
+				best = p
+			}
+		}
+		out = append(out, best+": "+m)
+	}
+	return strings.Join(out, "; ")
 }
 
 // ApplyDefaults fills in every unset field.

@@ -1,0 +1,198 @@
+package agent
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeSpeaker records what it was told and offers scripted defaults.
+type fakeSpeaker struct {
+	mu         sync.Mutex
+	t          *testing.T
+	advertised []netip.Prefix
+	drained    bool
+	v4, v6     []netip.Addr
+}
+
+func (f *fakeSpeaker) SetAdvertisements(_ context.Context, ps []netip.Prefix) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, p := range ps {
+		if p.Bits() == 0 {
+			f.t.Errorf("agent asked to advertise a default route %s", p)
+		}
+	}
+	if f.drained {
+		ps = nil
+	}
+	f.advertised = slices.Clone(ps)
+	return nil
+}
+func (f *fakeSpeaker) Drain(context.Context) error {
+	f.mu.Lock()
+	f.drained = true
+	f.advertised = nil
+	f.mu.Unlock()
+	return nil
+}
+func (f *fakeSpeaker) Undrain(context.Context) error {
+	f.mu.Lock()
+	f.drained = false
+	f.mu.Unlock()
+	return nil
+}
+func (f *fakeSpeaker) Defaults(context.Context) ([]netip.Addr, []netip.Addr, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.v4), slices.Clone(f.v6), nil
+}
+
+// fakeRoutes is a kernel with one podrouter default per family.
+type fakeRoutes struct {
+	mu     sync.Mutex
+	t      *testing.T
+	kernel map[Family][]netip.Addr
+	writes int
+}
+
+func (f *fakeRoutes) SetDefault(_ context.Context, fam Family, gws []netip.Addr) (DefaultResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if fam != IPv4 && fam != IPv6 {
+		f.t.Errorf("bad family %d", fam)
+	}
+	for _, g := range gws {
+		if g.Is4() != (fam == IPv4) {
+			f.t.Errorf("gateway %s given for family %d", g, fam)
+		}
+	}
+	if !slices.Equal(f.kernel[fam], gws) {
+		f.writes++
+		f.kernel[fam] = slices.Clone(gws)
+		return DefaultResult{Installed: gws, Changed: true}, nil
+	}
+	return DefaultResult{Installed: gws}, nil
+}
+func (f *fakeRoutes) Current(_ context.Context, fam Family) ([]netip.Addr, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.kernel[fam]), nil
+}
+
+func addrs(ss ...string) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range ss {
+		out = append(out, netip.MustParseAddr(s))
+	}
+	return out
+}
+
+func newTestAgent(t *testing.T, hold time.Duration) (*Agent, *fakeSpeaker, *fakeRoutes) {
+	sp := &fakeSpeaker{t: t}
+	rt := &fakeRoutes{t: t, kernel: map[Family][]netip.Addr{}}
+	a, err := New(Config{Resync: time.Hour, StartupHold: hold}, slog.New(slog.NewTextHandler(io.Discard, nil)), sp, rt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.started = time.Now()
+	return a, sp, rt
+}
+
+// TestDefaultsFollowLearned walks learned default sets, then replays them in
+// random order: the kernel must always equal the last learned set.
+func TestDefaultsFollowLearned(t *testing.T) {
+	steps := []struct{ v4, v6 []netip.Addr }{
+		{addrs("192.168.1.0"), addrs("fd00:1:1::1")},
+		{addrs("192.168.1.0", "192.168.2.0"), addrs("fd00:1:1::1", "fd00:2:1::1")},
+		{addrs("192.168.2.0"), nil},
+		{nil, nil},
+		{addrs("192.168.1.0", "192.168.2.0"), addrs("fd00:2:1::1")},
+	}
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 0))
+	order := make([]int, 0, 3*len(steps))
+	for i := range steps {
+		order = append(order, i)
+	}
+	for range 2 * len(steps) {
+		order = append(order, r.IntN(len(steps)))
+	}
+	a, sp, rt := newTestAgent(t, 0)
+	ctx := context.Background()
+	a.SetNodeState(NodeState{Name: "n1", PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.1.0/24")}})
+	for _, i := range order {
+		sp.v4, sp.v6 = steps[i].v4, steps[i].v6
+		st := a.ReconcileOnce(ctx)
+		if st.Err != "" {
+			t.Fatalf("step %d: %s", i, st.Err)
+		}
+		if !slices.Equal(rt.kernel[IPv4], steps[i].v4) || !slices.Equal(rt.kernel[IPv6], steps[i].v6) {
+			t.Fatalf("step %d: kernel v4 %v v6 %v, want %v %v", i, rt.kernel[IPv4], rt.kernel[IPv6], steps[i].v4, steps[i].v6)
+		}
+	}
+	writes := rt.writes
+	a.ReconcileOnce(ctx)
+	if rt.writes != writes {
+		t.Errorf("an unchanged reconcile wrote routes (%d -> %d)", writes, rt.writes)
+	}
+	if !slices.Equal(sp.advertised, []netip.Prefix{netip.MustParsePrefix("10.0.1.0/24")}) {
+		t.Errorf("advertised %v", sp.advertised)
+	}
+}
+
+// TestStartupHold: a route left by the previous instance survives while no
+// peer offers a default during the hold, and goes after it.
+func TestStartupHold(t *testing.T) {
+	a, sp, rt := newTestAgent(t, time.Hour)
+	rt.kernel[IPv4] = addrs("192.168.1.0")
+	ctx := context.Background()
+	st := a.ReconcileOnce(ctx)
+	if !st.Holding[IPv4] || !slices.Equal(rt.kernel[IPv4], addrs("192.168.1.0")) {
+		t.Fatalf("hold did not keep the route: %+v kernel %v", st, rt.kernel)
+	}
+	sp.v4 = addrs("192.168.2.0")
+	a.ReconcileOnce(ctx)
+	if !slices.Equal(rt.kernel[IPv4], addrs("192.168.2.0")) {
+		t.Fatalf("learned default not installed during hold: %v", rt.kernel[IPv4])
+	}
+	sp.v4 = nil
+	a.started = time.Now().Add(-2 * time.Hour) // hold over
+	a.ReconcileOnce(ctx)
+	if len(rt.kernel[IPv4]) != 0 {
+		t.Fatalf("route kept after hold with no peer offering a default: %v", rt.kernel[IPv4])
+	}
+}
+
+func TestDrainUndrain(t *testing.T) {
+	a, sp, _ := newTestAgent(t, 0)
+	ctx := context.Background()
+	pods := []netip.Prefix{netip.MustParsePrefix("10.0.1.0/24")}
+	a.SetNodeState(NodeState{Name: "n1", PodCIDRs: pods, Drained: true})
+	a.ReconcileOnce(ctx)
+	if len(sp.advertised) != 0 {
+		t.Fatalf("drained node advertises %v", sp.advertised)
+	}
+	a.SetNodeState(NodeState{Name: "n1", PodCIDRs: pods})
+	a.ReconcileOnce(ctx)
+	if !slices.Equal(sp.advertised, pods) {
+		t.Fatalf("undrained node advertises %v", sp.advertised)
+	}
+}
+
+func TestKickCoalesces(t *testing.T) {
+	a, _, _ := newTestAgent(t, 0)
+	for range 100 {
+		a.Kick() // must never block
+	}
+	if len(a.kick) != 1 {
+		t.Fatalf("kick channel holds %d", len(a.kick))
+	}
+}

@@ -1,0 +1,113 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const good = `
+node: {name: node1, routerID: 192.168.255.1}
+podCIDRs: ["10.0.1.0/24", "fd00:10:0:1::/64"]
+bgp:
+  asn: 4200000001
+  api: {address: "127.0.0.1:50051"}
+  peers:
+    - {address: 192.168.1.0, asn: 65100}
+    - {address: "fd00:1:1::1", asn: 65100, holdTime: 30s, keepaliveInterval: 10s, ttlMin: 255}
+`
+
+func TestParseGoodAndDefaults(t *testing.T) {
+	c, err := Parse([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.BGP.Peers[0]
+	if p.HoldTime.Duration != 9*time.Second || p.KeepaliveInterval.Duration != 3*time.Second || !*p.GracefulRestart.Enabled ||
+		p.GracefulRestart.RestartTime.Duration != 120*time.Second || p.ConnectRetry.Duration != 5*time.Second {
+		t.Errorf("peer defaults not applied: %+v", p)
+	}
+	if c.BGP.ListenPort != 179 || c.Routes.Protocol != 201 || c.Routes.Metric != 20 || c.Routes.Table != 254 ||
+		c.Shutdown.Mode != ShutdownGracefulRestart || c.LocalAPI.Socket != DefaultSocket {
+		t.Errorf("defaults not applied: %+v", c)
+	}
+	if c.BGP.ASN != 4200000001 {
+		t.Errorf("4-byte ASN: got %d", c.BGP.ASN)
+	}
+	ps, _ := c.Prefixes()
+	if len(ps) != 2 || !ps[1].Addr().Is6() {
+		t.Errorf("prefixes %v", ps)
+	}
+}
+
+// TestBadInput: every bad input is refused with an error naming the field.
+func TestBadInput(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := func(peer string) string {
+		return "node: {name: n, routerID: 10.255.0.1}\npodCIDRs: [10.0.1.0/24]\nbgp:\n  asn: 65001\n  peers:\n    - " + peer + "\n"
+	}
+	cases := []struct {
+		name, yaml, want string
+	}{
+		{"unknown top field", base("{address: 10.1.0.0, asn: 65100}") + "bogus: 1\n", `unknown field "bogus"`},
+		{"unknown peer field", base("{address: 10.1.0.0, asn: 65100, holdtime: 9s}"), `unknown field "bgp.peers[0].holdtime"`},
+		{"asn 0", strings.Replace(base("{address: 10.1.0.0, asn: 65100}"), "asn: 65001", "asn: 0", 1), "bgp.asn: ASN 0"},
+		{"asn 23456", strings.Replace(base("{address: 10.1.0.0, asn: 65100}"), "asn: 65001", "asn: 23456", 1), "bgp.asn: ASN 23456"},
+		{"peer asn 23456", base("{address: 10.1.0.0, asn: 23456}"), "bgp.peers[0].asn: ASN 23456"},
+		{"keepalive = hold", base("{address: 10.1.0.0, asn: 65100, holdTime: 9s, keepaliveInterval: 9s}"), "bgp.peers[0].keepaliveInterval"},
+		{"keepalive > hold", base("{address: 10.1.0.0, asn: 65100, holdTime: 9s, keepaliveInterval: 10s}"), "bgp.peers[0].keepaliveInterval"},
+		{"hold too small", base("{address: 10.1.0.0, asn: 65100, holdTime: 2s, keepaliveInterval: 1s}"), "bgp.peers[0].holdTime"},
+		{"bad duration", base("{address: 10.1.0.0, asn: 65100, holdTime: nine}"), "bgp.peers[0].holdTime: line 6"},
+		{"bad duration not last", base("{address: 10.1.0.0, holdTime: nine, asn: 65100}"), "bgp.peers[0].holdTime: line 6"},
+		{"bad type", base("{address: 10.1.0.0, asn: many}"), "bgp.peers[0].asn: line 6"},
+		{"invalid cidr", strings.Replace(base("{address: 10.1.0.0, asn: 65100}"), "10.0.1.0/24", "10.0.1.0/33", 1), "podCIDRs[0]: invalid CIDR"},
+		{"host bits", strings.Replace(base("{address: 10.1.0.0, asn: 65100}"), "10.0.1.0/24", "10.0.1.5/24", 1), "podCIDRs[0]: 10.0.1.5/24 has host bits set"},
+		{"overlapping cidrs", strings.Replace(base("{address: 10.1.0.0, asn: 65100}"), "[10.0.1.0/24]", "[10.0.0.0/16, 10.0.1.0/24]", 1), "podCIDRs[1]: 10.0.1.0/24 overlaps podCIDRs[0]"},
+		{"no cidr", strings.Replace(base("{address: 10.1.0.0, asn: 65100}"), "[10.0.1.0/24]", "[]", 1), "podCIDRs: at least one"},
+		{"default as pod cidr", strings.Replace(base("{address: 10.1.0.0, asn: 65100}"), "10.0.1.0/24", "0.0.0.0/0", 1), "podCIDRs[0]: 0.0.0.0/0 is a default route"},
+		{"duplicate peer", "node: {name: n, routerID: 10.255.0.1}\npodCIDRs: [10.0.1.0/24]\nbgp:\n  asn: 65001\n  peers:\n    - {address: 10.1.0.0, asn: 65100}\n    - {address: 10.1.0.0, asn: 65200}\n", "bgp.peers[1].address: duplicate peer 10.1.0.0"},
+		{"bad peer address", base("{address: tor1, asn: 65100}"), "bgp.peers[0].address"},
+		{"missing password file", base("{address: 10.1.0.0, asn: 65100, passwordFile: " + filepath.Join(dir, "nope") + "}"), "bgp.peers[0].passwordFile: read password file"},
+		{"empty password file", base("{address: 10.1.0.0, asn: 65100, passwordFile: " + empty + "}"), "bgp.peers[0].passwordFile: password file"},
+		{"gtsm and multihop", base("{address: 10.1.0.0, asn: 65100, ttlMin: 255, ebgpMultihopTTL: 2}"), "bgp.peers[0].ttlMin"},
+		{"local address family", base("{address: 10.1.0.0, asn: 65100, localAddress: 'fd00::1'}"), "bgp.peers[0].localAddress"},
+		{"api not loopback", base("{address: 10.1.0.0, asn: 65100}") + "  api: {address: '0.0.0.0:50051'}\n", "bgp.api.address: 0.0.0.0 is not a loopback"},
+		{"api relative unix", base("{address: 10.1.0.0, asn: 65100}") + "  api: {address: 'unix://x.sock'}\n", "bgp.api.address: unix socket path must be absolute"},
+		{"router id v6", strings.Replace(base("{address: 10.1.0.0, asn: 65100}"), "10.255.0.1", "'fd00::1'", 1), "node.routerID"},
+		{"no node name", strings.Replace(base("{address: 10.1.0.0, asn: 65100}"), "name: n,", "", 1), "node.name: required"},
+		{"reserved protocol", base("{address: 10.1.0.0, asn: 65100}") + "routes: {protocol: 4}\n", "routes.protocol"},
+		{"bad shutdown mode", base("{address: 10.1.0.0, asn: 65100}") + "shutdown: {mode: pause}\n", "shutdown.mode"},
+		{"bad log format", base("{address: 10.1.0.0, asn: 65100}") + "log: {format: xml}\n", "log.format"},
+		{"max prefix warn", base("{address: 10.1.0.0, asn: 65100, maxPrefix: {limit: 10, warningThresholdPercent: 150}}"), "bgp.peers[0].maxPrefix.warningThresholdPercent"},
+		{"restart time", base("{address: 10.1.0.0, asn: 65100, gracefulRestart: {restartTime: 5000s}}"), "bgp.peers[0].gracefulRestart.restartTime"},
+		{"not yaml", "node: [", "parse config"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			if err == nil {
+				t.Fatalf("accepted:\n%s", tc.yaml)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not mention %q", err, tc.want)
+			}
+		})
+	}
+	// A password file that exists is fine.
+	if _, err := Parse([]byte(base("{address: 10.1.0.0, asn: 65100, passwordFile: " + pw + "}"))); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := ReadPassword(pw); got != "s3cret" {
+		t.Errorf("password %q", got)
+	}
+}
