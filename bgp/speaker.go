@@ -123,7 +123,8 @@ func (s *Speaker) Start(ctx context.Context, k Kicker) error {
 	}
 	lv := new(slog.LevelVar)
 	lv.Set(s.cfg.LogLevel)
-	opts := []server.ServerOption{server.LoggerOption(s.log.With("component", "gobgp"), lv)}
+	gobgpLog := slog.New(levelHandler{s.log.Handler(), lv}).With("component", "gobgp")
+	opts := []server.ServerOption{server.LoggerOption(gobgpLog, lv)}
 	if s.cfg.APIAddress != "" {
 		opts = append(opts, server.GrpcListenAddress(s.cfg.APIAddress))
 	}
@@ -345,7 +346,7 @@ func localPath(p netip.Prefix, withdraw bool) (*apiutil.Path, error) {
 		}
 		attrs = append(attrs, mp)
 	}
-	return &apiutil.Path{Family: fam, Nlri: nlri, Attrs: attrs, Withdrawal: withdraw}, nil
+	return &apiutil.Path{Family: fam, Nlri: nlri, Attrs: attrs, Withdrawal: withdraw, Age: time.Now().Unix()}, nil
 }
 
 // Defaults returns the next hops of every default route peers offer now
@@ -621,4 +622,22 @@ func toAPIPeer(p PeerConfig) *api.Peer {
 		afi.PrefixLimits = &api.PrefixLimit{Family: fam, MaxPrefixes: p.MaxPrefix, ShutdownThresholdPct: uint32(p.MaxPrefixWarnPct)}
 	}
 	return peer
+}
+
+// levelHandler raises the minimum level of GoBGP's own (chatty) log lines.
+type levelHandler struct {
+	slog.Handler
+	min slog.Leveler
+}
+
+func (h levelHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min.Level() && h.Handler.Enabled(ctx, l)
+}
+
+func (h levelHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return levelHandler{h.Handler.WithAttrs(as), h.min}
+}
+
+func (h levelHandler) WithGroup(name string) slog.Handler {
+	return levelHandler{h.Handler.WithGroup(name), h.min}
 }

@@ -164,7 +164,8 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = enc.Encode(v) // the client went away; nothing to do
 }
 
-// Serve blocks until ctx ends, then removes the socket.
+// Serve blocks until ctx ends. The socket stays until Close, so that
+// `podrouter drain` can wait for the whole shutdown.
 func (a *localAPI) Serve(ctx context.Context) error {
 	go func() {
 		<-ctx.Done()
@@ -173,7 +174,6 @@ func (a *localAPI) Serve(ctx context.Context) error {
 		_ = a.srv.Shutdown(sctx) // best effort on the way out
 	}()
 	err := a.srv.Serve(a.ln)
-	os.Remove(a.path)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}

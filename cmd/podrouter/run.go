@@ -169,8 +169,8 @@ func cmdRun(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer api.Close() // last: the socket going away tells `podrouter drain` we are done
 	if err := speaker.Start(runCtx, ag); err != nil {
-		api.Close()
 		return err
 	}
 	log.Info("podrouter started", "version", version, "asn", cfg.BGP.ASN, "router_id", cfg.Node.RouterID,
