@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* from-endpoint: tcx ingress on each pod's host-side veth (traffic leaving
+ * a pod). Local pod -> bpf_redirect_peer; remote -> cached next hop or
+ * fib + bpf_redirect_neigh out of the uplink; node itself -> stack. */
+
+#include "lib/types.h"
+#include "lib/maps.h"
+#include "lib/parse.h"
+#include "lib/conntrack.h"
+#include "lib/forward.h"
+#include "lib/counters.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+SEC("tcx/ingress")
+int from_endpoint(struct __sk_buff *skb)
+{
+	const __u32 dir = PR_DIR_FROM_ENDPOINT;
+	struct pr_endpoint *ep;
+	struct pr_fwd f;
+	struct pr_pkt p;
+	int verdict = PR_CT_NONE;
+	int r;
+
+	__builtin_memset(&p, 0, sizeof(p));
+	r = pr_parse(skb, &p);
+	if (r != PR_PARSE_OK)
+		return pr_not_forwarded(skb, dir, r, &p);
+
+	ep = pr_endpoint_lookup(p.family, p.daddr);
+	if (!ep) {
+		if (pr_is_node_addr(p.family, p.daddr))
+			return pr_not_forwarded(skb, dir, PR_PASS_NODE_LOCAL, &p);
+		if (cfg_pass_prefixes && pr_lpm_match(&pr_pass_prefixes, p.family, p.daddr))
+			return pr_not_forwarded(skb, dir, PR_PASS_PREFIX, &p);
+	}
+
+	if (p.tracked)
+		verdict = pr_ct_track(skb, &p);
+
+	if (ep) {
+		f = pr_to_endpoint(skb, &p, ep);
+		if (f.action == TC_ACT_REDIRECT) {
+			pr_count(dir, f.reason, p.len);
+			pr_trace(skb, PR_EV_FROM_ENDPOINT, verdict, f.reason, &p, f.target, ep->id);
+			return f.action;
+		}
+	} else {
+		f = pr_to_network(skb, &p);
+		if (f.action == TC_ACT_REDIRECT) {
+			pr_count(dir, f.reason, p.len);
+			pr_trace(skb, PR_EV_TO_NETWORK, verdict, f.reason, &p, f.target, 0);
+			return f.action;
+		}
+	}
+	return pr_not_forwarded(skb, dir, f.reason, &p);
+}

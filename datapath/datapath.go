@@ -1,0 +1,227 @@
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// DefaultPinDir is where maps and links are pinned unless Config.PinDir says otherwise.
+const DefaultPinDir = "/sys/fs/bpf/podrouter"
+
+// ErrUnavailable wraps every failure to load or attach the BPF programs: the
+// caller logs it and keeps the kernel forwarding path.
+var ErrUnavailable = errors.New("ebpf fast path unavailable")
+
+// ErrNotRunning is returned by readers before Run has loaded the programs.
+var ErrNotRunning = errors.New("datapath not running")
+
+// Config is the static configuration of the fast path.
+type Config struct {
+	// PinDir is the bpffs directory holding every pinned map and link
+	// (default DefaultPinDir). Lab nodes sharing one bpffs need distinct dirs.
+	PinDir string
+	// Uplinks are the node's uplink interfaces (from-network is attached there).
+	Uplinks []string
+	// PodCIDRs are this node's pod prefixes; endpoint discovery looks for
+	// /32 and /128 routes inside them.
+	PodCIDRs []netip.Prefix
+	// NodeAddrs are addresses of the node itself: traffic to them goes to
+	// the stack. Addresses found on the uplinks are added automatically.
+	NodeAddrs []netip.Addr
+	// PassCIDRs are destinations always handed to the stack (e.g. the
+	// Kubernetes service CIDR, which kube-proxy translates).
+	PassCIDRs []netip.Prefix
+	// NextHopCIDRs, when set, limits the cached next hop to these
+	// destinations (e.g. the cluster's pod supernet); others use the FIB.
+	NextHopCIDRs []netip.Prefix
+	// CTSizeTCP and CTSizeOther are the conntrack map sizes (defaults 262144, 65536).
+	CTSizeTCP, CTSizeOther int
+	// CTTimeouts are the conntrack lifetimes; zero fields take defaults.
+	CTTimeouts CTTimeouts
+	// DisableDiscovery turns off netlink endpoint discovery; only
+	// SetEndpoints then defines endpoints.
+	DisableDiscovery bool
+	// ResyncInterval is the period of the safety-net reconcile (default 10s).
+	ResyncInterval time.Duration
+	// GCInterval is the period of the conntrack GC (default 30s).
+	GCInterval time.Duration
+}
+
+// CTTimeouts are conntrack entry lifetimes.
+type CTTimeouts struct {
+	TCPSyn, TCPEstablished, TCPClosing, UDP, ICMP time.Duration
+}
+
+// Endpoint is a local pod reachable through a host-side veth.
+type Endpoint struct {
+	ID      uint32           // daemon-chosen id (events); 0 = use IfIndex
+	IfName  string           // host-side veth name
+	IfIndex int              // host-side veth ifindex
+	HostMAC net.HardwareAddr // MAC of the host-side veth
+	PodMAC  net.HardwareAddr // MAC of the pod's interface
+	Addrs   []netip.Addr     // pod addresses (IPv4 and/or IPv6)
+}
+
+// NextHop is one member of the default route's ECMP set.
+type NextHop struct {
+	Gateway netip.Addr       // next-hop address; its family selects the slot set
+	Uplink  string           // interface towards the gateway
+	SrcMAC  net.HardwareAddr // uplink MAC; resolved when empty
+	DstMAC  net.HardwareAddr // gateway MAC; resolved from the neighbour table when empty
+}
+
+// Counter is one (direction, reason) counter summed over CPUs.
+type Counter struct {
+	Direction string // "from-endpoint" or "from-network"
+	Reason    string // e.g. "fwd-redirect-peer", "pass-ttl", "drop-malformed"
+	Packets   uint64
+	Bytes     uint64
+}
+
+// CTEntry is one conntrack entry, oriented as the flow's originator sent it.
+type CTEntry struct {
+	Proto        uint8 // IP protocol number
+	Src, Dst     netip.AddrPort
+	Packets      [2]uint64 // [original, reply]
+	Bytes        [2]uint64
+	Expires      time.Duration // remaining lifetime (negative: expired, GC pending)
+	Age          time.Duration
+	SeenReply    bool
+	Closing      bool
+	IngressIndex int
+}
+
+// Status is the fast path's state, for logs and /readyz.
+type Status struct {
+	Loaded   bool     // programs loaded and maps pinned
+	Err      error    // last load/attach error (wraps ErrUnavailable) or nil
+	Attached []string // interfaces with a program attached
+}
+
+// Datapath is the live fast path built from a Config.
+type Datapath struct {
+	cfg Config
+	log *slog.Logger
+
+	kick chan struct{}
+
+	mu          sync.Mutex
+	explicitEPs []Endpoint // last SetEndpoints input
+	nextHops    []NextHop  // last SetNextHops input
+	status      Status
+	impl        *loaded // non-nil while Run holds loaded objects (Linux)
+}
+
+// New validates cfg and returns a Datapath; it does no I/O.
+func New(cfg Config, logger *slog.Logger) (*Datapath, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Datapath{cfg: cfg, log: logger, kick: make(chan struct{}, 1)}, nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.PinDir == "" {
+		c.PinDir = DefaultPinDir
+	}
+	if c.CTSizeTCP == 0 {
+		c.CTSizeTCP = 262144
+	}
+	if c.CTSizeOther == 0 {
+		c.CTSizeOther = 65536
+	}
+	t := &c.CTTimeouts
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&t.TCPSyn, 60*time.Second)
+	def(&t.TCPEstablished, 6*time.Hour)
+	def(&t.TCPClosing, 10*time.Second)
+	def(&t.UDP, 60*time.Second)
+	def(&t.ICMP, 30*time.Second)
+	if c.ResyncInterval == 0 {
+		c.ResyncInterval = 10 * time.Second
+	}
+	if c.GCInterval == 0 {
+		c.GCInterval = 30 * time.Second
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if !filepath.IsAbs(c.PinDir) {
+		errs = append(errs, fmt.Errorf("pin dir %q: not an absolute path", c.PinDir))
+	}
+	if c.CTSizeTCP < 1 || c.CTSizeOther < 1 || c.CTSizeTCP > 1<<24 || c.CTSizeOther > 1<<24 {
+		errs = append(errs, fmt.Errorf("conntrack sizes %d/%d: want 1..%d", c.CTSizeTCP, c.CTSizeOther, 1<<24))
+	}
+	for _, p := range c.PodCIDRs {
+		if !p.IsValid() || p != p.Masked() {
+			errs = append(errs, fmt.Errorf("pod cidr %s: not a masked prefix", p))
+		}
+	}
+	for _, l := range [][]netip.Prefix{c.PassCIDRs, c.NextHopCIDRs} {
+		if len(l) > maxLPM {
+			errs = append(errs, fmt.Errorf("%d prefixes: at most %d", len(l), maxLPM))
+		}
+		for _, p := range l {
+			if !p.IsValid() {
+				errs = append(errs, fmt.Errorf("prefix %s: invalid", p))
+			}
+		}
+	}
+	for _, u := range c.Uplinks {
+		if u == "" || len(u) > 15 {
+			errs = append(errs, fmt.Errorf("uplink %q: invalid interface name", u))
+		}
+	}
+	for _, d := range []time.Duration{c.CTTimeouts.TCPSyn, c.CTTimeouts.TCPEstablished,
+		c.CTTimeouts.TCPClosing, c.CTTimeouts.UDP, c.CTTimeouts.ICMP, c.ResyncInterval, c.GCInterval} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("negative duration %s", d))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Status returns the current state of the fast path.
+func (d *Datapath) Status() Status {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.status
+	s.Attached = append([]string(nil), s.Attached...)
+	return s
+}
+
+func (d *Datapath) trigger() {
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+const maxLPM = 256 // PR_LPM_MAX in bpf/lib/maps.h
+
+// Reason names, indexed by enum pr_reason.
+var reasonNames = [...]string{
+	"fwd-redirect-peer", "fwd-nexthop", "fwd-redirect-neigh",
+	"pass-not-ip", "pass-fragment", "pass-ip-options", "pass-ipv6-exthdr", "pass-ttl",
+	"pass-proto", "pass-icmp-ctrl", "pass-non-unicast", "pass-node-local",
+	"pass-not-endpoint", "pass-fib", "pass-prefix",
+	"drop-malformed", "drop-redirect",
+}
+
+var dirNames = [...]string{"from-endpoint", "from-network"}

@@ -1,0 +1,379 @@
+package datapath
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+)
+
+// loaded is what Run holds while the programs are loaded.
+type loaded struct {
+	objs     *objects
+	attached map[string]attachment // pin path -> link held by this run
+}
+
+func (l *loaded) close() error {
+	var errs []error
+	for _, a := range l.attached {
+		errs = append(errs, a.l.Close()) // pinned: closing keeps it attached
+	}
+	errs = append(errs, l.objs.Close())
+	return errors.Join(errs...)
+}
+
+// checkBPFFS verifies that the pin dir's parent is a bpffs.
+func checkBPFFS(dir string) error {
+	for p := dir; ; {
+		var st unix.Statfs_t
+		if err := unix.Statfs(p, &st); err == nil {
+			if st.Type != unix.BPF_FS_MAGIC {
+				return fmt.Errorf("%s is not on a bpf filesystem", p)
+			}
+			return nil
+		}
+		parent := p[:max(0, lastSlash(p))]
+		if parent == "" || parent == p {
+			return fmt.Errorf("no bpf filesystem above %s", dir)
+		}
+		p = parent
+	}
+}
+
+func lastSlash(s string) int {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == '/' {
+			return i
+		}
+	}
+	return -1
+}
+
+// Run loads the programs (re-using pinned maps), attaches them, and keeps
+// endpoints, next hops and attachments reconciled until ctx ends. On exit
+// the pins stay: the fast path keeps forwarding across a restart. A load
+// failure returns an error wrapping ErrUnavailable.
+func (d *Datapath) Run(ctx context.Context) error {
+	l, err := d.load()
+	if err != nil {
+		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		d.mu.Lock()
+		d.status.Err = err
+		d.mu.Unlock()
+		return err
+	}
+	d.mu.Lock()
+	d.impl = l
+	d.status = Status{Loaded: true}
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.impl = nil
+		d.status.Loaded = false
+		l.close()
+		d.mu.Unlock()
+	}()
+
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := watch(wctx, d.trigger); err != nil {
+		d.log.Warn("netlink watch failed, relying on periodic resync", "err", err)
+	}
+	resync := time.NewTicker(d.cfg.ResyncInterval)
+	defer resync.Stop()
+	gc := time.NewTicker(d.cfg.GCInterval)
+	defer gc.Stop()
+
+	d.reconcile(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.kick:
+			d.reconcile(ctx)
+		case <-resync.C:
+			d.reconcile(ctx)
+		case <-gc.C:
+			d.mu.Lock()
+			del, live, err := gcConntrack(l.objs.ep.PrCtTcp, l.objs.ep.PrCtOther)
+			d.mu.Unlock()
+			if err != nil {
+				d.log.Warn("conntrack gc", "err", err)
+			}
+			d.log.Debug("conntrack gc", "deleted", del, "live", live)
+		}
+	}
+}
+
+func (d *Datapath) load() (*loaded, error) {
+	if err := checkBPFFS(d.cfg.PinDir); err != nil {
+		return nil, err
+	}
+	objs, err := loadObjects(d.cfg, loadOpts{pinDir: d.cfg.PinDir, ttlDec: 1})
+	if err != nil {
+		return nil, err
+	}
+	l := &loaded{objs: objs, attached: map[string]attachment{}}
+	var errs []error
+	pass := map[lpmKey]uint32{}
+	for _, p := range d.cfg.PassCIDRs {
+		pass[makeLPMKey(p.Masked())] = 1
+	}
+	errs = append(errs, syncHash(objs.ep.PrPassPrefixes, pass))
+	nh := map[lpmKey]uint32{}
+	for _, p := range d.cfg.NextHopCIDRs {
+		nh[makeLPMKey(p.Masked())] = 1
+	}
+	errs = append(errs, syncHash(objs.ep.PrNhPrefixes, nh))
+	if err := errors.Join(errs...); err != nil {
+		l.close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// reconcile brings maps and attachments to the desired state; failures are
+// logged and retried on the next kick or resync.
+func (d *Datapath) reconcile(ctx context.Context) {
+	var eps []Endpoint
+	if !d.cfg.DisableDiscovery {
+		found, err := discoverEndpoints(ctx, d.cfg.PodCIDRs)
+		if err != nil {
+			d.log.Warn("endpoint discovery", "err", err)
+		}
+		eps = found
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.impl == nil {
+		return
+	}
+	eps = mergeEndpoints(eps, d.explicitEPs)
+	if err := d.applyLocked(eps, d.nextHops); err != nil {
+		d.log.Warn("datapath reconcile incomplete", "err", err)
+		d.status.Err = err
+	} else {
+		d.status.Err = nil
+	}
+}
+
+// mergeEndpoints unions discovered and explicit endpoints; explicit wins per interface.
+func mergeEndpoints(found, explicit []Endpoint) []Endpoint {
+	by := map[string]Endpoint{}
+	for _, e := range found {
+		by[e.IfName] = e
+	}
+	for _, e := range explicit {
+		by[e.IfName] = e
+	}
+	out := make([]Endpoint, 0, len(by))
+	for _, e := range by {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].IfName < out[j].IfName })
+	return out
+}
+
+// applyLocked: map entries first, then attach new hooks, then remove stale
+// entries and hooks. Keeps going after a failure and reports all of them.
+func (d *Datapath) applyLocked(eps []Endpoint, nhs []NextHop) error {
+	objs := d.impl.objs
+	var errs []error
+
+	addrs, err := nodeAddrs()
+	errs = append(errs, err)
+	node := map[addrKey]uint32{}
+	for _, a := range append(addrs, d.cfg.NodeAddrs...) {
+		node[makeAddrKey(a)] = 1
+	}
+	for k := range endpointEntries(eps) {
+		delete(node, k) // a pod address is never a node address
+	}
+	errs = append(errs, syncHash(objs.ep.PrNodeAddrs, node))
+	errs = append(errs, syncHash(objs.ep.PrEndpoints, endpointEntries(eps)))
+
+	resolved, err := resolveNextHops(nhs)
+	errs = append(errs, err)
+	errs = append(errs, syncNextHops(objs.ep.PrNexthops, nextHopSlots(resolved)))
+
+	// Desired hooks: uplinks get from-network, endpoint veths from-endpoint.
+	type hook struct {
+		ifname  string
+		ifindex int
+		uplink  bool
+	}
+	want := map[string]hook{}
+	for _, u := range d.cfg.Uplinks {
+		idx, err := ifIndex(u)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("uplink %s: %w", u, err))
+			continue
+		}
+		want[linkPin(d.cfg.PinDir, uplinkPrefix, u)] = hook{u, idx, true}
+	}
+	for _, ep := range eps {
+		want[linkPin(d.cfg.PinDir, endpointPrefix, ep.IfName)] = hook{ep.IfName, ep.IfIndex, false}
+	}
+	var attached []string
+	for pin, h := range want {
+		if a, ok := d.impl.attached[pin]; ok && a.ifindex == h.ifindex {
+			attached = append(attached, h.ifname)
+			continue
+		}
+		prog := objs.ep.FromEndpoint
+		if h.uplink {
+			prog = objs.net.FromNetwork
+		}
+		if a, ok := d.impl.attached[pin]; ok {
+			a.l.Close()
+			delete(d.impl.attached, pin)
+		}
+		l, err := attachTCX(prog, h.ifindex, pin)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", h.ifname, err))
+			continue
+		}
+		d.impl.attached[pin] = attachment{ifindex: h.ifindex, l: l}
+		attached = append(attached, h.ifname)
+		d.log.Info("attached", "iface", h.ifname, "uplink", h.uplink)
+	}
+	// Stale hooks: held by this run, or pinned by an earlier one.
+	for pin, a := range d.impl.attached {
+		if _, ok := want[pin]; !ok {
+			errs = append(errs, a.l.Unpin())
+			a.l.Close()
+			delete(d.impl.attached, pin)
+		}
+	}
+	for _, prefix := range []string{uplinkPrefix, endpointPrefix} {
+		pins, err := pinnedLinks(d.cfg.PinDir, prefix)
+		errs = append(errs, err)
+		for name, pin := range pins {
+			if _, ok := want[pin]; !ok {
+				d.log.Info("detached", "iface", name)
+				errs = append(errs, detachPinned(pin))
+			}
+		}
+	}
+	sort.Strings(attached)
+	d.status.Attached = attached
+	return errors.Join(errs...)
+}
+
+func ifIndex(name string) (int, error) {
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return 0, err
+	}
+	return ifi.Index, nil
+}
+
+// SetEndpoints sets the explicitly managed endpoints (whole desired state,
+// merged with discovered ones). Applied now when running, else at Run.
+func (d *Datapath) SetEndpoints(ctx context.Context, eps []Endpoint) error {
+	d.mu.Lock()
+	d.explicitEPs = append([]Endpoint(nil), eps...)
+	d.mu.Unlock()
+	return d.applyNow(ctx)
+}
+
+// SetNextHops sets the default route's ECMP set (whole desired state).
+func (d *Datapath) SetNextHops(ctx context.Context, nhs []NextHop) error {
+	d.mu.Lock()
+	d.nextHops = append([]NextHop(nil), nhs...)
+	d.mu.Unlock()
+	return d.applyNow(ctx)
+}
+
+func (d *Datapath) applyNow(ctx context.Context) error {
+	var found []Endpoint
+	if !d.cfg.DisableDiscovery {
+		var err error
+		if found, err = discoverEndpoints(ctx, d.cfg.PodCIDRs); err != nil {
+			return err
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.impl == nil {
+		return nil // applied when Run loads
+	}
+	return d.applyLocked(mergeEndpoints(found, d.explicitEPs), d.nextHops)
+}
+
+// Counters returns the per-direction, per-reason counters summed over CPUs.
+func (d *Datapath) Counters() ([]Counter, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.impl == nil {
+		return nil, ErrNotRunning
+	}
+	return readCounters(d.impl.objs.ep.PrCounters)
+}
+
+// Conntrack lists the conntrack entries (TCP first).
+func (d *Datapath) Conntrack() ([]CTEntry, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.impl == nil {
+		return nil, ErrNotRunning
+	}
+	return readConntrack(d.impl.objs.ep.PrCtTcp, d.impl.objs.ep.PrCtOther)
+}
+
+// Monitor enables tracing (events: names as in Event.Type, nil = all;
+// sampleRate: 1 of N trace events, drops always) and calls fn for every
+// event until ctx ends; tracing is switched off again on return.
+func (d *Datapath) Monitor(ctx context.Context, types []string, sampleRate uint32, fn func(Event)) error {
+	d.mu.Lock()
+	if d.impl == nil {
+		d.mu.Unlock()
+		return ErrNotRunning
+	}
+	objs := d.impl.objs
+	d.mu.Unlock()
+	var mask uint32
+	for i, n := range eventTypeNames {
+		if n != "" && (types == nil || contains(types, n)) {
+			mask |= 1 << i
+		}
+	}
+	rd, err := ringbuf.NewReader(objs.ep.PrEvents)
+	if err != nil {
+		return fmt.Errorf("open ring buffer: %w", err)
+	}
+	defer rd.Close()
+	zero := uint32(0)
+	if err := objs.ep.PrTraceSettings.Put(&zero, &traceCfg{Enabled: mask, SampleRate: sampleRate}); err != nil {
+		return fmt.Errorf("enable tracing: %w", err)
+	}
+	defer objs.ep.PrTraceSettings.Put(&zero, &traceCfg{}) //nolint:errcheck // best effort: tracing off
+	go func() { <-ctx.Done(); rd.Close() }()
+	for {
+		rec, err := rd.Read()
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) || ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if ev, err := decodeEvent(rec.RawSample); err == nil {
+			fn(ev)
+		}
+	}
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,27 @@
+//go:build !linux
+
+package datapath
+
+import (
+	"context"
+	"fmt"
+)
+
+type loaded struct{}
+
+// Run reports that the fast path needs Linux.
+func (d *Datapath) Run(ctx context.Context) error {
+	return fmt.Errorf("%w: eBPF needs Linux", ErrUnavailable)
+}
+
+// SetEndpoints records the desired endpoints (no effect off Linux).
+func (d *Datapath) SetEndpoints(ctx context.Context, eps []Endpoint) error { return ErrNotRunning }
+
+// SetNextHops records the desired next hops (no effect off Linux).
+func (d *Datapath) SetNextHops(ctx context.Context, nhs []NextHop) error { return ErrNotRunning }
+
+// Counters is unavailable off Linux.
+func (d *Datapath) Counters() ([]Counter, error) { return nil, ErrNotRunning }
+
+// Conntrack is unavailable off Linux.
+func (d *Datapath) Conntrack() ([]CTEntry, error) { return nil, ErrNotRunning }

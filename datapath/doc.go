@@ -1,0 +1,10 @@
+// Package datapath owns podrouter's eBPF fast path: it loads the programs
+// built from bpf/ (via bpf2go), pins every map and tcx link under one bpffs
+// directory, attaches from-endpoint to each pod's host-side veth and
+// from-network to the uplinks, fills the endpoint and next-hop maps,
+// garbage-collects conntrack and reads counters and conntrack entries.
+//
+// It is the only package importing github.com/cilium/ebpf; its API speaks
+// net/netip and plain Go types. When BPF cannot be loaded, Run returns an
+// error wrapping ErrUnavailable and the kernel path keeps forwarding.
+package datapath

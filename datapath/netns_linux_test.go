@@ -1,0 +1,263 @@
+package datapath
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The privileged end-to-end test. The parent creates a fresh "node" netns
+// and a private bpffs, then re-runs this test binary inside the node netns
+// (nsenter --net, so the mount namespace and bpffs stay visible). The child
+// builds two ptp-style pods and an uplink to a "ToR" netns, runs the
+// Datapath, pings, restarts it, and checks hooks, counters and conntrack.
+
+const childEnv = "PODROUTER_DATAPATH_NETNS_CHILD"
+
+func run(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func TestNetnsDatapath(t *testing.T) {
+	if os.Getenv(childEnv) != "" {
+		netnsChild(t, os.Getenv(childEnv))
+		return
+	}
+	requireRoot(t)
+	suffix := fmt.Sprintf("%06x", rand.Uint32()&0xffffff)
+	node := "prnode-" + suffix
+	run(t, "ip", "netns", "add", node)
+	t.Cleanup(func() {
+		for _, ns := range []string{node, "prpoda-" + suffix, "prpodb-" + suffix, "prtor-" + suffix} {
+			exec.Command("ip", "netns", "del", ns).Run() //nolint:errcheck // may not exist
+		}
+	})
+	bpffs := t.TempDir()
+	if err := unix.Mount("bpf", bpffs, "bpf", 0, "mode=0700"); err != nil {
+		t.Fatalf("mount bpffs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(bpffs, unix.MNT_DETACH) })
+	pinDir := filepath.Join(bpffs, "podrouter")
+
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("nsenter", "--net=/var/run/netns/"+node, self,
+		"-test.run=^TestNetnsDatapath$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), childEnv+"="+suffix+","+pinDir)
+	out, err := cmd.CombinedOutput()
+	t.Logf("child output:\n%s", out)
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestNetnsDatapath") {
+		t.Fatalf("child failed: %v", err)
+	}
+	if _, err := os.Stat(pinDir); !os.IsNotExist(err) {
+		t.Errorf("pin dir %s still exists after cleanup: %v", pinDir, err)
+	}
+}
+
+func netnsChild(t *testing.T, arg string) {
+	suffix, pinDir, _ := strings.Cut(arg, ",")
+	podA, podB, tor := "prpoda-"+suffix, "prpodb-"+suffix, "prtor-"+suffix
+	for _, ns := range []string{podA, podB, tor} {
+		run(t, "ip", "netns", "add", ns)
+	}
+	sh := func(cmds ...string) {
+		for _, c := range cmds {
+			run(t, strings.Fields(c)...)
+		}
+	}
+	// ptp-style pods: /32 on both sides, host route to the pod via its veth.
+	sh("sysctl -qw net.ipv4.ip_forward=1", "ip link set lo up")
+	for _, p := range []struct{ ns, veth, ip string }{{podA, "vpa", "10.244.0.10"}, {podB, "vpb", "10.244.0.20"}} {
+		sh("ip link add "+p.veth+" type veth peer name eth0 netns "+p.ns,
+			"ip addr add 10.244.0.1/32 dev "+p.veth,
+			"ip link set "+p.veth+" up",
+			"ip route add "+p.ip+"/32 dev "+p.veth+" scope link",
+			"ip netns exec "+p.ns+" ip addr add "+p.ip+"/32 dev eth0",
+			"ip netns exec "+p.ns+" ip link set eth0 up",
+			"ip netns exec "+p.ns+" ip link set lo up",
+			"ip netns exec "+p.ns+" ip route add 10.244.0.1 dev eth0 scope link",
+			"ip netns exec "+p.ns+" ip route add default via 10.244.0.1 dev eth0")
+	}
+	sh("ip link add up0 type veth peer name eth0 netns "+tor,
+		"ip addr add 192.0.2.1/24 dev up0", "ip link set up0 up",
+		"ip route add default via 192.0.2.2",
+		"ip netns exec "+tor+" ip addr add 192.0.2.2/24 dev eth0",
+		"ip netns exec "+tor+" ip link set eth0 up",
+		"ip netns exec "+tor+" ip addr add 198.51.100.1/32 dev lo",
+		"ip netns exec "+tor+" ip link set lo up",
+		"ip netns exec "+tor+" ip route add 10.244.0.0/24 via 192.0.2.1")
+
+	cfg := Config{
+		PinDir:         pinDir,
+		Uplinks:        []string{"up0"},
+		PodCIDRs:       []netip.Prefix{netip.MustParsePrefix("10.244.0.0/24")},
+		ResyncInterval: 200 * time.Millisecond,
+		CTSizeTCP:      1024, CTSizeOther: 1024,
+	}
+	ping := func(ns, dst string) {
+		t.Helper()
+		run(t, "ip", "netns", "exec", ns, "ping", "-c", "3", "-i", "0.2", "-W", "1", dst)
+	}
+	counters := func(d *Datapath) map[string]uint64 {
+		cs, err := d.Counters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]uint64{}
+		for _, c := range cs {
+			m[c.Direction+"/"+c.Reason] = c.Packets
+		}
+		return m
+	}
+	start := func() (*Datapath, context.CancelFunc, chan error) {
+		d, err := New(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- d.Run(ctx) }()
+		waitFor(t, "three hooks attached", func() bool { return len(d.Status().Attached) == 3 })
+		return d, cancel, done
+	}
+
+	// Warm the neighbour tables through the kernel path, then start.
+	ping(podA, "10.244.0.20")
+	d, cancel, done := start()
+	waitFor(t, "both pods in the endpoint map", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		n := 0
+		var k addrKey
+		var v epValue
+		for it := d.impl.objs.ep.PrEndpoints.Iterate(); it.Next(&k, &v); {
+			n++
+		}
+		return n == 2
+	})
+	ping(podA, "10.244.0.20")
+	c := counters(d)
+	if c["from-endpoint/fwd-redirect-peer"] < 6 {
+		t.Errorf("pod-to-pod: redirect_peer counter %d, want >= 6 (3 echo + 3 reply)", c["from-endpoint/fwd-redirect-peer"])
+	}
+	// Remote without a cached next hop: fib + redirect_neigh; replies come
+	// back through from-network -> redirect_peer.
+	ping(podA, "198.51.100.1")
+	c = counters(d)
+	if c["from-endpoint/fwd-redirect-neigh"] < 3 || c["from-network/fwd-redirect-peer"] < 3 {
+		t.Errorf("remote via fib: %v", c)
+	}
+	// With the next hop cached.
+	if err := d.SetNextHops(context.Background(), []NextHop{{Gateway: netip.MustParseAddr("192.0.2.2"), Uplink: "up0"}}); err != nil {
+		t.Fatal(err)
+	}
+	ping(podB, "198.51.100.1")
+	c = counters(d)
+	if c["from-endpoint/fwd-nexthop"] < 3 {
+		t.Errorf("remote via cached next hop: %v", c)
+	}
+	t.Logf("counters before restart: %v", c)
+	ctBefore, err := d.Conntrack()
+	if err != nil || len(ctBefore) == 0 {
+		t.Fatalf("conntrack: %v %v", ctBefore, err)
+	}
+	for _, e := range ctBefore {
+		t.Logf("ct %d %s -> %s pkts %v reply=%v expires %s", e.Proto, e.Src, e.Dst, e.Packets, e.SeenReply, e.Expires.Round(time.Second))
+	}
+	ids := hookIDs(t, "vpa", "vpb", "up0")
+
+	// Restart: new Datapath, same pins.
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for name, id := range hookIDs(t, "vpa", "vpb", "up0") {
+		if id != ids[name] {
+			t.Errorf("%s: program changed while stopped", name)
+		}
+	}
+	d2, cancel2, done2 := start()
+	ctAfter, err := d2.Conntrack()
+	if err != nil || len(ctAfter) < len(ctBefore) {
+		t.Errorf("conntrack after restart: %d entries, before %d (%v)", len(ctAfter), len(ctBefore), err)
+	}
+	for name, id := range hookIDs(t, "vpa", "vpb", "up0") {
+		if id == ids[name] {
+			t.Errorf("%s: program not replaced on restart", name)
+		}
+	}
+	ping(podB, "10.244.0.10")
+	if c := counters(d2); c["from-endpoint/fwd-redirect-peer"] < 6 {
+		t.Errorf("after restart: %v", c)
+	}
+	// Endpoint goes away: its hook and pin go too.
+	run(t, "ip", "link", "del", "vpb")
+	waitFor(t, "vpb detached", func() bool { return len(d2.Status().Attached) == 2 })
+	if pins, _ := pinnedLinks(pinDir, endpointPrefix); len(pins) != 1 {
+		t.Errorf("endpoint pins %v, want only vpa", pins)
+	}
+	cancel2()
+	if err := <-done2; err != nil {
+		t.Fatal(err)
+	}
+	if err := Unpin(pinDir); err != nil {
+		t.Fatal(err)
+	}
+	if ids, _ := HookPrograms(ifindexOf(t, "vpa")); len(ids) != 0 {
+		t.Errorf("programs left on vpa after Unpin: %v", ids)
+	}
+}
+
+// hookIDs asserts exactly one program on each hook and returns its id.
+func hookIDs(t *testing.T, names ...string) map[string]uint32 {
+	t.Helper()
+	out := map[string]uint32{}
+	for _, n := range names {
+		ids, err := HookPrograms(ifindexOf(t, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ids) != 1 {
+			t.Fatalf("%s: %d programs on tcx ingress, want 1", n, len(ids))
+		}
+		out[n] = ids[0]
+	}
+	return out
+}
+
+func ifindexOf(t *testing.T, name string) int {
+	t.Helper()
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ifi.Index
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
