@@ -1,0 +1,588 @@
+// Package e2e runs podrouter in the network-namespace lab against real FRR
+// ToRs, real CNI pods and the real gobgp CLI, and checks what an operator
+// would look at: vtysh, ip route, gobgp, podrouter status, ping.
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/podrouter/podrouter/lab"
+)
+
+var (
+	podrouterBin string
+	gobgpBin     string
+)
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() == 0 {
+		dir, err := os.MkdirTemp("", "podrouter-e2e-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		podrouterBin = filepath.Join(dir, "podrouter")
+		gobgpBin = filepath.Join(dir, "gobgp")
+		for bin, pkg := range map[string]string{podrouterBin: "../cmd/podrouter", gobgpBin: "github.com/osrg/gobgp/v4/cmd/gobgp"} {
+			cmd := exec.Command("go", "build", "-o", bin, pkg)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
+				os.Exit(1)
+			}
+		}
+		code := m.Run()
+		os.RemoveAll(dir)
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
+func requireLab(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (network namespaces); CI runs as root")
+	}
+	if testing.Short() {
+		t.Skip("lab e2e skipped in -short mode")
+	}
+	for _, f := range []string{"/usr/lib/frr/bgpd", "/usr/lib/cni/ptp"} {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("%s missing: run `make deps` (CI installs it)", f)
+		}
+	}
+}
+
+func upLab(t *testing.T, tors int) *lab.Lab {
+	t.Helper()
+	name := fmt.Sprintf("e%c%03d", 'a'+rune(tors), rand.IntN(1000))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	l, err := lab.Up(ctx, lab.Spec{Name: name, ToRs: tors, PodrouterBin: podrouterBin}, log)
+	if err != nil {
+		t.Fatalf("lab up: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for n := 1; n <= 3; n++ {
+				b, _ := os.ReadFile(filepath.Join(l.StateDir(), lab.NodeName(n), "podrouter.log"))
+				t.Logf("%s log (tail):\n%s", lab.NodeName(n), tailLines(string(b), 25))
+			}
+		}
+		dctx, dcancel := context.WithTimeout(context.Background(), time.Minute)
+		defer dcancel()
+		if err := l.Down(dctx); err != nil {
+			t.Errorf("lab down: %v", err)
+		}
+		out, _ := exec.Command("ip", "netns", "list").Output()
+		if strings.Contains(string(out), name+"-") {
+			t.Errorf("namespaces left after lab down:\n%s", out)
+		}
+	})
+	return l
+}
+
+func tailLines(s string, n int) string {
+	ls := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(ls) > n {
+		ls = ls[len(ls)-n:]
+	}
+	return strings.Join(ls, "\n")
+}
+
+func socket(l *lab.Lab, n int) string {
+	return filepath.Join(l.StateDir(), lab.NodeName(n), "podrouter.sock")
+}
+
+func nodeExec(t *testing.T, l *lab.Lab, n int, argv ...string) string {
+	t.Helper()
+	out, err := l.Exec(context.Background(), l.NodeNS(n), argv...)
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
+	}
+	return out
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, f func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, why := f()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s: %s", timeout, what, why)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+var families = []lab.Family{lab.IPv4, lab.IPv6}
+
+func allPodCIDRs() map[lab.Family][]netip.Prefix {
+	out := map[lab.Family][]netip.Prefix{}
+	for n := 1; n <= 3; n++ {
+		for _, p := range lab.PodCIDRs(n) {
+			f := lab.IPv4
+			if p.Addr().Is6() {
+				f = lab.IPv6
+			}
+			out[f] = append(out[f], p)
+		}
+	}
+	return out
+}
+
+func torHas(t *testing.T, l *lab.Lab, tor int, p netip.Prefix) bool {
+	f := lab.IPv4
+	if p.Addr().Is6() {
+		f = lab.IPv6
+	}
+	rs, err := l.ToRRoutes(context.Background(), tor, f)
+	if err != nil {
+		t.Logf("tor%d routes: %v", tor, err)
+		return false
+	}
+	return slices.Contains(rs, p)
+}
+
+// TestLab is the control-plane slice end to end with one FRR ToR.
+func TestLab(t *testing.T) {
+	requireLab(t)
+	l := upLab(t, 1)
+	ctx := context.Background()
+
+	t.Run("sessions established at the ToR", func(t *testing.T) {
+		for _, f := range families {
+			ss, err := l.ToRSessions(ctx, 1, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ss) != 3 {
+				t.Fatalf("%s: %d sessions, want 3: %+v", f, len(ss), ss)
+			}
+			for _, s := range ss {
+				if !strings.EqualFold(s.State, "Established") {
+					t.Errorf("%s session %+v not established", f, s)
+				}
+			}
+		}
+	})
+
+	t.Run("ToR RIB holds exactly the pod CIDRs", func(t *testing.T) {
+		want := allPodCIDRs()
+		for _, f := range families {
+			rs, err := l.ToRRoutes(ctx, 1, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.SortFunc(rs, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+			if !slices.Equal(rs, want[f]) {
+				t.Errorf("%s BGP routes at the ToR: %v, want exactly %v", f, rs, want[f])
+			}
+		}
+	})
+
+	t.Run("nodes hold only podrouter's default plus local routes", func(t *testing.T) {
+		for n := 1; n <= 3; n++ {
+			for _, f := range families {
+				rs, err := l.KernelRoutes(ctx, l.NodeNS(n), f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defaults := 0
+				for _, r := range rs {
+					switch {
+					case r.Dst == "default":
+						defaults++
+						if r.Protocol != "201" {
+							t.Errorf("node%d %s default not podrouter's (proto %q)", n, f, r.Protocol)
+						}
+					case r.Protocol == "kernel" || strings.HasPrefix(r.Dev, "veth") || strings.HasPrefix(r.Dst, "fe80::"):
+						// connected routes and the CNI's per-pod routes
+					default:
+						t.Errorf("node%d %s: unexpected route %+v (nodes must learn only the default)", n, f, r)
+					}
+					if r.Dst != "default" && len(r.Gateways()) > 0 && r.Gateway != "" {
+						t.Errorf("node%d %s: route with a gateway other than the default: %+v", n, f, r)
+					}
+				}
+				if defaults != 1 {
+					t.Errorf("node%d %s: %d default routes, want 1", n, f, defaults)
+				}
+			}
+		}
+	})
+
+	t.Run("cross-node pod ping", func(t *testing.T) {
+		for _, f := range families {
+			dst, err := l.PodIP(ctx, 3, 2, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := lab.Ping(ctx, l.PodNS(1, 1), dst, 3); err != nil {
+				t.Errorf("%s: %v", f, err)
+			}
+		}
+	})
+
+	t.Run("gobgp CLI shows the sessions and only the default", func(t *testing.T) {
+		out := nodeExec(t, l, 1, gobgpBin, "-p", "50051", "neighbor")
+		if strings.Count(out, "Establ") != 2 {
+			t.Errorf("gobgp neighbor: want 2 established sessions:\n%s", out)
+		}
+		for _, fam := range []struct{ afi, def, pod string }{{"ipv4", "0.0.0.0/0", "10.0.1.0/24"}, {"ipv6", "::/0", "fd00:10:0:1::/64"}} {
+			out := nodeExec(t, l, 1, gobgpBin, "-p", "50051", "global", "rib", "-a", fam.afi, "-j")
+			var rib map[string]json.RawMessage
+			if err := json.Unmarshal([]byte(out), &rib); err != nil {
+				t.Fatalf("gobgp global rib -j: %v\n%s", err, out)
+			}
+			got := slices.Sorted(func(yield func(string) bool) {
+				for k := range rib {
+					if !yield(k) {
+						return
+					}
+				}
+			})
+			want := []string{fam.def, fam.pod}
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("gobgp global rib -a %s: %v, want %v (the default and our own pod CIDR)", fam.afi, got, want)
+			}
+			t.Logf("gobgp global rib -a %s:\n%s", fam.afi, nodeExec(t, l, 1, gobgpBin, "-p", "50051", "global", "rib", "-a", fam.afi))
+		}
+	})
+
+	t.Run("podrouter status", func(t *testing.T) {
+		out := nodeExec(t, l, 1, podrouterBin, "status", "--socket", socket(l, 1))
+		t.Logf("podrouter status:\n%s", out)
+		if strings.Count(out, "established") != 2 || strings.Contains(out, "Warnings") {
+			t.Errorf("status does not show two established peers without warnings:\n%s", out)
+		}
+	})
+
+	t.Run("SIGTERM and restart keep the pod CIDR at the ToR", func(t *testing.T) {
+		target := lab.PodCIDRs(1)
+		stop := make(chan struct{})
+		missing := make(chan string, 100)
+		samples := make(chan int, 1)
+		go func() {
+			n := 0
+			tk := time.NewTicker(100 * time.Millisecond)
+			defer tk.Stop()
+			for {
+				select {
+				case <-stop:
+					samples <- n
+					return
+				case <-tk.C:
+				}
+				n++
+				for _, p := range target {
+					if !torHas(t, l, 1, p) {
+						missing <- fmt.Sprintf("%s missing at %s", p, time.Now().Format("15:04:05.000"))
+					}
+				}
+			}
+		}()
+		time.Sleep(300 * time.Millisecond)
+		if err := l.StopSpeaker(ctx, 1, syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		// The kernel keeps the default while the daemon is away.
+		if rs, _ := l.KernelRoutes(ctx, l.NodeNS(1), lab.IPv4, "default"); len(rs) != 1 {
+			t.Errorf("default route gone while the daemon restarts: %+v", rs)
+		}
+		time.Sleep(time.Second)
+		if err := l.StartSpeaker(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "node1 sessions back", 30*time.Second, func() (bool, string) {
+			out, _ := l.Exec(ctx, l.NodeNS(1), gobgpBin, "-p", "50051", "neighbor")
+			return strings.Count(out, "Establ") == 2, out
+		})
+		// Past the ToR's stale-path sweep after End-of-RIB.
+		time.Sleep(2 * time.Second)
+		close(stop)
+		n := <-samples
+		close(missing)
+		for m := range missing {
+			t.Error(m)
+		}
+		t.Logf("sampled the ToR's table %d times (every 100 ms) across the restart", n)
+		out, _ := l.Vtysh(ctx, 1, "show bgp ipv4 unicast 10.0.1.0/24")
+		if strings.Contains(out, "stale") {
+			t.Errorf("route still stale after restart:\n%s", out)
+		}
+	})
+
+	t.Run("bad config exits non-zero naming the field and changes nothing", func(t *testing.T) {
+		before := kernelState(t, l, 2)
+		torBefore, _ := l.ToRRoutes(ctx, 1, lab.IPv4)
+		cfg := filepath.Join(t.TempDir(), "bad.yaml")
+		good, err := os.ReadFile(filepath.Join(l.StateDir(), "node2", "podrouter.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct{ from, to, want string }{
+			{"asn: 65002", "asn: 23456", "bgp.asn"},
+			{"holdTime: 9s", "holdTime: 9s, keepaliveInterval: 9s", "keepaliveInterval"},
+			{"node:", "bogus: 1\nnode:", `unknown field "bogus"`},
+			{"10.0.2.0/24", "10.0.2.0/33", "podCIDRs[0]"},
+		} {
+			bad := strings.Replace(string(good), tc.from, tc.to, 1)
+			if bad == string(good) {
+				t.Fatalf("config has no %q to replace", tc.from)
+			}
+			if err := os.WriteFile(cfg, []byte(bad), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			outb, err := exec.Command("ip", "netns", "exec", l.NodeNS(2), podrouterBin, "run", "--config", cfg).CombinedOutput()
+			out := string(outb)
+			if err == nil {
+				t.Errorf("%s: podrouter run accepted a bad config", tc.want)
+			}
+			if !strings.Contains(out, tc.want) {
+				t.Errorf("error output does not name %q:\n%s", tc.want, out)
+			}
+		}
+		if after := kernelState(t, l, 2); after != before {
+			t.Errorf("a refused config changed node2's routes:\nbefore:\n%s\nafter:\n%s", before, after)
+		}
+		torAfter, _ := l.ToRRoutes(ctx, 1, lab.IPv4)
+		if !slices.Equal(torBefore, torAfter) {
+			t.Errorf("ToR routes changed: %v -> %v", torBefore, torAfter)
+		}
+	})
+
+	t.Run("static default survives start and stop; unreachable peer is reported", func(t *testing.T) {
+		if err := l.StopSpeaker(ctx, 3, syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		nodeExec(t, l, 3, "ip", "route", "add", "default", "via", "192.168.1.4", "dev", "up1", "metric", "5")
+		nodeExec(t, l, 3, "ip", "-6", "route", "add", "default", "via", "fd00:1:3::1", "dev", "up1", "metric", "5")
+		defer func() {
+			l.Exec(ctx, l.NodeNS(3), "ip", "route", "del", "default", "metric", "5")
+			l.Exec(ctx, l.NodeNS(3), "ip", "-6", "route", "del", "default", "metric", "5")
+		}()
+		// Start with one more peer that does not exist.
+		orig, err := os.ReadFile(filepath.Join(l.StateDir(), "node3", "podrouter.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		withGhost := strings.Replace(string(orig), "  peers:\n", "  peers:\n    - {address: 192.168.1.99, asn: 65199, connectRetry: 1s}\n", 1)
+		if withGhost == string(orig) {
+			t.Fatal("no peers section in node3 config")
+		}
+		cfgPath := filepath.Join(t.TempDir(), "ghost.yaml")
+		if err := os.WriteFile(cfgPath, []byte(withGhost), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		daemon := exec.Command("ip", "netns", "exec", l.NodeNS(3), podrouterBin, "run", "--config", cfgPath)
+		daemonLog := &strings.Builder{}
+		daemon.Stdout, daemon.Stderr = daemonLog, daemonLog
+		if err := daemon.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- daemon.Wait() }()
+		defer func() {
+			daemon.Process.Kill()
+			if t.Failed() {
+				t.Logf("daemon with the ghost peer:\n%s", tailLines(daemonLog.String(), 30))
+			}
+		}()
+		var out string
+		waitFor(t, "real sessions up, the ghost peer reported, both defaults present", 30*time.Second, func() (bool, string) {
+			out, _ = l.Exec(ctx, l.NodeNS(3), podrouterBin, "status", "--socket", socket(l, 3))
+			rs, _ := l.Exec(ctx, l.NodeNS(3), "ip", "route", "show", "default")
+			return strings.Count(out, "established") == 2 && strings.Contains(out, "peer 192.168.1.99 is") &&
+				strings.Contains(out, "not install is present") && strings.Contains(rs, "metric 5") && strings.Contains(rs, "proto 201 metric 20"), out + rs
+		})
+		t.Logf("status with a static default and an unreachable peer:\n%s", out)
+		// Drain: our routes go, the static ones stay.
+		nodeExec(t, l, 3, podrouterBin, "drain", "--socket", socket(l, 3))
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("drained daemon exited with %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("daemon still running 10s after drain")
+		}
+		for _, fam := range []string{"-4", "-6"} {
+			out := nodeExec(t, l, 3, "ip", fam, "route", "show", "default")
+			if strings.Contains(out, "proto 201") || !strings.Contains(out, "metric 5") {
+				t.Errorf("after drain, ip %s route show default:\n%s\nwant only the static route", fam, out)
+			}
+		}
+		if err := l.StartSpeaker(ctx, 3); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "node3 pod CIDR back at the ToR", 30*time.Second, func() (bool, string) {
+			return torHas(t, l, 1, lab.PodCIDRs(3)[0]), ""
+		})
+	})
+
+	t.Run("drain withdraws within 1s", func(t *testing.T) {
+		start := time.Now()
+		drained := make(chan error, 1)
+		go func() {
+			_, err := l.Exec(ctx, l.NodeNS(2), podrouterBin, "drain", "--socket", socket(l, 2))
+			drained <- err
+		}()
+		var took time.Duration
+		waitFor(t, "node2 pod CIDRs gone from the ToR", 5*time.Second, func() (bool, string) {
+			for _, p := range lab.PodCIDRs(2) {
+				if torHas(t, l, 1, p) {
+					return false, p.String() + " still there"
+				}
+			}
+			took = time.Since(start)
+			return true, ""
+		})
+		if err := <-drained; err != nil {
+			t.Fatalf("podrouter drain: %v", err)
+		}
+		t.Logf("drain: pod CIDRs gone from the ToR %s after `podrouter drain` started", took)
+		if took > time.Second {
+			t.Errorf("drain took %s, want <= 1s", took)
+		}
+		if rs, _ := l.KernelRoutes(ctx, l.NodeNS(2), lab.IPv4, "default"); len(rs) != 0 {
+			t.Errorf("drain left podrouter's default route: %+v", rs)
+		}
+	})
+}
+
+func kernelState(t *testing.T, l *lab.Lab, n int) string {
+	t.Helper()
+	return nodeExec(t, l, n, "ip", "route") + nodeExec(t, l, n, "ip", "-6", "route")
+}
+
+// TestLabTwoToRs: ECMP over two ToRs, and a link going down takes its next
+// hop out of the kernel route within 100 ms.
+func TestLabTwoToRs(t *testing.T) {
+	requireLab(t)
+	l := upLab(t, 2)
+	ctx := context.Background()
+	for _, f := range families {
+		rs, err := l.KernelRoutes(ctx, l.NodeNS(1), f, "default")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rs) != 1 || len(rs[0].Gateways()) != 2 {
+			t.Fatalf("%s: want one default with two next hops, got %+v", f, rs)
+		}
+		t.Logf("node1 %s default: %v", f, rs[0].Gateways())
+	}
+	for _, f := range families {
+		dst, _ := l.PodIP(ctx, 2, 1, f)
+		if err := lab.Ping(ctx, l.PodNS(1, 1), dst, 3); err != nil {
+			t.Errorf("%s ping over ECMP: %v", f, err)
+		}
+	}
+
+	// Link down on node1's uplink to tor2, through netlink from this
+	// process (no exec in the measurement): time until both default routes
+	// have only tor1's next hop.
+	ns, err := netns.GetFromName(l.NodeNS(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	up2, err := h.LinkByName("up2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	onlyUp1 := func() bool {
+		for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+			rs, err := h.RouteListFiltered(fam, &netlink.Route{Protocol: 201}, netlink.RT_FILTER_PROTOCOL)
+			if err != nil {
+				return false
+			}
+			n := 0
+			for _, r := range rs {
+				if r.Dst != nil && r.Dst.IP.IsUnspecified() || r.Dst == nil {
+					n++
+					if len(r.MultiPath) > 0 || r.LinkIndex == up2.Attrs().Index {
+						return false
+					}
+				}
+			}
+			if n != 1 {
+				return false
+			}
+		}
+		return true
+	}
+	start := time.Now()
+	if err := h.LinkSetDown(up2); err != nil {
+		t.Fatal(err)
+	}
+	var took time.Duration
+	waitForFast(t, 5*time.Second, func() bool {
+		if !onlyUp1() {
+			time.Sleep(time.Millisecond)
+			return false
+		}
+		took = time.Since(start)
+		return true
+	})
+	t.Logf("link down: next hop over up2 left both default routes after %s", took)
+	if took > 100*time.Millisecond {
+		t.Errorf("link-down reaction %s, want <= 100ms", took)
+	}
+	// The fabric side (tor2) learns of the failure by carrier loss; give
+	// it a moment before checking end-to-end traffic.
+	time.Sleep(2 * time.Second)
+	for _, f := range families {
+		dst, _ := l.PodIP(ctx, 3, 1, f)
+		if err := lab.Ping(ctx, l.PodNS(1, 2), dst, 3); err != nil {
+			t.Errorf("%s ping after link down: %v", f, err)
+		}
+	}
+	nodeExec(t, l, 1, "ip", "link", "set", "dev", "up2", "up")
+	waitFor(t, "ECMP back after link up", 60*time.Second, func() (bool, string) {
+		for _, f := range families {
+			rs, _ := l.KernelRoutes(ctx, l.NodeNS(1), f, "default")
+			if len(rs) != 1 || len(rs[0].Gateways()) != 2 {
+				return false, fmt.Sprintf("%s: %+v", f, rs)
+			}
+		}
+		return true, ""
+	})
+}
+
+// waitForFast polls without sleeping (an `ip` exec is the pace).
+func waitForFast(t *testing.T, timeout time.Duration, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s", timeout)
+		}
+	}
+}

@@ -1,0 +1,275 @@
+package lab
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"text/template"
+)
+
+// Config files are rendered from templates so that a reader can compare
+// them with what an operator would type. Nothing here does I/O.
+
+type torPeer struct {
+	Node int
+	ASN  uint32
+	V4   netip.Addr
+	V6   netip.Addr
+}
+
+type torData struct {
+	NS       string
+	Dir      string
+	ASN      uint32
+	RouterID netip.Addr
+	Peers    []torPeer
+}
+
+func (s Spec) torData(k int) torData {
+	d := torData{NS: s.ToRNS(k), Dir: filepath.Join(s.StateDir(), ToRName(k)), ASN: ToRASN, RouterID: ToRRouterID(k)}
+	for n := 1; n <= s.Nodes; n++ {
+		_, v4 := LinkV4(k, n)
+		_, v6 := LinkV6(k, n)
+		d.Peers = append(d.Peers, torPeer{Node: n, ASN: NodeASN(n), V4: v4, V6: v6})
+	}
+	return d
+}
+
+var zebraTmpl = template.Must(template.New("zebra").Parse(`frr defaults datacenter
+hostname {{.NS}}
+log file {{.Dir}}/zebra.log informational
+!
+`))
+
+// bgpd: a downward-default ToR. Separate IPv4 and IPv6 sessions per node;
+// explicit eBGP policy (route-maps over prefix-lists) both ways: only the
+// default goes down, only /24 (/64) pod CIDRs come up.
+var bgpdTmpl = template.Must(template.New("bgpd").Parse(`frr defaults datacenter
+hostname {{.NS}}
+log file {{.Dir}}/bgpd.log informational
+!
+ip prefix-list DEFAULT4 seq 5 permit 0.0.0.0/0
+ip prefix-list PODS4 seq 5 permit 10.0.0.0/8 ge 24 le 24
+ipv6 prefix-list DEFAULT6 seq 5 permit ::/0
+ipv6 prefix-list PODS6 seq 5 permit fd00:10::/32 ge 64 le 64
+!
+route-map NODES4-IN permit 10
+ match ip address prefix-list PODS4
+exit
+route-map NODES4-OUT permit 10
+ match ip address prefix-list DEFAULT4
+exit
+route-map NODES6-IN permit 10
+ match ipv6 address prefix-list PODS6
+exit
+route-map NODES6-OUT permit 10
+ match ipv6 address prefix-list DEFAULT6
+exit
+!
+router bgp {{.ASN}}
+ bgp router-id {{.RouterID}}
+ no bgp default ipv4-unicast
+ bgp bestpath as-path multipath-relax
+ bgp graceful-restart restart-time 120
+ timers bgp 3 9
+ neighbor NODES4 peer-group
+ neighbor NODES4 timers 3 9
+ neighbor NODES4 graceful-restart-helper
+ neighbor NODES6 peer-group
+ neighbor NODES6 timers 3 9
+ neighbor NODES6 graceful-restart-helper
+{{- range .Peers}}
+ neighbor {{.V4}} remote-as {{.ASN}}
+ neighbor {{.V4}} peer-group NODES4
+ neighbor {{.V4}} description node{{.Node}}-v4
+ neighbor {{.V6}} remote-as {{.ASN}}
+ neighbor {{.V6}} peer-group NODES6
+ neighbor {{.V6}} description node{{.Node}}-v6
+{{- end}}
+ !
+ address-family ipv4 unicast
+  neighbor NODES4 activate
+  neighbor NODES4 default-originate
+  neighbor NODES4 route-map NODES4-IN in
+  neighbor NODES4 route-map NODES4-OUT out
+  maximum-paths 8
+ exit-address-family
+ !
+ address-family ipv6 unicast
+  neighbor NODES6 activate
+  neighbor NODES6 default-originate
+  neighbor NODES6 route-map NODES6-IN in
+  neighbor NODES6 route-map NODES6-OUT out
+  maximum-paths 8
+ exit-address-family
+exit
+!
+`))
+
+type nodePeer struct {
+	ToR   int
+	Local netip.Addr
+	Addr  netip.Addr
+}
+
+type nodeData struct {
+	Name     string
+	Dir      string
+	Lab      string
+	RouterID netip.Addr
+	ASN      uint32
+	PodV4    netip.Prefix
+	PodV6    netip.Prefix
+	PeersV4  []nodePeer
+	PeersV6  []nodePeer
+	Datapath bool
+	ToRASN   uint32
+}
+
+func (s Spec) nodeData(n int) nodeData {
+	cidrs := PodCIDRs(n)
+	d := nodeData{
+		Name: NodeName(n), Dir: filepath.Join(s.StateDir(), NodeName(n)), Lab: s.Name,
+		RouterID: NodeRouterID(n), ASN: NodeASN(n), PodV4: cidrs[0], PodV6: cidrs[1],
+		Datapath: s.Datapath, ToRASN: ToRASN,
+	}
+	for k := 1; k <= s.ToRs; k++ {
+		t4, n4 := LinkV4(k, n)
+		t6, n6 := LinkV6(k, n)
+		d.PeersV4 = append(d.PeersV4, nodePeer{ToR: k, Local: n4, Addr: t4})
+		d.PeersV6 = append(d.PeersV6, nodePeer{ToR: k, Local: n6, Addr: t6})
+	}
+	return d
+}
+
+var podrouterTmpl = template.Must(template.New("podrouter").Parse(`# rendered by podrouter lab ({{.Lab}})
+node:
+  name: {{.Name}}
+  routerID: {{.RouterID}}
+podCIDRs: ["{{.PodV4}}", "{{.PodV6}}"]
+log: {format: text, level: info}
+bgp:
+  asn: {{.ASN}}
+  listenPort: -1
+  api: {address: "127.0.0.1:50051"}
+  peers:
+{{- range $i, $p := .PeersV4}}
+    - {address: "{{$p.Addr}}", asn: {{$.ToRASN}}, holdTime: 9s, keepaliveInterval: 3s, connectRetry: 1s}
+    - {address: "{{(index $.PeersV6 $i).Addr}}", asn: {{$.ToRASN}}, holdTime: 9s, keepaliveInterval: 3s, connectRetry: 1s}
+{{- end}}
+routes: {protocol: 201, metric: 20}
+localAPI: {socket: {{.Dir}}/podrouter.sock}
+datapath: {enabled: {{.Datapath}}, pinDir: /sys/fs/bpf/podrouter-{{.Lab}}-{{.Name}}}
+`))
+
+// BIRD as the node speaker: the same policy as podrouter's (export only the
+// pod CIDRs, import only the default, install it in the kernel, ECMP over
+// the ToRs). Timers match the podrouter config; "connect delay time 1"
+// brings BIRD's first connect (default 5 s) in line with GoBGP's 1-2 s.
+var birdTmpl = template.Must(template.New("bird").Parse(`# rendered by podrouter lab ({{.Lab}})
+router id {{.RouterID}};
+log "{{.Dir}}/bird.log" all;
+timeformat log "%F %T.%3f";
+debug protocols { states, events };
+
+protocol device { scan time 10; }
+
+protocol static pods4 { ipv4; route {{.PodV4}} blackhole; }
+protocol static pods6 { ipv6; route {{.PodV6}} blackhole; }
+
+filter default4 { if net = 0.0.0.0/0 then accept; reject; }
+filter default6 { if net = ::/0 then accept; reject; }
+filter pods4_out { if net = {{.PodV4}} then accept; reject; }
+filter pods6_out { if net = {{.PodV6}} then accept; reject; }
+
+protocol kernel kernel4 {
+  ipv4 { import none; export filter default4; };
+  merge paths on;
+}
+protocol kernel kernel6 {
+  ipv6 { import none; export filter default6; };
+  merge paths on;
+}
+
+template bgp tor {
+  hold time 9;
+  keepalive time 3;
+  connect delay time 1;
+  connect retry time 1;
+}
+{{range .PeersV4}}
+protocol bgp tor{{.ToR}}_v4 from tor {
+  local {{.Local}} as {{$.ASN}};
+  neighbor {{.Addr}} as {{$.ToRASN}};
+  ipv4 { import filter default4; export filter pods4_out; };
+}
+{{- end}}
+{{range .PeersV6}}
+protocol bgp tor{{.ToR}}_v6 from tor {
+  local {{.Local}} as {{$.ASN}};
+  neighbor {{.Addr}} as {{$.ToRASN}};
+  ipv6 { import filter default6; export filter pods6_out; };
+}
+{{- end}}
+`))
+
+func render(t *template.Template, data any) ([]byte, error) {
+	var b bytes.Buffer
+	if err := t.Execute(&b, data); err != nil {
+		return nil, fmt.Errorf("render %s: %w", t.Name(), err)
+	}
+	return b.Bytes(), nil
+}
+
+// CNI network configuration list, as a runtime would find it in
+// /etc/cni/net.d: ptp + host-local, dual-stack, per-node IPAM state.
+type cniRange struct {
+	Subnet string `json:"subnet"`
+}
+
+type cniRoute struct {
+	Dst string `json:"dst"`
+}
+
+type cniIPAM struct {
+	Type    string       `json:"type"`
+	DataDir string       `json:"dataDir"`
+	Ranges  [][]cniRange `json:"ranges"`
+	Routes  []cniRoute   `json:"routes"`
+}
+
+type cniPlugin struct {
+	Type   string  `json:"type"`
+	IPMasq bool    `json:"ipMasq"`
+	MTU    int     `json:"mtu"`
+	IPAM   cniIPAM `json:"ipam"`
+}
+
+type cniConfList struct {
+	CNIVersion string      `json:"cniVersion"`
+	Name       string      `json:"name"`
+	Plugins    []cniPlugin `json:"plugins"`
+}
+
+// CNINetworkName is the name of the lab's CNI network.
+const CNINetworkName = "podrouter"
+
+func (s Spec) cniConfList(n int) ([]byte, error) {
+	cidrs := PodCIDRs(n)
+	c := cniConfList{
+		CNIVersion: "1.0.0",
+		Name:       CNINetworkName,
+		Plugins: []cniPlugin{{
+			Type: "ptp", IPMasq: false, MTU: 1500,
+			IPAM: cniIPAM{
+				Type:    "host-local",
+				DataDir: filepath.Join(s.StateDir(), NodeName(n), "cni", "ipam"),
+				Ranges:  [][]cniRange{{{Subnet: cidrs[0].String()}}, {{Subnet: cidrs[1].String()}}},
+				Routes:  []cniRoute{{Dst: "0.0.0.0/0"}, {Dst: "::/0"}},
+			},
+		}},
+	}
+	return json.MarshalIndent(c, "", "  ")
+}

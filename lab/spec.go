@@ -1,0 +1,189 @@
+package lab
+
+import (
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"regexp"
+	"strconv"
+)
+
+// Speakers a node can run.
+const (
+	SpeakerPodrouter = "podrouter"
+	SpeakerBIRD      = "bird"
+)
+
+// DefaultStateRoot holds one directory per lab instance.
+const DefaultStateRoot = "/run/podrouter-lab"
+
+// ToRASN is the AS number of every ToR; node n uses 65000+n.
+const ToRASN = 65100
+
+// Spec describes a lab instance. The zero value of every field except Name
+// selects a default (see WithDefaults).
+type Spec struct {
+	// Name prefixes every network namespace and names the state directory:
+	// 1-8 characters, [a-z0-9], starting with a letter ("lab", "t3f9").
+	Name string `json:"name"`
+	// ToRs is 1 or 2 (default 1).
+	ToRs int `json:"tors"`
+	// Nodes is 1..9 (default 3).
+	Nodes int `json:"nodes"`
+	// PodsPerNode is 1..9 (default 2).
+	PodsPerNode int `json:"podsPerNode"`
+	// Speaker is the BGP speaker run in each node: "podrouter" (default)
+	// or "bird".
+	Speaker string `json:"speaker"`
+	// PodrouterBin is the podrouter binary (default: os.Executable()).
+	PodrouterBin string `json:"podrouterBin"`
+	// StateRoot is the parent of the state directory (default
+	// /run/podrouter-lab).
+	StateRoot string `json:"stateRoot"`
+	// Datapath sets datapath.enabled in the rendered podrouter config.
+	Datapath bool `json:"datapath"`
+	// NoWait makes Up return once everything is started, without waiting
+	// for BGP sessions and routes (useful when debugging a speaker).
+	NoWait bool `json:"noWait"`
+}
+
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9]{0,7}$`)
+
+// WithDefaults returns s with defaults filled in. It does no I/O except
+// for PodrouterBin, which it leaves empty (Up resolves it).
+func (s Spec) WithDefaults() Spec {
+	if s.ToRs == 0 {
+		s.ToRs = 1
+	}
+	if s.Nodes == 0 {
+		s.Nodes = 3
+	}
+	if s.PodsPerNode == 0 {
+		s.PodsPerNode = 2
+	}
+	if s.Speaker == "" {
+		s.Speaker = SpeakerPodrouter
+	}
+	if s.StateRoot == "" {
+		s.StateRoot = DefaultStateRoot
+	}
+	return s
+}
+
+// Validate checks a defaulted spec.
+func (s Spec) Validate() error {
+	if !nameRE.MatchString(s.Name) {
+		return fmt.Errorf("lab name %q: want 1-8 chars [a-z0-9] starting with a letter", s.Name)
+	}
+	if s.ToRs < 1 || s.ToRs > 2 {
+		return fmt.Errorf("tors %d: want 1 or 2", s.ToRs)
+	}
+	if s.Nodes < 1 || s.Nodes > 9 {
+		return fmt.Errorf("nodes %d: want 1..9", s.Nodes)
+	}
+	if s.PodsPerNode < 1 || s.PodsPerNode > 9 {
+		return fmt.Errorf("pods per node %d: want 1..9", s.PodsPerNode)
+	}
+	if s.Speaker != SpeakerPodrouter && s.Speaker != SpeakerBIRD {
+		return fmt.Errorf("speaker %q: want %q or %q", s.Speaker, SpeakerPodrouter, SpeakerBIRD)
+	}
+	if !filepath.IsAbs(s.StateRoot) {
+		return fmt.Errorf("state root %q is not absolute", s.StateRoot)
+	}
+	return nil
+}
+
+// Naming. Interface names inside the namespaces do not carry the lab name
+// (each namespace has its own), so they stay short: up1, up2, n1..n9.
+
+// StateDir is the lab's state directory.
+func (s Spec) StateDir() string { return filepath.Join(s.StateRoot, s.Name) }
+
+// ToRNS is the network namespace of ToR k (1-based).
+func (s Spec) ToRNS(k int) string { return s.Name + "-tor" + strconv.Itoa(k) }
+
+// NodeNS is the network namespace of node n (1-based).
+func (s Spec) NodeNS(n int) string { return s.Name + "-n" + strconv.Itoa(n) }
+
+// PodNS is the network namespace of pod p on node n (both 1-based).
+func (s Spec) PodNS(n, p int) string { return s.NodeNS(n) + "p" + strconv.Itoa(p) }
+
+// NodeName is node n's name in its podrouter config ("node1").
+func NodeName(n int) string { return "node" + strconv.Itoa(n) }
+
+// ToRName is ToR k's directory name in the state dir ("tor1").
+func ToRName(k int) string { return "tor" + strconv.Itoa(k) }
+
+// nsRE matches every namespace a lab called name may own.
+func nsRE(name string) *regexp.Regexp {
+	return regexp.MustCompile(`^` + regexp.QuoteMeta(name) + `-(tor[0-9]+|n[0-9]+|n[0-9]+p[0-9]+)$`)
+}
+
+// Addressing (see doc.go).
+
+// LinkV4 returns the /31 addresses of the link between ToR k and node n.
+func LinkV4(k, n int) (tor, node netip.Addr) {
+	tor = netip.AddrFrom4([4]byte{192, 168, byte(k), byte(2*n - 2)})
+	return tor, tor.Next()
+}
+
+// LinkV6 returns the /64 addresses of the link between ToR k and node n.
+func LinkV6(k, n int) (tor, node netip.Addr) {
+	p := netip.MustParsePrefix(fmt.Sprintf("fd00:%x:%x::/64", k, n))
+	tor = p.Addr().Next()
+	return tor, tor.Next()
+}
+
+// NodeRouterID is node n's router ID, also on its lo as /32.
+func NodeRouterID(n int) netip.Addr { return netip.AddrFrom4([4]byte{192, 168, 255, byte(n)}) }
+
+// ToRRouterID is ToR k's router ID, also on its lo as /32.
+func ToRRouterID(k int) netip.Addr { return netip.AddrFrom4([4]byte{192, 168, 254, byte(k)}) }
+
+// ToRLoopback6 is ToR k's IPv6 loopback address (/128 on lo).
+func ToRLoopback6(k int) netip.Addr {
+	return netip.MustParseAddr(fmt.Sprintf("fd00:254::%x", k))
+}
+
+// NodeASN is node n's AS number (65001 for node 1).
+func NodeASN(n int) uint32 { return 65000 + uint32(n) }
+
+// PodCIDRs returns node n's pod CIDRs: IPv4 first, then IPv6.
+func PodCIDRs(n int) []netip.Prefix {
+	return []netip.Prefix{
+		netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, byte(n), 0}), 24),
+		netip.MustParsePrefix(fmt.Sprintf("fd00:10:0:%x::/64", n)),
+	}
+}
+
+// AllPodCIDRs returns every node's pod CIDRs of one family, node order.
+func (s Spec) AllPodCIDRs(f Family) []netip.Prefix {
+	var out []netip.Prefix
+	for n := 1; n <= s.Nodes; n++ {
+		out = append(out, PodCIDRs(n)[f])
+	}
+	return out
+}
+
+// Family selects IPv4 or IPv6.
+type Family int
+
+// Address families.
+const (
+	IPv4 Family = 0
+	IPv6 Family = 1
+)
+
+func (f Family) String() string {
+	if f == IPv6 {
+		return "ipv6"
+	}
+	return "ipv4"
+}
+
+func familyOf(a netip.Addr) Family {
+	if a.Is4() || a.Is4In6() {
+		return IPv4
+	}
+	return IPv6
+}
