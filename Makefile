@@ -7,7 +7,7 @@ LAB ?= lab
 TORS ?= 1
 APT_PKGS := frr bird2 containernetworking-plugins iproute2 iputils-ping iptables \
 	clang llvm libbpf-dev bpftool iperf3 sockperf tcpdump prometheus
-STATICCHECK_VERSION ?= 2025.1.1
+STATICCHECK_VERSION ?= v0.8.2
 
 .PHONY: all build tools deps lab lab-down lab-status test test-unit lint generate generate-check bench clean
 

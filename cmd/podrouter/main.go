@@ -1,7 +1,10 @@
+// Go >= 1.24 makes TCP listeners MPTCP, on which TCP_MD5SIG and IP_TTL
+// (GTSM) fail: BGP sessions need plain TCP.
+//
+//go:debug multipathtcp=0
+
 // Command podrouter is the node routing daemon and its operator CLI.
 package main
-
-//go:debug multipathtcp=0
 
 import (
 	"context"
