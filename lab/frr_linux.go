@@ -112,7 +112,8 @@ type Session struct {
 	PfxRcd int
 }
 
-// ToRSessions returns ToR k's sessions of one address family, by peer.
+// ToRSessions returns ToR k's sessions with the nodes of one address
+// family, by peer (the inter-ToR session is left out).
 func (l *Lab) ToRSessions(ctx context.Context, tor int, f Family) ([]Session, error) {
 	var sum map[string]struct {
 		Peers map[string]struct {
@@ -132,6 +133,9 @@ func (l *Lab) ToRSessions(ctx context.Context, tor int, f Family) ([]Session, er
 		a, err := netip.ParseAddr(peer)
 		if err != nil {
 			return nil, fmt.Errorf("tor%d summary: peer %q: %w", tor, peer, err)
+		}
+		if a == InterToRV4(3-tor) || a == InterToRV6(3-tor) {
+			continue // the inter-ToR (spine) session, not a node
 		}
 		out = append(out, Session{Peer: a, State: p.State, PfxRcd: p.PfxRcd})
 	}

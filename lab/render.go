@@ -25,6 +25,9 @@ type torData struct {
 	ASN      uint32
 	RouterID netip.Addr
 	Peers    []torPeer
+	// MateV4/MateV6 are the other ToR's addresses on the inter-ToR link
+	// (two ToRs only): an iBGP session standing in for the spine layer.
+	MateV4, MateV6 netip.Addr
 }
 
 func (s Spec) torData(k int) torData {
@@ -33,6 +36,9 @@ func (s Spec) torData(k int) torData {
 		_, v4 := LinkV4(k, n)
 		_, v6 := LinkV6(k, n)
 		d.Peers = append(d.Peers, torPeer{Node: n, ASN: NodeASN(n), V4: v4, V6: v6})
+	}
+	if s.ToRs == 2 {
+		d.MateV4, d.MateV6 = InterToRV4(3-k), InterToRV6(3-k)
 	}
 	return d
 }
@@ -88,8 +94,20 @@ router bgp {{.ASN}}
  neighbor {{.V6}} peer-group NODES6
  neighbor {{.V6}} description node{{.Node}}-v6
 {{- end}}
+{{- if .MateV4.IsValid}}
+ neighbor {{.MateV4}} remote-as internal
+ neighbor {{.MateV4}} description spine-v4
+ neighbor {{.MateV4}} timers 3 9
+ neighbor {{.MateV6}} remote-as internal
+ neighbor {{.MateV6}} description spine-v6
+ neighbor {{.MateV6}} timers 3 9
+{{- end}}
  !
  address-family ipv4 unicast
+{{- if .MateV4.IsValid}}
+  neighbor {{.MateV4}} activate
+  neighbor {{.MateV4}} next-hop-self
+{{- end}}
   neighbor NODES4 activate
   neighbor NODES4 default-originate
   neighbor NODES4 route-map NODES4-IN in
@@ -98,6 +116,10 @@ router bgp {{.ASN}}
  exit-address-family
  !
  address-family ipv6 unicast
+{{- if .MateV6.IsValid}}
+  neighbor {{.MateV6}} activate
+  neighbor {{.MateV6}} next-hop-self
+{{- end}}
   neighbor NODES6 activate
   neighbor NODES6 default-originate
   neighbor NODES6 route-map NODES6-IN in

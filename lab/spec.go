@@ -134,6 +134,16 @@ func LinkV6(k, n int) (tor, node netip.Addr) {
 	return tor, tor.Next()
 }
 
+// InterToRV4 is ToR k's address on the link between the two ToRs, which
+// stands in for the spine layer: without it a node-uplink failure would
+// leave the other ToR with no way to the node's pods.
+func InterToRV4(k int) netip.Addr { return netip.AddrFrom4([4]byte{192, 168, 0, byte(k - 1)}) }
+
+// InterToRV6 is ToR k's IPv6 address on the inter-ToR link.
+func InterToRV6(k int) netip.Addr {
+	return netip.MustParseAddr(fmt.Sprintf("fd00:0:12::%d", k))
+}
+
 // NodeRouterID is node n's router ID, also on its lo as /32.
 func NodeRouterID(n int) netip.Addr { return netip.AddrFrom4([4]byte{192, 168, 255, byte(n)}) }
 

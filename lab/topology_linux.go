@@ -105,6 +105,19 @@ func (l *Lab) buildTopology(ctx context.Context) error {
 				fmt.Sprintf("link set %s up", up))
 		}
 	}
+	if s.ToRs == 2 {
+		if _, err := run(ctx, nil, "ip", "link", "add", "t2", "netns", s.ToRNS(1), "type", "veth",
+			"peer", "name", "t1", "netns", s.ToRNS(2)); err != nil {
+			return err
+		}
+		for k := 1; k <= 2; k++ {
+			dev := fmt.Sprintf("t%d", 3-k)
+			torCmds[k] = append(torCmds[k],
+				fmt.Sprintf("addr add %s/31 dev %s", InterToRV4(k), dev),
+				fmt.Sprintf("addr add %s/64 dev %s nodad", InterToRV6(k), dev),
+				fmt.Sprintf("link set %s up", dev))
+		}
+	}
 	for n := 1; n <= s.Nodes; n++ {
 		nodeCmds[n] = append(nodeCmds[n], fmt.Sprintf("addr add %s/32 dev lo", NodeRouterID(n)))
 	}
