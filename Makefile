@@ -9,7 +9,7 @@ APT_PKGS := frr bird2 containernetworking-plugins iproute2 iputils-ping iptables
 	clang llvm libbpf-dev bpftool iperf3 sockperf tcpdump prometheus
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build tools deps lab lab-down lab-status test test-unit lint generate generate-check bench clean
+.PHONY: all build tools deps lab lab-down lab-status converge test test-unit lint generate generate-check bench clean
 
 all: build
 
@@ -36,6 +36,11 @@ lab: build tools
 
 lab-status: build tools
 	$(BIN)/podrouter lab status --name $(LAB)
+
+# Side by side: podrouter vs BIRD as the node's speaker, time from start to
+# pod CIDR installed at the FRR ToR, interleaved rounds, plus RSS.
+converge: build
+	$(BIN)/podrouter lab converge --runs $(or $(RUNS),10)
 
 lab-down: build
 	$(BIN)/podrouter lab down --name $(LAB)

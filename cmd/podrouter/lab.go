@@ -3,11 +3,15 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/podrouter/podrouter/lab"
 )
@@ -25,6 +29,7 @@ func cmdLab(ctx context.Context, args []string) error {
 	pods := fs.Int("pods", 2, "pods per node")
 	speaker := fs.String("speaker", lab.SpeakerPodrouter, "node BGP speaker: podrouter or bird")
 	datapath := fs.Bool("datapath", false, "enable podrouter's eBPF fast path in the nodes")
+	runs := fs.Int("runs", 10, "converge: measurement rounds per speaker")
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError{err.Error()}
 	}
@@ -43,6 +48,8 @@ func cmdLab(ctx context.Context, args []string) error {
 		return l.Status(ctx, os.Stdout)
 	case "down":
 		return lab.Down(ctx, *name)
+	case "converge":
+		return labConverge(ctx, log, *runs)
 	case "status":
 		l, err := lab.Load(*name)
 		if err != nil {
@@ -50,5 +57,69 @@ func cmdLab(ctx context.Context, args []string) error {
 		}
 		return l.WithLogger(log).Status(ctx, os.Stdout)
 	}
-	return usageError{"lab: want up, down or status"}
+	return usageError{"lab: want up, down, status or converge"}
+}
+
+// labConverge measures, side by side in one run, how long node1's speaker
+// takes from process start until the ToR has installed its pod CIDR:
+// podrouter in one lab, BIRD in another, rounds interleaved. It also reports
+// the speakers' resident memory.
+func labConverge(ctx context.Context, log *slog.Logger, runs int) error {
+	if runs < 1 {
+		return usageError{"--runs must be at least 1"}
+	}
+	labs := map[string]*lab.Lab{}
+	defer func() {
+		for _, l := range labs {
+			if err := l.Down(context.Background()); err != nil {
+				log.Error("lab down", "lab", l.Spec.Name, "err", err)
+			}
+		}
+	}()
+	speakers := []string{lab.SpeakerPodrouter, lab.SpeakerBIRD}
+	for _, sp := range speakers {
+		l, err := lab.Up(ctx, lab.Spec{Name: "cv" + sp[:1], Speaker: sp}, log)
+		if err != nil {
+			return err
+		}
+		labs[sp] = l
+	}
+	res := map[string][]time.Duration{}
+	for i := 0; i < runs; i++ {
+		for _, sp := range speakers {
+			d, err := labs[sp].MeasureConvergence(ctx, 1)
+			if err != nil {
+				return fmt.Errorf("%s round %d: %w", sp, i+1, err)
+			}
+			res[sp] = append(res[sp], d...)
+		}
+	}
+	fmt.Printf("\nnode speaker start -> pod CIDR installed at the FRR ToR (%d rounds, interleaved; vtysh polled every 20 ms)\n\n", runs)
+	fmt.Println("| speaker | min | median | max | RSS of node2's speaker |")
+	fmt.Println("|---|---|---|---|---|")
+	for _, sp := range speakers {
+		ds := slices.Clone(res[sp])
+		slices.Sort(ds)
+		rss := "?"
+		if pid, err := labs[sp].SpeakerPID(2); err == nil {
+			rss = vmRSS(pid)
+		}
+		fmt.Printf("| %s | %s | %s | %s | %s |\n", sp, ds[0].Round(time.Millisecond), ds[len(ds)/2].Round(time.Millisecond),
+			ds[len(ds)-1].Round(time.Millisecond), rss)
+	}
+	return nil
+}
+
+// vmRSS reads a process's resident set size from /proc.
+func vmRSS(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "?"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "?"
 }
