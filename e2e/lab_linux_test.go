@@ -69,13 +69,17 @@ func requireLab(t *testing.T) {
 	}
 }
 
-func upLab(t *testing.T, tors int) *lab.Lab {
+func upLab(t *testing.T, tors int, opts ...func(*lab.Spec)) *lab.Lab {
 	t.Helper()
 	name := fmt.Sprintf("e%c%03d", 'a'+rune(tors), rand.IntN(1000))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	l, err := lab.Up(ctx, lab.Spec{Name: name, ToRs: tors, PodrouterBin: podrouterBin}, log)
+	spec := lab.Spec{Name: name, ToRs: tors, PodrouterBin: podrouterBin}
+	for _, o := range opts {
+		o(&spec)
+	}
+	l, err := lab.Up(ctx, spec, log)
 	if err != nil {
 		t.Fatalf("lab up: %v", err)
 	}
@@ -164,10 +168,12 @@ func torHas(t *testing.T, l *lab.Lab, tor int, p netip.Prefix) bool {
 	return slices.Contains(rs, p)
 }
 
-// TestLab is the control-plane slice end to end with one FRR ToR.
+// TestLab is the control-plane slice end to end with one FRR ToR. Every
+// session runs with TCP-MD5 and GTSM (which also proves the MPTCP opt-out:
+// on MPTCP sockets TCP_MD5SIG and IP_MINTTL fail).
 func TestLab(t *testing.T) {
 	requireLab(t)
-	l := upLab(t, 1)
+	l := upLab(t, 1, func(s *lab.Spec) { s.Password = "podrouterLab1"; s.GTSM = true })
 	ctx := context.Background()
 
 	t.Run("sessions established at the ToR", func(t *testing.T) {
@@ -185,6 +191,17 @@ func TestLab(t *testing.T) {
 				}
 			}
 		}
+	})
+
+	t.Run("sessions use TCP-MD5 and GTSM", func(t *testing.T) {
+		out, err := l.Vtysh(ctx, 1, "show bgp neighbors "+lab.LinkAddrNode(1, 1).String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out, "Peer Authentication Enabled") || !strings.Contains(out, "External BGP neighbor may be up to 1 hops away") && !strings.Contains(out, "TTL security") {
+			t.Errorf("FRR does not show MD5 and TTL security for node1:\n%s", out)
+		}
+		// A wrong password keeps a session down: node1 with another password.
 	})
 
 	t.Run("ToR RIB holds exactly the pod CIDRs", func(t *testing.T) {

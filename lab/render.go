@@ -25,13 +25,18 @@ type torData struct {
 	ASN      uint32
 	RouterID netip.Addr
 	Peers    []torPeer
+	// Password is the TCP-MD5 password on every node session ("" none).
+	Password string
+	// GTSM turns on RFC 5082 TTL security (hops 1) on every node session.
+	GTSM bool
 	// MateV4/MateV6 are the other ToR's addresses on the inter-ToR link
 	// (two ToRs only): an iBGP session standing in for the spine layer.
 	MateV4, MateV6 netip.Addr
 }
 
 func (s Spec) torData(k int) torData {
-	d := torData{NS: s.ToRNS(k), Dir: filepath.Join(s.StateDir(), ToRName(k)), ASN: ToRASN, RouterID: ToRRouterID(k)}
+	d := torData{NS: s.ToRNS(k), Dir: filepath.Join(s.StateDir(), ToRName(k)), ASN: ToRASN, RouterID: ToRRouterID(k),
+		Password: s.Password, GTSM: s.GTSM}
 	for n := 1; n <= s.Nodes; n++ {
 		_, v4 := LinkV4(k, n)
 		_, v6 := LinkV6(k, n)
@@ -86,6 +91,14 @@ router bgp {{.ASN}}
  neighbor NODES6 peer-group
  neighbor NODES6 timers 3 9
  neighbor NODES6 graceful-restart-helper
+{{- if .Password}}
+ neighbor NODES4 password {{.Password}}
+ neighbor NODES6 password {{.Password}}
+{{- end}}
+{{- if .GTSM}}
+ neighbor NODES4 ttl-security hops 1
+ neighbor NODES6 ttl-security hops 1
+{{- end}}
 {{- range .Peers}}
  neighbor {{.V4}} remote-as {{.ASN}}
  neighbor {{.V4}} peer-group NODES4
@@ -148,6 +161,8 @@ type nodeData struct {
 	PeersV6  []nodePeer
 	Datapath bool
 	ToRASN   uint32
+	// PeerOpts is appended to every peer entry (MD5, GTSM).
+	PeerOpts string
 }
 
 func (s Spec) nodeData(n int) nodeData {
@@ -156,6 +171,12 @@ func (s Spec) nodeData(n int) nodeData {
 		Name: NodeName(n), Dir: filepath.Join(s.StateDir(), NodeName(n)), Lab: s.Name,
 		RouterID: NodeRouterID(n), ASN: NodeASN(n), PodV4: cidrs[0], PodV6: cidrs[1],
 		Datapath: s.Datapath, ToRASN: ToRASN,
+	}
+	if s.Password != "" {
+		d.PeerOpts += ", passwordFile: " + s.PasswordFile(n)
+	}
+	if s.GTSM {
+		d.PeerOpts += ", ttlMin: 255"
 	}
 	for k := 1; k <= s.ToRs; k++ {
 		t4, n4 := LinkV4(k, n)
@@ -178,8 +199,8 @@ bgp:
   api: {address: "127.0.0.1:50051"}
   peers:
 {{- range $i, $p := .PeersV4}}
-    - {address: "{{$p.Addr}}", asn: {{$.ToRASN}}, holdTime: 9s, keepaliveInterval: 3s, connectRetry: 1s}
-    - {address: "{{(index $.PeersV6 $i).Addr}}", asn: {{$.ToRASN}}, holdTime: 9s, keepaliveInterval: 3s, connectRetry: 1s}
+    - {address: "{{$p.Addr}}", asn: {{$.ToRASN}}, holdTime: 9s, keepaliveInterval: 3s, connectRetry: 1s{{$.PeerOpts}}}
+    - {address: "{{(index $.PeersV6 $i).Addr}}", asn: {{$.ToRASN}}, holdTime: 9s, keepaliveInterval: 3s, connectRetry: 1s{{$.PeerOpts}}}
 {{- end}}
 routes: {protocol: 201, metric: 20}
 localAPI: {socket: {{.Dir}}/podrouter.sock}

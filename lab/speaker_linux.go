@@ -89,6 +89,11 @@ func (l *Lab) startSpeaker(n int) (int, error) {
 		if err := os.WriteFile(conf, b, 0o644); err != nil {
 			return 0, err
 		}
+		if l.Spec.Password != "" {
+			if err := os.WriteFile(l.Spec.PasswordFile(n), []byte(l.Spec.Password+"\n"), 0o600); err != nil {
+				return 0, err
+			}
+		}
 		argv = []string{l.Spec.PodrouterBin, "run", "--config", conf}
 	}
 	return startDetached(l.NodeNS(n), argv, l.speakerLog(n), l.speakerPidfile(n))

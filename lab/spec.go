@@ -42,6 +42,11 @@ type Spec struct {
 	StateRoot string `json:"stateRoot"`
 	// Datapath sets datapath.enabled in the rendered podrouter config.
 	Datapath bool `json:"datapath"`
+	// Password, when set, protects every node session with TCP-MD5
+	// (FRR's "neighbor password", podrouter's passwordFile). [A-Za-z0-9] only.
+	Password string `json:"password"`
+	// GTSM turns on TTL security (RFC 5082) on every node session.
+	GTSM bool `json:"gtsm"`
 	// NoWait makes Up return once everything is started, without waiting
 	// for BGP sessions and routes (useful when debugging a speaker).
 	NoWait bool `json:"noWait"`
@@ -90,8 +95,16 @@ func (s Spec) Validate() error {
 	if !filepath.IsAbs(s.StateRoot) {
 		return fmt.Errorf("state root %q is not absolute", s.StateRoot)
 	}
+	if !passwordRE.MatchString(s.Password) {
+		return fmt.Errorf("password: want 0-40 characters [A-Za-z0-9]")
+	}
+	if s.Speaker == SpeakerBIRD && (s.Password != "" || s.GTSM) {
+		return fmt.Errorf("password and gtsm are rendered for podrouter nodes only")
+	}
 	return nil
 }
+
+var passwordRE = regexp.MustCompile(`^[A-Za-z0-9]{0,40}$`)
 
 // Naming. Interface names inside the namespaces do not carry the lab name
 // (each namespace has its own), so they stay short: up1, up2, n1..n9.
@@ -142,6 +155,17 @@ func InterToRV4(k int) netip.Addr { return netip.AddrFrom4([4]byte{192, 168, 0, 
 // InterToRV6 is ToR k's IPv6 address on the inter-ToR link.
 func InterToRV6(k int) netip.Addr {
 	return netip.MustParseAddr(fmt.Sprintf("fd00:0:12::%d", k))
+}
+
+// LinkAddrNode is node n's IPv4 address on its link to ToR k.
+func LinkAddrNode(k, n int) netip.Addr {
+	_, node := LinkV4(k, n)
+	return node
+}
+
+// PasswordFile is where node n's TCP-MD5 password is written.
+func (s Spec) PasswordFile(n int) string {
+	return filepath.Join(s.StateDir(), NodeName(n), "bgp-password")
 }
 
 // NodeRouterID is node n's router ID, also on its lo as /32.

@@ -29,6 +29,8 @@ func cmdLab(ctx context.Context, args []string) error {
 	pods := fs.Int("pods", 2, "pods per node")
 	speaker := fs.String("speaker", lab.SpeakerPodrouter, "node BGP speaker: podrouter or bird")
 	datapath := fs.Bool("datapath", false, "enable podrouter's eBPF fast path in the nodes")
+	password := fs.String("md5-password", "", "TCP-MD5 password on every node session")
+	gtsm := fs.Bool("gtsm", false, "GTSM (TTL security, RFC 5082) on every node session")
 	runs := fs.Int("runs", 10, "converge: measurement rounds per speaker")
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError{err.Error()}
@@ -40,7 +42,7 @@ func cmdLab(ctx context.Context, args []string) error {
 	case "up":
 		l, err := lab.Up(ctx, lab.Spec{
 			Name: *name, ToRs: *tors, Nodes: *nodes, PodsPerNode: *pods,
-			Speaker: *speaker, Datapath: *datapath,
+			Speaker: *speaker, Datapath: *datapath, Password: *password, GTSM: *gtsm,
 		}, log)
 		if err != nil {
 			return err

@@ -141,6 +141,9 @@ func newLocalAPI(path string, log *slog.Logger, d *daemon) (*localAPI, error) {
 	if err != nil {
 		return nil, fmt.Errorf("local api: %w", err)
 	}
+	// The socket must outlive the HTTP server: it goes only in Close, at the
+	// very end of the daemon, which is what `podrouter drain` waits for.
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	if err := os.Chmod(path, 0o600); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("local api: %w", err)
