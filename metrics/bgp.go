@@ -1,0 +1,110 @@
+package metrics
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const namespace = "podrouter"
+
+func desc(subsystem, name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(prometheus.BuildFQName(namespace, subsystem, name), help, labels, nil)
+}
+
+var peerLabels = []string{"peer", "peer_asn", "afi"}
+
+// sourceUpDesc is podrouter_metrics_source_up for one source. Every
+// collector emits it for the source it reads, so that a failing source
+// shows instead of silently missing series. The source is a constant label
+// so that each collector owns a distinct descriptor.
+func sourceUpDesc(source string) *prometheus.Desc {
+	return prometheus.NewDesc(prometheus.BuildFQName(namespace, "metrics", "source_up"),
+		"Whether the last scrape could read the source (1) or not (0).", nil, prometheus.Labels{"source": source})
+}
+
+func sourceUp(ch chan<- prometheus.Metric, d *prometheus.Desc, err error) {
+	v := 1.0
+	if err != nil {
+		v = 0
+	}
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v)
+}
+
+// bgpCollector reads the BGP sessions at scrape time.
+type bgpCollector struct {
+	src     PeerSource
+	log     *slog.Logger
+	timeout time.Duration
+
+	up, state, uptime, flaps, trips          *prometheus.Desc
+	received, accepted, rejected, advertised *prometheus.Desc
+}
+
+func newBGPCollector(src PeerSource, log *slog.Logger, timeout time.Duration) *bgpCollector {
+	return &bgpCollector{
+		src: src, log: log, timeout: timeout,
+		up: sourceUpDesc("bgp"),
+		state: desc("bgp", "session_state",
+			"BGP session FSM state: 1 for the session's current state, 0 for the others.",
+			append(peerLabels, "state")...),
+		uptime: desc("bgp", "session_uptime_seconds",
+			"Seconds since the session reached Established; 0 when it is not established.", peerLabels...),
+		flaps: desc("bgp", "session_flaps_total",
+			"Times the session left the Established state.", peerLabels...),
+		trips: desc("bgp", "max_prefix_trips_total",
+			"Times the peer was shut down for exceeding its max-prefix limit.", peerLabels...),
+		received: desc("bgp", "prefixes_received",
+			"Prefixes the peer sent, before the import policy (Adj-RIB-In).", peerLabels...),
+		accepted: desc("bgp", "prefixes_accepted",
+			"Prefixes from the peer accepted by the import policy (only default routes are).", peerLabels...),
+		rejected: desc("bgp", "prefixes_rejected",
+			"Prefixes from the peer rejected by the import policy (received minus accepted).", peerLabels...),
+		advertised: desc("bgp", "prefixes_advertised",
+			"Prefixes advertised to the peer.", peerLabels...),
+	}
+}
+
+func (c *bgpCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.state, c.uptime, c.flaps, c.trips,
+		c.received, c.accepted, c.rejected, c.advertised, c.up} {
+		ch <- d
+	}
+}
+
+func (c *bgpCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	peers, err := c.src.Peers(ctx)
+	sourceUp(ch, c.up, err)
+	if err != nil {
+		c.log.Debug("scrape bgp peers", "err", err)
+		return
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	for _, p := range peers {
+		l := []string{p.Address.String(), strconv.FormatUint(uint64(p.ASN), 10), p.AFI}
+		for _, s := range SessionStates {
+			v := 0.0
+			if s == p.State {
+				v = 1
+			}
+			gauge(c.state, v, append(l, s)...)
+		}
+		gauge(c.uptime, p.Uptime.Seconds(), l...)
+		counter(c.flaps, float64(p.Flaps), l...)
+		counter(c.trips, float64(p.MaxPrefixTrips), l...)
+		gauge(c.received, float64(p.Received), l...)
+		gauge(c.accepted, float64(p.Accepted), l...)
+		gauge(c.rejected, float64(p.Received-min(p.Accepted, p.Received)), l...)
+		gauge(c.advertised, float64(p.Advertised), l...)
+	}
+}

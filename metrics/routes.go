@@ -1,0 +1,115 @@
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// routesCollector reads the reconcile loop and the route installer at
+// scrape time.
+type routesCollector struct {
+	agent  AgentSource
+	routes RouteSource
+
+	reconciles, reconcileErrors, lastDuration, lastAt, lastOK *prometheus.Desc
+
+	learned, installed, hold, foreignPresent, foreignBlocking *prometheus.Desc
+
+	installs, removals, drift, foreignSeen                 *prometheus.Desc
+	writes, writeErrors, dumpsInterrupted, resubscriptions *prometheus.Desc
+}
+
+func newRoutesCollector(a AgentSource, r RouteSource) *routesCollector {
+	return &routesCollector{
+		agent: a, routes: r,
+		reconciles: desc("agent", "reconciles_total",
+			"Reconcile passes completed."),
+		reconcileErrors: desc("agent", "reconcile_errors_total",
+			"Reconcile passes that ended with an error."),
+		lastDuration: desc("agent", "last_reconcile_duration_seconds",
+			"Duration of the last reconcile pass."),
+		lastAt: desc("agent", "last_reconcile_timestamp_seconds",
+			"Unix time the last reconcile pass started; 0 before the first."),
+		lastOK: desc("agent", "last_reconcile_success",
+			"Whether the last reconcile pass ended without error (1) or not (0)."),
+
+		learned: desc("bgp", "default_next_hops_learned",
+			"Next hops of the default routes peers offer, per address family.", "family"),
+		installed: desc("routes", "default_next_hops_installed",
+			"Next hops of podrouter's default route in the kernel, per address family.", "family"),
+		hold: desc("routes", "startup_hold_active",
+			"Whether the startup hold keeps the previous instance's default route (1) or not (0).", "family"),
+		foreignPresent: desc("routes", "foreign_default_present",
+			"Whether the routing table holds a default route podrouter did not install.", "family"),
+		foreignBlocking: desc("routes", "foreign_default_blocking",
+			"Whether a foreign default route sits at podrouter's metric, so podrouter's is not installed.", "family"),
+
+		installs: desc("routes", "installs_total",
+			"Default routes added or replaced in the kernel."),
+		removals: desc("routes", "removals_total",
+			"podrouter's default routes deleted from the kernel."),
+		drift: desc("routes", "drift_repairs_total",
+			"Times podrouter's default route was found missing or changed and rewritten.", "kind"),
+		foreignSeen: desc("routes", "foreign_default_seen_total",
+			"Times a foreign default route appeared in the routing table."),
+		writes: desc("routes", "netlink_writes_total",
+			"Route writes attempted over netlink."),
+		writeErrors: desc("routes", "netlink_write_errors_total",
+			"Route writes over netlink that failed."),
+		dumpsInterrupted: desc("routes", "netlink_dumps_interrupted_total",
+			"Netlink dumps retried after an interruption (NLM_F_DUMP_INTR)."),
+		resubscriptions: desc("routes", "netlink_resubscriptions_total",
+			"Netlink subscriptions re-established."),
+	}
+}
+
+func (c *routesCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.reconciles, c.reconcileErrors, c.lastDuration, c.lastAt, c.lastOK,
+		c.learned, c.installed, c.hold, c.foreignPresent, c.foreignBlocking,
+		c.installs, c.removals, c.drift, c.foreignSeen,
+		c.writes, c.writeErrors, c.dumpsInterrupted, c.resubscriptions} {
+		ch <- d
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (c *routesCollector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+
+	a := c.agent.AgentState()
+	counter(c.reconciles, a.Reconciles)
+	counter(c.reconcileErrors, a.Errors)
+	if a.Reconciles > 0 {
+		gauge(c.lastDuration, a.LastDuration.Seconds())
+		gauge(c.lastAt, float64(a.LastAt.UnixMilli())/1e3)
+		gauge(c.lastOK, b2f(a.LastError == ""))
+	}
+	for _, f := range a.Families {
+		gauge(c.learned, float64(f.Learned), f.Family)
+		gauge(c.installed, float64(f.Installed), f.Family)
+		gauge(c.hold, b2f(f.Holding), f.Family)
+		gauge(c.foreignPresent, b2f(f.ForeignPresent), f.Family)
+		gauge(c.foreignBlocking, b2f(f.ForeignBlocking), f.Family)
+	}
+
+	s := c.routes.RouteStats()
+	counter(c.installs, s.Installs)
+	counter(c.removals, s.Removals)
+	counter(c.drift, s.DriftMissing, "missing")
+	counter(c.drift, s.DriftChanged, "changed")
+	counter(c.foreignSeen, s.ForeignSeen)
+	counter(c.writes, s.Writes)
+	counter(c.writeErrors, s.WriteErrors)
+	counter(c.dumpsInterrupted, s.DumpsInterrupted)
+	counter(c.resubscriptions, s.Resubscriptions)
+}
