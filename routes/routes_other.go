@@ -46,3 +46,8 @@ func (i *Installer) Stats() Stats { return Stats{} }
 
 // Close does nothing.
 func (i *Installer) Close() error { return nil }
+
+// SetBlackholes fails off Linux.
+func (i *Installer) SetBlackholes(context.Context, []netip.Prefix) (bool, error) {
+	return false, errUnsupported
+}
