@@ -63,7 +63,7 @@ func (i *Installer) SetBlackholes(ctx context.Context, prefixes []netip.Prefix) 
 				continue
 			}
 			r := &netlink.Route{
-				Dst: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())},
+				Dst:   &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())},
 				Table: i.cfg.Table, Priority: i.cfg.Metric, Protocol: netlink.RouteProtocol(i.cfg.Protocol),
 				Type: unix.RTN_BLACKHOLE, Family: nlFamily(fam),
 			}
