@@ -65,5 +65,12 @@ generate:
 generate-check: generate
 	@git diff --exit-code --stat -- datapath/ || { echo "generated BPF objects differ from the committed ones: run make generate and commit"; exit 1; }
 
+# Pod networking side by side in the lab (root; ~6 min): node<->node, kernel
+# pod routing, kernel + legacy-CNI iptables/conntrack, podrouter's fast path;
+# then the BPF_PROG_RUN per-packet microbenchmarks.
+bench: build
+	$(GO) run ./bench --podrouter $(BIN)/podrouter
+	$(GO) test -run '^$$' -bench . -count 5 ./datapath/
+
 clean:
 	rm -rf $(BIN)

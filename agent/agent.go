@@ -42,9 +42,16 @@ const (
 	IPv6 Family = 6
 )
 
+// NextHop is one installed next hop of the default route.
+type NextHop struct {
+	Gateway netip.Addr
+	Link    string // interface name
+}
+
 // DefaultResult is what the installer reached for one family.
 type DefaultResult struct {
 	Installed       []netip.Addr
+	Links           []string // Links[i] is the interface of Installed[i]
 	Skipped         []string // "gateway: reason"
 	ForeignPresent  bool     // a default route podrouter did not install exists
 	ForeignBlocking bool     // ...at our key, so ours is not installed
@@ -54,8 +61,19 @@ type DefaultResult struct {
 // RouteInstaller owns podrouter's default routes in the kernel.
 type RouteInstaller interface {
 	SetDefault(ctx context.Context, fam Family, gateways []netip.Addr) (DefaultResult, error)
-	// Current returns the gateways of podrouter's default route now in the kernel.
-	Current(ctx context.Context, fam Family) ([]netip.Addr, error)
+	// Current returns the next hops of podrouter's default route now in the kernel.
+	Current(ctx context.Context, fam Family) ([]NextHop, error)
+	// SetBlackholes makes podrouter's blackhole routes exactly prefixes
+	// (the node's pod CIDRs: unassigned pod addresses are dropped at the
+	// node instead of looping between node and ToR).
+	SetBlackholes(ctx context.Context, prefixes []netip.Prefix) (changed bool, err error)
+}
+
+// Datapath is the eBPF fast path as the agent needs it: it is told the
+// default route's installed next hops (both families, whole set) after
+// every reconcile of the routes.
+type Datapath interface {
+	SetNextHops(ctx context.Context, nhs []NextHop) error
 }
 
 // Config tunes the loop.
@@ -78,6 +96,7 @@ type Status struct {
 	Learned    map[Family][]netip.Addr
 	Routes     map[Family]DefaultResult
 	Holding    map[Family]bool // startup hold kept an existing route
+	NextHops   []NextHop       // given to the datapath (nil without one)
 	Reconciles uint64
 	Errors     uint64
 }
@@ -88,6 +107,7 @@ type Agent struct {
 	log     *slog.Logger
 	speaker Speaker
 	routes  RouteInstaller
+	dp      Datapath // nil: no fast path
 	kick    chan struct{}
 	started time.Time
 
@@ -98,8 +118,8 @@ type Agent struct {
 	status  Status
 }
 
-// New builds an agent; it does no I/O.
-func New(cfg Config, logger *slog.Logger, speaker Speaker, routes RouteInstaller) (*Agent, error) {
+// New builds an agent; it does no I/O. dp may be nil (no fast path).
+func New(cfg Config, logger *slog.Logger, speaker Speaker, routes RouteInstaller, dp Datapath) (*Agent, error) {
 	if speaker == nil || routes == nil {
 		return nil, errors.New("agent needs a speaker and a route installer")
 	}
@@ -107,7 +127,7 @@ func New(cfg Config, logger *slog.Logger, speaker Speaker, routes RouteInstaller
 		return nil, fmt.Errorf("resync interval %s: must be positive", cfg.Resync)
 	}
 	return &Agent{
-		cfg: cfg, log: logger, speaker: speaker, routes: routes,
+		cfg: cfg, log: logger, speaker: speaker, routes: routes, dp: dp,
 		kick: make(chan struct{}, 1),
 	}, nil
 }
@@ -198,6 +218,9 @@ func (a *Agent) reconcile(ctx context.Context) {
 		if !node.Drained {
 			st.Advertised = slices.Clone(node.PodCIDRs)
 		}
+		if _, err := a.routes.SetBlackholes(ctx, node.PodCIDRs); err != nil {
+			errs = append(errs, fmt.Errorf("pod cidr blackholes: %w", err))
+		}
 	}
 
 	// Routes: one default per family, ECMP over every offering peer.
@@ -216,7 +239,12 @@ func (a *Agent) reconcile(ctx context.Context) {
 				}
 				if len(cur) > 0 {
 					st.Holding[fam] = true
-					st.Routes[fam] = DefaultResult{Installed: cur}
+					res := DefaultResult{}
+					for _, nh := range cur {
+						res.Installed = append(res.Installed, nh.Gateway)
+						res.Links = append(res.Links, nh.Link)
+					}
+					st.Routes[fam] = res
 					continue
 				}
 			}
@@ -224,6 +252,13 @@ func (a *Agent) reconcile(ctx context.Context) {
 			st.Routes[fam] = res
 			if err != nil {
 				errs = append(errs, fmt.Errorf("ipv%d default route: %w", fam, err))
+			}
+		}
+		// Datapath: the next hops actually installed, after the routes.
+		if a.dp != nil {
+			st.NextHops = installedNextHops(st.Routes)
+			if err := a.dp.SetNextHops(ctx, st.NextHops); err != nil {
+				errs = append(errs, fmt.Errorf("datapath next hops: %w", err))
 			}
 		}
 	}
@@ -239,4 +274,21 @@ func (a *Agent) reconcile(ctx context.Context) {
 	}
 	a.status = st
 	a.mu.Unlock()
+}
+
+// installedNextHops lists the installed next hops, IPv4 first, in the
+// installer's order.
+func installedNextHops(routes map[Family]DefaultResult) []NextHop {
+	out := []NextHop{}
+	for _, fam := range []Family{IPv4, IPv6} {
+		res := routes[fam]
+		for i, gw := range res.Installed {
+			nh := NextHop{Gateway: gw}
+			if i < len(res.Links) {
+				nh.Link = res.Links[i]
+			}
+			out = append(out, nh)
+		}
+	}
+	return out
 }

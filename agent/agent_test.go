@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -56,10 +57,11 @@ func (f *fakeSpeaker) Defaults(context.Context) ([]netip.Addr, []netip.Addr, err
 
 // fakeRoutes is a kernel with one podrouter default per family.
 type fakeRoutes struct {
-	mu     sync.Mutex
-	t      *testing.T
-	kernel map[Family][]netip.Addr
-	writes int
+	mu         sync.Mutex
+	t          *testing.T
+	kernel     map[Family][]netip.Addr
+	blackholes []netip.Prefix
+	writes     int
 }
 
 func (f *fakeRoutes) SetDefault(_ context.Context, fam Family, gws []netip.Addr) (DefaultResult, error) {
@@ -73,17 +75,57 @@ func (f *fakeRoutes) SetDefault(_ context.Context, fam Family, gws []netip.Addr)
 			f.t.Errorf("gateway %s given for family %d", g, fam)
 		}
 	}
+	res := DefaultResult{Installed: gws}
+	for _, g := range gws {
+		res.Links = append(res.Links, linkOf(g))
+	}
 	if !slices.Equal(f.kernel[fam], gws) {
 		f.writes++
 		f.kernel[fam] = slices.Clone(gws)
-		return DefaultResult{Installed: gws, Changed: true}, nil
+		res.Changed = true
 	}
-	return DefaultResult{Installed: gws}, nil
+	return res, nil
 }
-func (f *fakeRoutes) Current(_ context.Context, fam Family) ([]netip.Addr, error) {
+func (f *fakeRoutes) SetBlackholes(_ context.Context, ps []netip.Prefix) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return slices.Clone(f.kernel[fam]), nil
+	changed := !slices.Equal(f.blackholes, ps)
+	f.blackholes = slices.Clone(ps)
+	return changed, nil
+}
+
+func (f *fakeRoutes) Current(_ context.Context, fam Family) ([]NextHop, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []NextHop
+	for _, g := range f.kernel[fam] {
+		out = append(out, NextHop{Gateway: g, Link: linkOf(g)})
+	}
+	return out, nil
+}
+
+// linkOf is the fake kernel's interface towards a gateway.
+func linkOf(g netip.Addr) string { return "if-" + g.String() }
+
+// fakeDatapath records the next hops it was given.
+type fakeDatapath struct {
+	mu    sync.Mutex
+	t     *testing.T
+	nhs   []NextHop
+	calls int
+}
+
+func (f *fakeDatapath) SetNextHops(_ context.Context, nhs []NextHop) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, nh := range nhs {
+		if !nh.Gateway.IsValid() || nh.Link == "" {
+			f.t.Errorf("datapath given an incomplete next hop %+v", nh)
+		}
+	}
+	f.nhs = slices.Clone(nhs)
+	f.calls++
+	return nil
 }
 
 func addrs(ss ...string) []netip.Addr {
@@ -97,7 +139,7 @@ func addrs(ss ...string) []netip.Addr {
 func newTestAgent(t *testing.T, hold time.Duration) (*Agent, *fakeSpeaker, *fakeRoutes) {
 	sp := &fakeSpeaker{t: t}
 	rt := &fakeRoutes{t: t, kernel: map[Family][]netip.Addr{}}
-	a, err := New(Config{Resync: time.Hour, StartupHold: hold}, slog.New(slog.NewTextHandler(io.Discard, nil)), sp, rt)
+	a, err := New(Config{Resync: time.Hour, StartupHold: hold}, slog.New(slog.NewTextHandler(io.Discard, nil)), sp, rt, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,6 +210,47 @@ func TestStartupHold(t *testing.T) {
 	a.ReconcileOnce(ctx)
 	if len(rt.kernel[IPv4]) != 0 {
 		t.Fatalf("route kept after hold with no peer offering a default: %v", rt.kernel[IPv4])
+	}
+}
+
+// TestDatapathFollowsInstalled: after every reconcile the datapath holds
+// exactly the installed next hops of both families, with their links,
+// including the route kept by the startup hold.
+func TestDatapathFollowsInstalled(t *testing.T) {
+	a, sp, rt := newTestAgent(t, time.Hour)
+	dp := &fakeDatapath{t: t}
+	a.dp = dp
+	ctx := context.Background()
+	render := func(nhs []NextHop) string {
+		var b []string
+		for _, nh := range nhs {
+			b = append(b, nh.Gateway.String()+"@"+nh.Link)
+		}
+		return strings.Join(b, " ")
+	}
+	rt.kernel[IPv4] = addrs("192.168.1.0") // left by the previous instance
+	a.ReconcileOnce(ctx)
+	if got, want := render(dp.nhs), "192.168.1.0@if-192.168.1.0"; got != want {
+		t.Fatalf("during hold: datapath %q, want %q", got, want)
+	}
+	steps := []struct {
+		v4, v6 []netip.Addr
+		want   string
+	}{
+		{addrs("192.168.1.0", "192.168.2.0"), addrs("fd00:1:1::1"), "192.168.1.0@if-192.168.1.0 192.168.2.0@if-192.168.2.0 fd00:1:1::1@if-fd00:1:1::1"},
+		{nil, addrs("fd00:1:1::1", "fd00:2:1::1"), "fd00:1:1::1@if-fd00:1:1::1 fd00:2:1::1@if-fd00:2:1::1"},
+		{nil, nil, ""},
+	}
+	a.started = time.Now().Add(-2 * time.Hour) // hold over
+	for i, s := range steps {
+		sp.v4, sp.v6 = s.v4, s.v6
+		st := a.ReconcileOnce(ctx)
+		if got := render(dp.nhs); got != s.want {
+			t.Errorf("step %d: datapath %q, want %q", i, got, s.want)
+		}
+		if render(st.NextHops) != s.want {
+			t.Errorf("step %d: status next hops %q", i, render(st.NextHops))
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -111,9 +112,31 @@ type Metrics struct {
 
 // Datapath configures the eBPF fast path.
 type Datapath struct {
-	Enabled bool   `yaml:"enabled"`
-	PinDir  string `yaml:"pinDir"`
+	Enabled bool `yaml:"enabled"`
+	// PinDir is the directory for pinned maps and links. It must be on a
+	// bpffs mounted in the host's mount namespace (podrouter does not
+	// mount one: a mount made by the daemon would live in its own mount
+	// namespace and vanish with it, and pins would not survive a restart).
+	// A pin dir that is not on bpffs makes the fast path unavailable; the
+	// daemon then forwards on the kernel path and says why.
+	PinDir string `yaml:"pinDir"`
+	// Uplinks are the interfaces towards the ToRs (from-network is
+	// attached there); required when enabled.
+	Uplinks []string `yaml:"uplinks"`
+	// CTSizeTCP and CTSizeOther are the conntrack map sizes (0: default
+	// 262144 and 65536).
+	CTSizeTCP   int `yaml:"ctSizeTCP"`
+	CTSizeOther int `yaml:"ctSizeOther"`
+	// PassCIDRs are destinations always handed to the kernel stack (e.g.
+	// the Kubernetes service CIDR, which kube-proxy translates).
+	PassCIDRs []string `yaml:"passCIDRs"`
 }
+
+// Datapath limits (bpf/lib/maps.h).
+const (
+	MaxCTSize    = 1 << 24
+	MaxPassCIDRs = 256
+)
 
 // ShutdownConfig selects what SIGTERM does.
 type ShutdownConfig struct {
@@ -200,7 +223,7 @@ func nameFields(b []byte, err error) string {
 	if yaml.Unmarshal(b, &root) != nil {
 		return err.Error()
 	}
-	paths := map[int][]string{} // line -> paths of the keys on it
+	paths := map[int][]string{}   // line -> paths of the keys on it
 	values := map[string]string{} // path -> scalar value
 	var walk func(n *yaml.Node, path string)
 	walk = func(n *yaml.Node, path string) {
@@ -317,6 +340,9 @@ func (c *Config) ApplyDefaults() {
 	if c.Routes.ResyncInterval.Duration == 0 {
 		c.Routes.ResyncInterval.Duration = DefaultResync
 	}
+	if c.Metrics.Address == "" {
+		c.Metrics.Address = DefaultMetricsAddr
+	}
 	if c.LocalAPI.Socket == "" {
 		c.LocalAPI.Socket = DefaultSocket
 	}
@@ -396,10 +422,63 @@ func (c *Config) Validate() error {
 			add(fieldErr("metrics.address", "want ip:port, got %q", c.Metrics.Address))
 		}
 	}
+	add(c.Datapath.validate())
 	if c.Shutdown.Mode != ShutdownGracefulRestart && c.Shutdown.Mode != ShutdownDrain {
 		add(fieldErr("shutdown.mode", "want %q or %q, got %q", ShutdownGracefulRestart, ShutdownDrain, c.Shutdown.Mode))
 	}
 	return errors.Join(errs...)
+}
+
+func (d Datapath) validate() error {
+	var errs []error
+	if !strings.HasPrefix(d.PinDir, "/") || filepath.Clean(d.PinDir) == "/" {
+		errs = append(errs, fieldErr("datapath.pinDir", "want an absolute directory path other than /, got %q", d.PinDir))
+	}
+	if d.Enabled && len(d.Uplinks) == 0 {
+		errs = append(errs, fieldErr("datapath.uplinks", "required when datapath.enabled (the interfaces towards the ToRs)"))
+	}
+	seen := map[string]int{}
+	for i, u := range d.Uplinks {
+		f := fmt.Sprintf("datapath.uplinks[%d]", i)
+		if u == "" || len(u) > 15 || strings.ContainsAny(u, "/: \t\n") || u == "." || u == ".." {
+			errs = append(errs, fieldErr(f, "not a valid interface name: %q", u))
+		}
+		if j, dup := seen[u]; dup {
+			errs = append(errs, fieldErr(f, "duplicate uplink %q (also datapath.uplinks[%d])", u, j))
+		}
+		seen[u] = i
+	}
+	for _, s := range []struct {
+		f string
+		v int
+	}{{"datapath.ctSizeTCP", d.CTSizeTCP}, {"datapath.ctSizeOther", d.CTSizeOther}} {
+		if s.v < 0 || s.v > MaxCTSize {
+			errs = append(errs, fieldErr(s.f, "want 1-%d entries (0: default), got %d", MaxCTSize, s.v))
+		}
+	}
+	if len(d.PassCIDRs) > MaxPassCIDRs {
+		errs = append(errs, fieldErr("datapath.passCIDRs", "at most %d prefixes, got %d", MaxPassCIDRs, len(d.PassCIDRs)))
+	}
+	for i, s := range d.PassCIDRs {
+		f := fmt.Sprintf("datapath.passCIDRs[%d]", i)
+		p, err := netip.ParsePrefix(s)
+		switch {
+		case err != nil:
+			errs = append(errs, fieldErr(f, "invalid CIDR %q", s))
+		case p.Masked() != p:
+			errs = append(errs, fieldErr(f, "%s has host bits set (did you mean %s?)", p, p.Masked()))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// PassPrefixes returns the parsed datapath.passCIDRs of a validated config.
+func (d Datapath) PassPrefixes() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(d.PassCIDRs))
+	for _, s := range d.PassCIDRs {
+		out = append(out, netip.MustParsePrefix(s))
+	}
+	return out
 }
 
 func validateFormat(l Log) error {

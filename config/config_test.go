@@ -91,6 +91,16 @@ func TestBadInput(t *testing.T) {
 		{"max prefix warn", base("{address: 10.1.0.0, asn: 65100, maxPrefix: {limit: 10, warningThresholdPercent: 150}}"), "bgp.peers[0].maxPrefix.warningThresholdPercent"},
 		{"restart time", base("{address: 10.1.0.0, asn: 65100, gracefulRestart: {restartTime: 5000s}}"), "bgp.peers[0].gracefulRestart.restartTime"},
 		{"not yaml", "node: [", "parse config"},
+		{"datapath no uplinks", base("{address: 10.1.0.0, asn: 65100}") + "datapath: {enabled: true}\n", "datapath.uplinks: required"},
+		{"datapath bad uplink", base("{address: 10.1.0.0, asn: 65100}") + "datapath: {enabled: true, uplinks: [up1, 'a/b']}\n", "datapath.uplinks[1]: not a valid interface name"},
+		{"datapath long uplink", base("{address: 10.1.0.0, asn: 65100}") + "datapath: {uplinks: [abcdefghijklmnop]}\n", "datapath.uplinks[0]"},
+		{"datapath dup uplink", base("{address: 10.1.0.0, asn: 65100}") + "datapath: {enabled: true, uplinks: [up1, up1]}\n", "datapath.uplinks[1]: duplicate uplink"},
+		{"datapath relative pin dir", base("{address: 10.1.0.0, asn: 65100}") + "datapath: {pinDir: bpf/podrouter}\n", "datapath.pinDir"},
+		{"datapath ct size negative", base("{address: 10.1.0.0, asn: 65100}") + "datapath: {ctSizeTCP: -1}\n", "datapath.ctSizeTCP"},
+		{"datapath ct size huge", base("{address: 10.1.0.0, asn: 65100}") + "datapath: {ctSizeOther: 99999999}\n", "datapath.ctSizeOther"},
+		{"datapath ct size type", base("{address: 10.1.0.0, asn: 65100}") + "datapath: {ctSizeTCP: lots}\n", "datapath.ctSizeTCP"},
+		{"datapath bad pass cidr", base("{address: 10.1.0.0, asn: 65100}") + "datapath: {passCIDRs: [10.96.0.0/12, 10.96.0.1/12]}\n", "datapath.passCIDRs[1]: 10.96.0.1/12 has host bits"},
+		{"datapath unknown field", base("{address: 10.1.0.0, asn: 65100}") + "datapath: {uplink: [up1]}\n", `unknown field "datapath.uplink"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -70,7 +70,9 @@ func discoverEndpoints(ctx context.Context, podCIDRs []netip.Prefix) ([]Endpoint
 	}
 	byLink := map[int]*Endpoint{}
 	for _, r := range routes {
-		if r.Dst == nil || r.LinkIndex <= 0 || r.Gw != nil {
+		// Kernel-made routes are the node's own addresses (ptp puts the
+		// pod gateway, e.g. fd00:10:0:1::1/128, on every host veth), not pods.
+		if r.Dst == nil || r.LinkIndex <= 0 || r.Gw != nil || r.Protocol == unix.RTPROT_KERNEL {
 			continue
 		}
 		ones, bits := r.Dst.Mask.Size()

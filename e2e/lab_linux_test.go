@@ -225,9 +225,18 @@ func TestLab(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				defaults := 0
+				defaults, blackholes := 0, 0
+				own := lab.PodCIDRs(n)[0]
+				if f == lab.IPv6 {
+					own = lab.PodCIDRs(n)[1]
+				}
 				for _, r := range rs {
 					switch {
+					case r.Type == "blackhole":
+						blackholes++
+						if r.Dst != own.String() || r.Protocol != "201" {
+							t.Errorf("node%d %s: blackhole %+v, want only podrouter's for %s", n, f, r, own)
+						}
 					case r.Dst == "default":
 						defaults++
 						if r.Protocol != "201" {
@@ -242,8 +251,8 @@ func TestLab(t *testing.T) {
 						t.Errorf("node%d %s: route with a gateway other than the default: %+v", n, f, r)
 					}
 				}
-				if defaults != 1 {
-					t.Errorf("node%d %s: %d default routes, want 1", n, f, defaults)
+				if defaults != 1 || blackholes != 1 {
+					t.Errorf("node%d %s: %d default routes and %d pod CIDR blackholes, want 1 and 1", n, f, defaults, blackholes)
 				}
 			}
 		}
@@ -483,8 +492,10 @@ func TestLab(t *testing.T) {
 		if took > time.Second {
 			t.Errorf("drain took %s, want <= 1s", took)
 		}
-		if rs, _ := l.KernelRoutes(ctx, l.NodeNS(2), lab.IPv4, "default"); len(rs) != 0 {
-			t.Errorf("drain left podrouter's default route: %+v", rs)
+		for _, f := range families {
+			if rs, _ := l.KernelRoutes(ctx, l.NodeNS(2), f, "proto", "201"); len(rs) != 0 {
+				t.Errorf("drain left podrouter's %s routes: %+v", f, rs)
+			}
 		}
 	})
 }

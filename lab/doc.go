@@ -61,8 +61,9 @@
 // Teardown/Down find everything by name, not by memory of what Up did, so
 // they also clean a lab whose Up crashed halfway: every process inside one
 // of the lab's namespaces or started with one of its config files or FRR
-// pathspaces, the namespaces, FRR's pathspace directories, BPF pins under
-// /sys/fs/bpf/podrouter-<name>-node<n> and the state directory. Up calls
+// pathspaces, the namespaces, FRR's pathspace directories, the lab's bpffs
+// (mounted at <statedir>/bpffs, nodes pin under bpffs/node<n>) and the
+// state directory. Up calls
 // Teardown first, so Up twice in a row works.
 //
 // # Convergence measurement

@@ -64,6 +64,9 @@ func Up(ctx context.Context, spec Spec, logger *slog.Logger) (l *Lab, err error)
 	if err := os.WriteFile(filepath.Join(s.StateDir(), specFile), b, 0o644); err != nil {
 		return l, err
 	}
+	if err := s.mountBPFFS(); err != nil {
+		return l, err
+	}
 	if err := l.buildTopology(ctx); err != nil {
 		return l, err
 	}
@@ -175,6 +178,7 @@ func (l *Lab) PodIP(ctx context.Context, node, pod int, f Family) (netip.Addr, e
 
 // Route is a kernel route as `ip -j route` reports it.
 type Route struct {
+	Type     string `json:"type"` // "" for unicast, "blackhole", ...
 	Dst      string `json:"dst"`
 	Gateway  string `json:"gateway"`
 	Dev      string `json:"dev"`

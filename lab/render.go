@@ -160,6 +160,7 @@ type nodeData struct {
 	PeersV4  []nodePeer
 	PeersV6  []nodePeer
 	Datapath bool
+	PinDir   string
 	ToRASN   uint32
 	// PeerOpts is appended to every peer entry (MD5, GTSM).
 	PeerOpts string
@@ -170,7 +171,7 @@ func (s Spec) nodeData(n int) nodeData {
 	d := nodeData{
 		Name: NodeName(n), Dir: filepath.Join(s.StateDir(), NodeName(n)), Lab: s.Name,
 		RouterID: NodeRouterID(n), ASN: NodeASN(n), PodV4: cidrs[0], PodV6: cidrs[1],
-		Datapath: s.Datapath, ToRASN: ToRASN,
+		Datapath: s.Datapath, PinDir: s.NodePinDir(n), ToRASN: ToRASN,
 	}
 	if s.Password != "" {
 		d.PeerOpts += ", passwordFile: " + s.PasswordFile(n)
@@ -204,7 +205,10 @@ bgp:
 {{- end}}
 routes: {protocol: 201, metric: 20}
 localAPI: {socket: {{.Dir}}/podrouter.sock}
-datapath: {enabled: {{.Datapath}}, pinDir: /sys/fs/bpf/podrouter-{{.Lab}}-{{.Name}}}
+datapath:
+  enabled: {{.Datapath}}
+  pinDir: {{.PinDir}}
+  uplinks: [{{range $i, $p := .PeersV4}}{{if $i}}, {{end}}up{{$p.ToR}}{{end}}]
 `))
 
 // BIRD as the node speaker: the same policy as podrouter's (export only the

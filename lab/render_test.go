@@ -67,7 +67,7 @@ func TestPodrouterConfigParses(t *testing.T) {
 			t.Errorf("peer %d = %+v, want %s", i, p, want[i])
 		}
 	}
-	if c.LocalAPI.Socket != "/run/podrouter-lab/t1/node2/podrouter.sock" || c.Datapath.PinDir != "/sys/fs/bpf/podrouter-t1-node2" {
+	if c.LocalAPI.Socket != "/run/podrouter-lab/t1/node2/podrouter.sock" || c.Datapath.PinDir != "/run/podrouter-lab/t1/bpffs/node2" {
 		t.Errorf("paths: %q %q", c.LocalAPI.Socket, c.Datapath.PinDir)
 	}
 }

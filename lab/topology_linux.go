@@ -272,10 +272,7 @@ func teardown(ctx context.Context, spec Spec, log *slog.Logger) error {
 	for _, n := range frrNames {
 		errs = append(errs, removeFRRDirs(n))
 	}
-	pins, _ := filepath.Glob("/sys/fs/bpf/podrouter-" + s.Name + "-node[0-9]*") // bad pattern impossible
-	for _, p := range pins {
-		errs = append(errs, os.RemoveAll(p))
-	}
+	errs = append(errs, s.unmountBPFFS())
 	errs = append(errs, os.RemoveAll(s.StateDir()))
 
 	// 5. Verify.

@@ -21,14 +21,16 @@ import (
 	"github.com/podrouter/podrouter/agent"
 	"github.com/podrouter/podrouter/bgp"
 	"github.com/podrouter/podrouter/config"
+	"github.com/podrouter/podrouter/datapath"
 )
 
 // daemon is what the local API serves from.
 type daemon struct {
-	cfg     *config.Config
-	speaker *bgp.Speaker
-	agent   *agent.Agent
-	drain   func()
+	cfg      *config.Config
+	speaker  *bgp.Speaker
+	agent    *agent.Agent
+	fastPath *fastPath
+	drain    func()
 }
 
 // StatusReport is the local API's /v1/status document (and `status -o json`).
@@ -45,6 +47,7 @@ type StatusReport struct {
 	Reconciles    uint64          `json:"reconciles"`
 	Errors        uint64          `json:"reconcileErrors"`
 	LastError     string          `json:"lastError,omitempty"`
+	FastPath      FastPathReport  `json:"fastPath"`
 	Warnings      []string        `json:"warnings,omitempty"`
 }
 
@@ -115,6 +118,12 @@ func (d *daemon) status(ctx context.Context) StatusReport {
 		}
 		r.Defaults = append(r.Defaults, dr)
 	}
+	if d.fastPath != nil {
+		r.FastPath = d.fastPath.Report()
+		if r.FastPath.State == fastPathUnavailable {
+			r.Warnings = append(r.Warnings, "eBPF fast path unavailable, pod traffic on the kernel path: "+r.FastPath.Reason)
+		}
+	}
 	return r
 }
 
@@ -152,6 +161,11 @@ func newLocalAPI(path string, log *slog.Logger, d *daemon) (*localAPI, error) {
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, d.status(r.Context()))
 	})
+	var dp *datapath.Datapath
+	if d.fastPath != nil {
+		dp = d.fastPath.dp
+	}
+	mux.HandleFunc("GET /v1/monitor", serveMonitor(dp, ifName))
 	mux.HandleFunc("POST /v1/drain", func(w http.ResponseWriter, r *http.Request) {
 		log.Info("drain requested over the local api")
 		writeJSON(w, map[string]string{"result": "draining"})
@@ -246,6 +260,14 @@ func printStatus(out io.Writer, r StatusReport) {
 	fmt.Fprintf(w, "Node:\t%s (router-id %s, AS %d)\n", r.Node, r.RouterID, r.ASN)
 	fmt.Fprintf(w, "Pod CIDRs:\t%s\n", joinAny(r.PodCIDRs))
 	fmt.Fprintf(w, "Advertised:\t%s\n", joinAny(r.Advertised))
+	fp := r.FastPath.State
+	if r.FastPath.Reason != "" {
+		fp += " (" + r.FastPath.Reason + ")"
+	}
+	if len(r.FastPath.Attached) > 0 {
+		fp += fmt.Sprintf(", attached to %d interfaces", len(r.FastPath.Attached))
+	}
+	fmt.Fprintf(w, "Fast path:\t%s\n", fp)
 	fmt.Fprintf(w, "Reconcile:\t%d runs, %d errors, last %s ago (%s)\n", r.Reconciles, r.Errors,
 		time.Since(r.LastReconcile).Truncate(time.Millisecond), r.ReconcileTook)
 	w.Flush()

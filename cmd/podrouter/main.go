@@ -22,6 +22,8 @@ Usage:
   podrouter drain [--socket PATH]       withdraw pod CIDRs, close BGP sessions with a
                                         NOTIFICATION, remove the default route, exit
   podrouter check --config FILE         validate a config file and exit
+  podrouter bpf stats|endpoint list|ct list|nexthop list|hook list [--pin-dir DIR] [-o json]
+                                        read the pinned eBPF maps and links directly
   podrouter lab up|down|status [flags]  the network-namespace lab (FRR ToR, 3 nodes, pods)
   podrouter version
 `
@@ -58,6 +60,8 @@ func run(ctx context.Context, args []string) error {
 		return cmdStatus(ctx, args[1:])
 	case "drain":
 		return cmdDrain(ctx, args[1:])
+	case "bpf":
+		return cmdBPF(args[1:])
 	case "lab":
 		return cmdLab(ctx, args[1:])
 	case "version":

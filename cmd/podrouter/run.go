@@ -151,9 +151,13 @@ func cmdRun(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	fp, err := newFastPath(cfg, log.With("subsys", "datapath"))
+	if err != nil {
+		return err
+	}
 	ag, err := agent.New(agent.Config{
 		Resync: cfg.Routes.ResyncInterval.Duration, StartupHold: cfg.BGP.StartupHold.Duration,
-	}, log.With("subsys", "agent"), speaker, routeAdapter{installer})
+	}, log.With("subsys", "agent"), speaker, routeAdapter{installer}, fp.agentDatapath())
 	if err != nil {
 		return err
 	}
@@ -164,7 +168,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	defer cancelRun(nil)
 
 	api, err := newLocalAPI(cfg.LocalAPI.Socket, log.With("subsys", "localapi"), &daemon{
-		cfg: cfg, speaker: speaker, agent: ag, drain: func() { cancelRun(errDrainRequested) },
+		cfg: cfg, speaker: speaker, agent: ag, fastPath: fp, drain: func() { cancelRun(errDrainRequested) },
 	})
 	if err != nil {
 		return err
@@ -174,13 +178,20 @@ func cmdRun(ctx context.Context, args []string) error {
 		return err
 	}
 	log.Info("podrouter started", "version", version, "asn", cfg.BGP.ASN, "router_id", cfg.Node.RouterID,
-		"pod_cidrs", pods, "peers", len(cfg.BGP.Peers), "grpc_api", cfg.BGP.API.Address, "socket", cfg.LocalAPI.Socket)
+		"pod_cidrs", pods, "peers", len(cfg.BGP.Peers), "grpc_api", cfg.BGP.API.Address, "socket", cfg.LocalAPI.Socket,
+		"datapath", cfg.Datapath.Enabled)
 	ag.SetNodeState(agent.NodeState{Name: cfg.Node.Name, PodCIDRs: pods})
 
+	observe, err := startObservability(runCtx, cfg, log.With("subsys", "metrics"), speaker, ag, installer, fp.dp)
+	if err != nil {
+		return err
+	}
 	g, gctx := errgroup.WithContext(runCtx)
+	g.Go(func() error { return observe(gctx) })
 	g.Go(func() error { return ag.Run(gctx) })
 	g.Go(func() error { return installer.Run(gctx, ag) })
 	g.Go(func() error { return api.Serve(gctx) })
+	g.Go(func() error { return fp.run(gctx, log.With("subsys", "datapath")) })
 	err = g.Wait()
 
 	drain := cfg.Shutdown.Mode == config.ShutdownDrain || errors.Is(context.Cause(runCtx), errDrainRequested)
@@ -194,15 +205,21 @@ func cmdRun(ctx context.Context, args []string) error {
 		// Let the UPDATEs with the withdrawals leave before the NOTIFICATION.
 		time.Sleep(200 * time.Millisecond)
 		speaker.Close()
+		// The fast path goes before the routes: pod traffic falls back to
+		// the kernel path, which still has the default route.
+		fp.unpin(log)
 		if rerr := installer.RemoveAll(dctx); rerr != nil {
 			log.Error("remove default routes", "err", rerr)
 		}
+		if _, berr := installer.SetBlackholes(dctx, nil); berr != nil {
+			log.Error("remove pod cidr blackholes", "err", berr)
+		}
 		log.Info("drained; exiting")
 	} else {
-		// Graceful restart: no NOTIFICATION, no route removal. The ToR keeps
-		// our routes as stale and the kernel keeps forwarding until we are
-		// back.
-		log.Info("exiting for restart; sessions and routes left for graceful restart")
+		// Graceful restart: no NOTIFICATION, no route removal, pins and
+		// tcx links stay. The ToR keeps our routes as stale, and the kernel
+		// and the fast path keep forwarding until we are back.
+		log.Info("exiting for restart; sessions, routes and datapath pins left for graceful restart")
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
@@ -220,6 +237,7 @@ func (r routeAdapter) SetDefault(ctx context.Context, fam agent.Family, gws []ne
 	out := agent.DefaultResult{ForeignPresent: res.ForeignPresent, ForeignBlocking: res.ForeignBlocking, Changed: res.Changed}
 	for _, nh := range res.Installed {
 		out.Installed = append(out.Installed, nh.Gateway)
+		out.Links = append(out.Links, nh.Link)
 	}
 	for _, s := range res.Skipped {
 		out.Skipped = append(out.Skipped, s.String())
@@ -227,11 +245,15 @@ func (r routeAdapter) SetDefault(ctx context.Context, fam agent.Family, gws []ne
 	return out, err
 }
 
-func (r routeAdapter) Current(ctx context.Context, fam agent.Family) ([]netip.Addr, error) {
+func (r routeAdapter) SetBlackholes(ctx context.Context, ps []netip.Prefix) (bool, error) {
+	return r.i.SetBlackholes(ctx, ps)
+}
+
+func (r routeAdapter) Current(ctx context.Context, fam agent.Family) ([]agent.NextHop, error) {
 	nhs, err := r.i.Current(ctx, routes.Family(fam))
-	var out []netip.Addr
+	var out []agent.NextHop
 	for _, nh := range nhs {
-		out = append(out, nh.Gateway)
+		out = append(out, agent.NextHop{Gateway: nh.Gateway, Link: nh.Link})
 	}
 	return out, err
 }

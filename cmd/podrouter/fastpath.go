@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"sync"
+
+	"github.com/podrouter/podrouter/agent"
+	"github.com/podrouter/podrouter/config"
+	"github.com/podrouter/podrouter/datapath"
+)
+
+// Fast path states (FastPathReport.State).
+const (
+	fastPathDisabled    = "disabled"    // datapath.enabled is false
+	fastPathStarting    = "starting"    // Run not yet loaded the programs
+	fastPathActive      = "active"      // programs loaded, hooks attached
+	fastPathUnavailable = "unavailable" // load/attach failed: kernel path only
+)
+
+// fastPath runs the eBPF datapath next to the agent and remembers whether
+// it fell back to the kernel path, and why.
+type fastPath struct {
+	cfg config.Datapath
+	dp  *datapath.Datapath // nil when disabled
+
+	mu     sync.Mutex
+	state  string
+	reason string
+}
+
+// FastPathReport is the fast path's state for `podrouter status`.
+//
+// To show it, localapi.go needs a fastPath *fastPath field in daemon (set
+// in cmdRun) and a FastPath field (json "fastPath") in StatusReport filled
+// from d.fastPath.Report(), plus a warning when State is "unavailable".
+type FastPathReport struct {
+	Enabled  bool     `json:"enabled"`
+	State    string   `json:"state"`
+	PinDir   string   `json:"pinDir,omitempty"`
+	Reason   string   `json:"reason,omitempty"` // why the kernel path is used
+	Attached []string `json:"attached,omitempty"`
+	LastErr  string   `json:"lastError,omitempty"` // last reconcile problem while active
+}
+
+func newFastPath(c *config.Config, log *slog.Logger) (*fastPath, error) {
+	f := &fastPath{cfg: c.Datapath, state: fastPathDisabled}
+	if !c.Datapath.Enabled {
+		return f, nil
+	}
+	pods, _ := c.Prefixes() // validated
+	dp, err := datapath.New(datapath.Config{
+		PinDir:      c.Datapath.PinDir,
+		Uplinks:     c.Datapath.Uplinks,
+		PodCIDRs:    pods,
+		PassCIDRs:   c.Datapath.PassPrefixes(),
+		CTSizeTCP:   c.Datapath.CTSizeTCP,
+		CTSizeOther: c.Datapath.CTSizeOther,
+	}, log)
+	if err != nil {
+		return nil, err
+	}
+	f.dp, f.state = dp, fastPathStarting
+	return f, nil
+}
+
+// agentDatapath is the agent's view of the fast path (nil when disabled).
+func (f *fastPath) agentDatapath() agent.Datapath {
+	if f.dp == nil {
+		return nil
+	}
+	return datapathAdapter{f.dp}
+}
+
+// run runs the datapath until ctx ends. A fast path that cannot load is not
+// fatal: it logs why, records it for status, and returns nil so the daemon
+// keeps forwarding on the kernel path.
+func (f *fastPath) run(ctx context.Context, log *slog.Logger) error {
+	if f.dp == nil {
+		f.removeStalePins(log)
+		<-ctx.Done()
+		return nil
+	}
+	f.set(fastPathActive, "")
+	err := f.dp.Run(ctx)
+	if errors.Is(err, datapath.ErrUnavailable) {
+		f.set(fastPathUnavailable, err.Error())
+		log.Error("ebpf fast path unavailable; forwarding on the kernel path", "err", err,
+			"pin_dir", f.cfg.PinDir, "hint", "the pin dir must be on a bpffs mounted in the host mount namespace")
+		<-ctx.Done()
+		return nil
+	}
+	return err
+}
+
+// removeStalePins: with the fast path disabled, links and maps a previous
+// run left pinned would keep forwarding behind the kernel's back. Remove
+// them, so that turning the fast path off takes effect on restart.
+func (f *fastPath) removeStalePins(log *slog.Logger) {
+	if _, err := os.Stat(f.cfg.PinDir); err != nil {
+		return
+	}
+	if err := datapath.Unpin(f.cfg.PinDir); err != nil {
+		log.Warn("remove pins left by an earlier run", "pin_dir", f.cfg.PinDir, "err", err)
+		return
+	}
+	log.Info("datapath disabled: detached and removed pins left by an earlier run", "pin_dir", f.cfg.PinDir)
+}
+
+// unpin detaches every hook and removes every pin: drain/uninstall.
+func (f *fastPath) unpin(log *slog.Logger) {
+	if f.dp == nil {
+		return
+	}
+	if err := datapath.Unpin(f.cfg.PinDir); err != nil {
+		log.Error("detach and unpin datapath", "pin_dir", f.cfg.PinDir, "err", err)
+		return
+	}
+	log.Info("datapath detached and unpinned", "pin_dir", f.cfg.PinDir)
+}
+
+func (f *fastPath) set(state, reason string) {
+	f.mu.Lock()
+	f.state, f.reason = state, reason
+	f.mu.Unlock()
+}
+
+// Report returns the fast path's state for status.
+func (f *fastPath) Report() FastPathReport {
+	f.mu.Lock()
+	r := FastPathReport{Enabled: f.cfg.Enabled, State: f.state, Reason: f.reason}
+	f.mu.Unlock()
+	if f.dp != nil {
+		r.PinDir = f.cfg.PinDir
+		st := f.dp.Status()
+		r.Attached = st.Attached
+		if st.Err != nil && r.State == fastPathActive {
+			r.LastErr = st.Err.Error()
+		}
+		if r.State == fastPathActive && !st.Loaded {
+			r.State = fastPathStarting
+		}
+	}
+	return r
+}
+
+// datapathAdapter turns the agent's next hops into the datapath's.
+type datapathAdapter struct{ d *datapath.Datapath }
+
+func (a datapathAdapter) SetNextHops(ctx context.Context, nhs []agent.NextHop) error {
+	out := make([]datapath.NextHop, 0, len(nhs))
+	for _, nh := range nhs {
+		// The neighbour table knows link-local gateways without a zone.
+		out = append(out, datapath.NextHop{Gateway: nh.Gateway.WithZone(""), Uplink: nh.Link})
+	}
+	return a.d.SetNextHops(ctx, out)
+}
