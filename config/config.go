@@ -107,7 +107,10 @@ type LocalAPI struct {
 
 // Metrics is the Prometheus/health listener.
 type Metrics struct {
-	Address string `yaml:"address"` // host:port; empty disables
+	Address string `yaml:"address"` // ip:port; default 127.0.0.1:9842
+	// AllowNonLoopback must be set to listen on a routable address (for a
+	// Prometheus outside the node): /metrics and /readyz reveal topology.
+	AllowNonLoopback bool `yaml:"allowNonLoopback"`
 }
 
 // Datapath configures the eBPF fast path.
@@ -418,8 +421,12 @@ func (c *Config) Validate() error {
 		add(fieldErr("localAPI.socket", "want an absolute path, got %q", c.LocalAPI.Socket))
 	}
 	if c.Metrics.Address != "" {
-		if _, err := netip.ParseAddrPort(c.Metrics.Address); err != nil {
+		ap, err := netip.ParseAddrPort(c.Metrics.Address)
+		switch {
+		case err != nil:
 			add(fieldErr("metrics.address", "want ip:port, got %q", c.Metrics.Address))
+		case !ap.Addr().IsLoopback() && !c.Metrics.AllowNonLoopback:
+			add(fieldErr("metrics.address", "%s is not a loopback address; set metrics.allowNonLoopback to listen on it", ap.Addr()))
 		}
 	}
 	add(c.Datapath.validate())

@@ -91,6 +91,7 @@ func TestBadInput(t *testing.T) {
 		{"max prefix warn", base("{address: 10.1.0.0, asn: 65100, maxPrefix: {limit: 10, warningThresholdPercent: 150}}"), "bgp.peers[0].maxPrefix.warningThresholdPercent"},
 		{"restart time", base("{address: 10.1.0.0, asn: 65100, gracefulRestart: {restartTime: 5000s}}"), "bgp.peers[0].gracefulRestart.restartTime"},
 		{"not yaml", "node: [", "parse config"},
+		{"metrics not loopback", base("{address: 10.1.0.0, asn: 65100}") + "metrics: {address: '0.0.0.0:9842'}\n", "metrics.address: 0.0.0.0 is not a loopback"},
 		{"datapath no uplinks", base("{address: 10.1.0.0, asn: 65100}") + "datapath: {enabled: true}\n", "datapath.uplinks: required"},
 		{"datapath bad uplink", base("{address: 10.1.0.0, asn: 65100}") + "datapath: {enabled: true, uplinks: [up1, 'a/b']}\n", "datapath.uplinks[1]: not a valid interface name"},
 		{"datapath long uplink", base("{address: 10.1.0.0, asn: 65100}") + "datapath: {uplinks: [abcdefghijklmnop]}\n", "datapath.uplinks[0]"},

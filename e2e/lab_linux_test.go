@@ -4,6 +4,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/podrouter/podrouter/lab"
+	"github.com/podrouter/podrouter/metrics/promtest"
 )
 
 var (
@@ -305,6 +307,68 @@ func TestLab(t *testing.T) {
 		}
 	})
 
+	t.Run("a real Prometheus scrapes all three nodes", func(t *testing.T) {
+		var targets []string
+		for n := 1; n <= 3; n++ {
+			targets = append(targets, lab.LinkAddrNode(1, n).String()+":9842")
+		}
+		pctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+		defer cancel()
+		// Prometheus runs in the ToR's namespace: the nodes' metrics
+		// listeners are on their uplink addresses, directly connected there.
+		prom, err := promtest.Start(pctx, targets, promtest.Options{NetNS: l.ToRNS(1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer prom.Stop()
+		checks := []struct {
+			expr string
+			want float64
+		}{
+			{`count(up{job="podrouter"} == 1)`, 3},
+			{`sum(podrouter_bgp_session_state{state="established"})`, 6},
+			{`sum(podrouter_bgp_prefixes_accepted)`, 6},
+			{`sum(podrouter_bgp_prefixes_advertised)`, 6},
+			{`sum(podrouter_routes_default_next_hops_installed)`, 6},
+		}
+		for _, c := range checks {
+			var got float64
+			waitFor(t, c.expr, 60*time.Second, func() (bool, string) {
+				res, err := prom.Query(pctx, c.expr)
+				if err != nil || len(res) != 1 {
+					return false, fmt.Sprintf("%v %v", res, err)
+				}
+				got = res[0].Value
+				return got == c.want, fmt.Sprint(got)
+			})
+			t.Logf("prometheus: %s = %v", c.expr, got)
+		}
+	})
+
+	t.Run("listeners: only the configured metrics address is routable", func(t *testing.T) {
+		for n := 1; n <= 3; n++ {
+			out := nodeExec(t, l, n, "ss", "-H", "-ltn")
+			for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+				f := strings.Fields(line)
+				if len(f) < 4 {
+					continue
+				}
+				local := f[3]
+				if !strings.HasPrefix(local, "127.0.0.1:") && local != lab.LinkAddrNode(1, n).String()+":9842" {
+					t.Errorf("node%d listens on %s (want only loopback and the configured metrics address)", n, local)
+				}
+			}
+		}
+		// The local API is a unix socket, owner-only.
+		fi, err := os.Stat(socket(l, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("local API socket mode %v, want 0600", fi.Mode().Perm())
+		}
+	})
+
 	t.Run("SIGTERM and restart keep the pod CIDR at the ToR", func(t *testing.T) {
 		target := lab.PodCIDRs(1)
 		stop := make(chan struct{})
@@ -469,26 +533,50 @@ func TestLab(t *testing.T) {
 	})
 
 	t.Run("drain withdraws within 1s", func(t *testing.T) {
-		start := time.Now()
-		drained := make(chan error, 1)
+		// Watch the ToR's kernel FIB with netlink (ip monitor) so the figure
+		// is when zebra removed the routes, not when a vtysh poll noticed.
+		mon := exec.Command("ip", "-n", l.ToRNS(1), "monitor", "route")
+		stdout, err := mon.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := mon.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { mon.Process.Kill(); mon.Wait() }()
+		gone := make(chan time.Time, 4)
 		go func() {
-			_, err := l.Exec(ctx, l.NodeNS(2), podrouterBin, "drain", "--socket", socket(l, 2))
-			drained <- err
-		}()
-		var took time.Duration
-		waitFor(t, "node2 pod CIDRs gone from the ToR", 5*time.Second, func() (bool, string) {
-			for _, p := range lab.PodCIDRs(2) {
-				if torHas(t, l, 1, p) {
-					return false, p.String() + " still there"
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				line := sc.Text()
+				for _, p := range lab.PodCIDRs(2) {
+					if strings.HasPrefix(line, "Deleted "+p.String()) {
+						gone <- time.Now()
+					}
 				}
 			}
-			took = time.Since(start)
-			return true, ""
-		})
-		if err := <-drained; err != nil {
-			t.Fatalf("podrouter drain: %v", err)
+		}()
+		time.Sleep(200 * time.Millisecond) // the monitor is subscribed
+		start := time.Now()
+		out, err := l.Exec(ctx, l.NodeNS(2), podrouterBin, "drain", "--socket", socket(l, 2))
+		if err != nil {
+			t.Fatalf("podrouter drain: %v\n%s", err, out)
 		}
-		t.Logf("drain: pod CIDRs gone from the ToR %s after `podrouter drain` started", took)
+		var took time.Duration
+		for range lab.PodCIDRs(2) {
+			select {
+			case at := <-gone:
+				took = max(took, at.Sub(start))
+			case <-time.After(5 * time.Second):
+				t.Fatalf("pod CIDRs of node2 not removed from the ToR's kernel within 5s")
+			}
+		}
+		for _, p := range lab.PodCIDRs(2) {
+			if torHas(t, l, 1, p) {
+				t.Errorf("%s still in the ToR's RIB after drain", p)
+			}
+		}
+		t.Logf("drain: node2's pod CIDRs (v4 and v6) left the ToR's kernel %s after `podrouter drain` started", took)
 		if took > time.Second {
 			t.Errorf("drain took %s, want <= 1s", took)
 		}

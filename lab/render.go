@@ -205,6 +205,7 @@ bgp:
 {{- end}}
 routes: {protocol: 201, metric: 20}
 localAPI: {socket: {{.Dir}}/podrouter.sock}
+metrics: {address: "{{(index .PeersV4 0).Local}}:9842", allowNonLoopback: true}
 datapath:
   enabled: {{.Datapath}}
   pinDir: {{.PinDir}}

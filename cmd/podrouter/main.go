@@ -21,6 +21,9 @@ Usage:
                                         one-screen status of the running daemon
   podrouter drain [--socket PATH]       withdraw pod CIDRs, close BGP sessions with a
                                         NOTIFICATION, remove the default route, exit
+  podrouter monitor [--socket PATH] [--type T]... [--from IP] [--to IP] [-v] [-o json]
+                                        live datapath events (from-endpoint, to-network,
+                                        from-network, to-endpoint, drop, to-stack)
   podrouter check --config FILE         validate a config file and exit
   podrouter bpf stats|endpoint list|ct list|nexthop list|hook list [--pin-dir DIR] [-o json]
                                         read the pinned eBPF maps and links directly
@@ -60,6 +63,8 @@ func run(ctx context.Context, args []string) error {
 		return cmdStatus(ctx, args[1:])
 	case "drain":
 		return cmdDrain(ctx, args[1:])
+	case "monitor":
+		return cmdMonitor(ctx, args[1:])
 	case "bpf":
 		return cmdBPF(args[1:])
 	case "lab":

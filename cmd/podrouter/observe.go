@@ -42,7 +42,7 @@ func startObservability(ctx context.Context, cfg *config.Config, log *slog.Logge
 	}
 	srv, err := metrics.New(metrics.Config{
 		Address:          cfg.Metrics.Address,
-		AllowNonLoopback: false,
+		AllowNonLoopback: cfg.Metrics.AllowNonLoopback,
 		Version:          version,
 	}, log.With("subsys", "metrics"), src)
 	if err != nil {
