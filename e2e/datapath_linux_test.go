@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"math/rand/v2"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -28,34 +26,7 @@ import (
 
 func upDatapathLab(t *testing.T) *lab.Lab {
 	t.Helper()
-	name := fmt.Sprintf("dp%03d", rand.IntN(1000))
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	l, err := lab.Up(ctx, lab.Spec{Name: name, ToRs: 1, PodrouterBin: podrouterBin, Datapath: true}, log)
-	if err != nil {
-		t.Fatalf("lab up: %v", err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for n := 1; n <= 3; n++ {
-				b, _ := os.ReadFile(filepath.Join(l.StateDir(), lab.NodeName(n), "podrouter.log"))
-				t.Logf("%s log (tail):\n%s", lab.NodeName(n), tailLines(string(b), 25))
-			}
-		}
-		dctx, dcancel := context.WithTimeout(context.Background(), time.Minute)
-		defer dcancel()
-		if err := l.Down(dctx); err != nil {
-			t.Errorf("lab down: %v", err)
-		}
-		if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), name+"-") {
-			t.Errorf("namespaces left after lab down:\n%s", out)
-		}
-		if b, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(b), l.Spec.BPFFSDir()) {
-			t.Errorf("bpffs %s still mounted after lab down", l.Spec.BPFFSDir())
-		}
-	})
-	return l
+	return upLab(t, 1, func(s *lab.Spec) { s.Datapath = true })
 }
 
 // bpfJSON runs `podrouter bpf ARGS --pin-dir … -o json` in node n.

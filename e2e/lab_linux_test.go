@@ -101,6 +101,9 @@ func upLab(t *testing.T, tors int, opts ...func(*lab.Spec)) *lab.Lab {
 		if strings.Contains(string(out), name+"-") {
 			t.Errorf("namespaces left after lab down:\n%s", out)
 		}
+		if b, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(b), l.Spec.BPFFSDir()) {
+			t.Errorf("bpffs %s still mounted after lab down", l.Spec.BPFFSDir())
+		}
 	})
 	return l
 }
