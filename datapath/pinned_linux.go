@@ -55,6 +55,100 @@ func (p *Pinned) Counters() ([]Counter, error) { return readCounters(p.counters)
 // Conntrack lists the conntrack entries (TCP first).
 func (p *Pinned) Conntrack() ([]CTEntry, error) { return readConntrack(p.ctTCP, p.ctOther) }
 
+// Usage counts the entries of the conntrack maps and the endpoint map.
+// It reads keys and values in batches: cheap enough for every `status`.
+func (p *Pinned) Usage() ([]MapUsage, error) {
+	var out []MapUsage
+	var errs []error
+	for _, m := range []struct {
+		name string
+		m    *ebpf.Map
+		n    func(*ebpf.Map) (int, error)
+	}{
+		{"ct_tcp", p.ctTCP, countEntries[ctKey, ctEntry]},
+		{"ct_other", p.ctOther, countEntries[ctKey, ctEntry]},
+		{"endpoints", p.endpoints, countEntries[addrKey, epValue]},
+	} {
+		n, err := m.n(m.m)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("count %s: %w", m.name, err))
+		}
+		out = append(out, MapUsage{Map: m.name, Entries: n, Capacity: int(m.m.MaxEntries())})
+	}
+	return out, errors.Join(errs...)
+}
+
+// countEntries counts a hash map's entries with batch lookups, or one key
+// at a time where the kernel lacks them.
+func countEntries[K, V any](m *ebpf.Map) (int, error) {
+	const chunk = 1024
+	keys, vals := make([]K, chunk), make([]V, chunk)
+	var cursor ebpf.MapBatchCursor
+	total := 0
+	for {
+		n, err := m.BatchLookup(&cursor, keys, vals, nil)
+		total += n
+		switch {
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			return total, nil // done
+		case errors.Is(err, ebpf.ErrNotSupported):
+			total = 0
+			var k K
+			var v V
+			it := m.Iterate()
+			for it.Next(&k, &v) {
+				total++
+			}
+			return total, it.Err()
+		case err != nil:
+			return total, err
+		}
+	}
+}
+
+// FlushConntrack deletes the conntrack entries for which match returns
+// true (nil: all) from the maps pinned under pinDir, and returns how many
+// it deleted. Flows of deleted entries start over as new: nothing is
+// dropped, the next packet creates a fresh entry.
+func FlushConntrack(pinDir string, match func(CTEntry) bool) (int, error) {
+	if err := checkBPFFS(pinDir); err != nil {
+		return 0, err
+	}
+	now := monotonicNow()
+	deleted := 0
+	var errs []error
+	for _, name := range []string{"pr_ct_tcp", "pr_ct_other"} {
+		m, err := ebpf.LoadPinnedMap(filepath.Join(pinDir, name), nil)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("open pinned map %s: %w", name, err))
+			continue
+		}
+		var doomed []ctKey
+		var k ctKey
+		var e ctEntry
+		it := m.Iterate()
+		for it.Next(&k, &e) {
+			if match == nil || match(ctToEntry(k, e, now)) {
+				doomed = append(doomed, k)
+			}
+		}
+		if err := it.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("iterate %s: %w", name, err))
+		}
+		for _, k := range doomed {
+			switch err := m.Delete(&k); {
+			case err == nil:
+				deleted++
+			case errors.Is(err, ebpf.ErrKeyNotExist): // expired and collected meanwhile
+			default:
+				errs = append(errs, fmt.Errorf("delete from %s: %w", name, err))
+			}
+		}
+		m.Close()
+	}
+	return deleted, errors.Join(errs...)
+}
+
 // Endpoints lists the endpoint map, by address.
 func (p *Pinned) Endpoints() ([]PinnedEndpoint, error) {
 	var out []PinnedEndpoint

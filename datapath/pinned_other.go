@@ -17,6 +17,12 @@ func (p *Pinned) Counters() ([]Counter, error) { return nil, ErrNotRunning }
 // Conntrack is unavailable off Linux.
 func (p *Pinned) Conntrack() ([]CTEntry, error) { return nil, ErrNotRunning }
 
+// Usage is unavailable off Linux.
+func (p *Pinned) Usage() ([]MapUsage, error) { return nil, ErrNotRunning }
+
+// FlushConntrack is unavailable off Linux.
+func FlushConntrack(string, func(CTEntry) bool) (int, error) { return 0, ErrNotRunning }
+
 // Endpoints is unavailable off Linux.
 func (p *Pinned) Endpoints() ([]PinnedEndpoint, error) { return nil, ErrNotRunning }
 

@@ -14,10 +14,14 @@ import (
 	"github.com/podrouter/podrouter/datapath"
 )
 
-const bpfUsage = `podrouter bpf stats|endpoint list|ct list|nexthop list|hook list [--pin-dir DIR] [-o json] [--all]
-  Read-only views of the pinned eBPF maps and links; they work whether or
-  not the daemon runs. Run in the node's network namespace (interface
-  names and hooks are resolved there).`
+const bpfUsage = `podrouter bpf stats|endpoint list|ct list|ct flush|nexthop list|hook list [--pin-dir DIR] [-o json] [--all]
+  Views of the pinned eBPF maps and links; they work whether or not the
+  daemon runs. Run in the node's network namespace (interface names and
+  hooks are resolved there). Only "ct flush" writes: it deletes conntrack
+  entries (their flows start over as new, nothing is dropped).
+  ct list|flush filters: --ip A (either end), --port N (either end; ICMP:
+  echo identifier), --proto tcp|udp|icmp|icmpv6. Flush without filters
+  deletes every entry.`
 
 // cmdBPF reads the pinned maps directly (not through the daemon).
 func cmdBPF(args []string) error {
@@ -27,9 +31,17 @@ func cmdBPF(args []string) error {
 	what := args[0]
 	rest := args[1:]
 	switch what {
-	case "endpoint", "ct", "nexthop", "hook":
+	case "endpoint", "nexthop", "hook":
 		if len(rest) == 0 || rest[0] != "list" {
 			return usageError{fmt.Sprintf("bpf %s: want \"list\"\n%s", what, bpfUsage)}
+		}
+		rest = rest[1:]
+	case "ct":
+		if len(rest) == 0 || (rest[0] != "list" && rest[0] != "flush") {
+			return usageError{fmt.Sprintf("bpf ct: want \"list\" or \"flush\"\n%s", bpfUsage)}
+		}
+		if rest[0] == "flush" {
+			what = "ct-flush"
 		}
 		rest = rest[1:]
 	case "stats":
@@ -41,15 +53,31 @@ func cmdBPF(args []string) error {
 	pinDir := fs.String("pin-dir", config.DefaultPinDir, "the daemon's datapath.pinDir")
 	output := fs.String("o", "text", "output format: text or json")
 	all := fs.Bool("all", false, "stats: also show zero counters")
+	ip := fs.String("ip", "", "ct: entries with this address at either end")
+	port := fs.Int("port", -1, "ct: entries with this port at either end (ICMP: echo identifier)")
+	proto := fs.String("proto", "", "ct: tcp, udp, icmp or icmpv6")
 	if err := fs.Parse(rest); err != nil {
 		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("bpf %s: unexpected argument %q", what, fs.Arg(0))}
+	}
+	filter, err := parseCTFilter(*ip, *port, *proto)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	if filter.any() && what != "ct" && what != "ct-flush" {
+		return usageError{"--ip, --port and --proto filter conntrack entries: only for ct list|flush"}
 	}
 	if *output != "text" && *output != "json" {
 		return usageError{fmt.Sprintf("-o %q: want text or json", *output)}
 	}
 	asJSON := *output == "json"
-	if what == "hook" {
+	switch what {
+	case "hook":
 		return bpfHooks(os.Stdout, *pinDir, asJSON)
+	case "ct-flush":
+		return bpfFlushCT(os.Stdout, *pinDir, filter, asJSON)
 	}
 	p, err := datapath.OpenPinned(*pinDir)
 	if err != nil {
@@ -91,21 +119,15 @@ func cmdBPF(args []string) error {
 		if err != nil {
 			return err
 		}
+		ct = slices.DeleteFunc(ct, func(e datapath.CTEntry) bool { return !filter.match(e) })
+		sortCT(ct)
 		if asJSON {
+			if ct == nil {
+				ct = []datapath.CTEntry{} // [] rather than null
+			}
 			return printJSON(ct)
 		}
-		fmt.Fprintln(w, "PROTO\tSOURCE\tDESTINATION\tPKTS ORIG/REPLY\tAGE\tEXPIRES\tFLAGS")
-		for _, e := range ct {
-			flags := ""
-			if e.SeenReply {
-				flags += "seen-reply "
-			}
-			if e.Closing {
-				flags += "closing"
-			}
-			fmt.Fprintf(w, "%d\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", e.Proto, e.Src, e.Dst, e.Packets[0], e.Packets[1],
-				e.Age.Truncate(1e9), e.Expires.Truncate(1e9), flags)
-		}
+		return writeCTTable(os.Stdout, ct, ifName)
 	case "nexthop":
 		nhs, err := p.NextHops()
 		if err != nil {
@@ -134,6 +156,27 @@ func cmdBPF(args []string) error {
 		}
 	}
 	return nil
+}
+
+// CTFlushReport is the result of `bpf ct flush -o json`.
+type CTFlushReport struct {
+	Deleted int `json:"deleted"`
+}
+
+func bpfFlushCT(out io.Writer, pinDir string, f ctFilter, asJSON bool) error {
+	match := f.match
+	if !f.any() {
+		match = nil // everything
+	}
+	n, err := datapath.FlushConntrack(pinDir, match)
+	if err != nil {
+		return fmt.Errorf("flush conntrack (%d entries deleted): %w", n, err)
+	}
+	if asJSON {
+		return printJSON(CTFlushReport{Deleted: n})
+	}
+	_, err = fmt.Fprintf(out, "deleted %d conntrack entries\n", n)
+	return err
 }
 
 // HookReport is one interface with a podrouter pin or a tcx ingress program.

@@ -120,9 +120,7 @@ func (d *daemon) status(ctx context.Context) StatusReport {
 	}
 	if d.fastPath != nil {
 		r.FastPath = d.fastPath.Report()
-		if r.FastPath.State == fastPathUnavailable {
-			r.Warnings = append(r.Warnings, "eBPF fast path unavailable, pod traffic on the kernel path: "+r.FastPath.Reason)
-		}
+		r.Warnings = append(r.Warnings, r.FastPath.warnings()...)
 	}
 	return r
 }
@@ -251,25 +249,20 @@ func cmdStatus(ctx context.Context, args []string) error {
 	if err := json.Unmarshal(body, &r); err != nil {
 		return fmt.Errorf("decode status: %w", err)
 	}
-	printStatus(os.Stdout, r)
+	printStatus(os.Stdout, r, time.Now())
 	return nil
 }
 
-func printStatus(out io.Writer, r StatusReport) {
+// printStatus renders the status table; now is when it is read (the
+// last reconcile shows as an age).
+func printStatus(out io.Writer, r StatusReport, now time.Time) {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "Node:\t%s (router-id %s, AS %d)\n", r.Node, r.RouterID, r.ASN)
 	fmt.Fprintf(w, "Pod CIDRs:\t%s\n", joinAny(r.PodCIDRs))
 	fmt.Fprintf(w, "Advertised:\t%s\n", joinAny(r.Advertised))
-	fp := r.FastPath.State
-	if r.FastPath.Reason != "" {
-		fp += " (" + r.FastPath.Reason + ")"
-	}
-	if len(r.FastPath.Attached) > 0 {
-		fp += fmt.Sprintf(", attached to %d interfaces", len(r.FastPath.Attached))
-	}
-	fmt.Fprintf(w, "Fast path:\t%s\n", fp)
+	printFastPath(w, r.FastPath)
 	fmt.Fprintf(w, "Reconcile:\t%d runs, %d errors, last %s ago (%s)\n", r.Reconciles, r.Errors,
-		time.Since(r.LastReconcile).Truncate(time.Millisecond), r.ReconcileTook)
+		now.Sub(r.LastReconcile).Truncate(time.Millisecond), r.ReconcileTook)
 	w.Flush()
 	fmt.Fprintln(out, "\nBGP peers:")
 	w = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
@@ -291,7 +284,7 @@ func printStatus(out io.Writer, r StatusReport) {
 			note = append(note, "startup hold")
 		}
 		note = append(note, d.Skipped...)
-		fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", d.Family, joinAny(d.Learned), joinAny(d.Installed), strings.Join(note, "; "))
+		fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", d.Family, joinAny(d.Learned), joinAny(d.Installed), orDash(strings.Join(note, "; ")))
 	}
 	w.Flush()
 	if r.LastError != "" {
@@ -303,6 +296,58 @@ func printStatus(out io.Writer, r StatusReport) {
 			fmt.Fprintln(out, "  -", s)
 		}
 	}
+}
+
+// printFastPath writes the datapath lines of the status table: mode,
+// attached programs, endpoints and map usage.
+func printFastPath(w io.Writer, fp FastPathReport) {
+	mode := fp.Mode
+	if mode == "" {
+		mode = modeKernel
+	}
+	detail := "fast path " + fp.State
+	if fp.Reason != "" {
+		// The reason wraps datapath.ErrUnavailable: say it once.
+		detail += ": " + strings.TrimPrefix(fp.Reason, datapath.ErrUnavailable.Error()+": ")
+	}
+	if fp.PinDir != "" && fp.State != fastPathUnavailable {
+		detail += ", pins in " + fp.PinDir
+	}
+	fmt.Fprintf(w, "Datapath:\t%s (%s)\n", mode, detail)
+	if !fp.Enabled || fp.State == fastPathUnavailable {
+		return
+	}
+	net := "from-network on " + orDash(strings.Join(fp.FromNetwork, ", "))
+	ep := fmt.Sprintf("from-endpoint on %d interfaces", len(fp.FromEndpoint))
+	if len(fp.FromEndpoint) > 0 {
+		ep += " (" + strings.Join(fp.FromEndpoint, ", ") + ")"
+	}
+	fmt.Fprintf(w, "Fast path:\t%d programs attached: %s; %s\n", len(fp.Attached), net, ep)
+	if u, ok := fp.usage("endpoints"); ok {
+		fmt.Fprintf(w, "Endpoints:\t%d pods hooked, %d/%d addresses in the endpoint map\n", len(fp.FromEndpoint), u.Entries, u.Capacity)
+	}
+	var ct []string
+	for _, m := range fp.Maps {
+		if name, ok := strings.CutPrefix(m.Map, "ct_"); ok {
+			pct := 0.0
+			if m.Capacity > 0 {
+				pct = float64(m.Entries) * 100 / float64(m.Capacity)
+			}
+			ct = append(ct, fmt.Sprintf("%s %d/%d (%.1f%%)", name, m.Entries, m.Capacity, pct))
+		}
+	}
+	if len(ct) > 0 {
+		fmt.Fprintf(w, "Conntrack:\t%s\n", strings.Join(ct, ", "))
+	} else if fp.MapsErr != "" {
+		fmt.Fprintf(w, "Conntrack:\tunknown (%s)\n", fp.MapsErr)
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func joinAny[T fmt.Stringer](xs []T) string {

@@ -27,6 +27,9 @@ Usage:
   podrouter check --config FILE         validate a config file and exit
   podrouter bpf stats|endpoint list|ct list|nexthop list|hook list [--pin-dir DIR] [-o json]
                                         read the pinned eBPF maps and links directly
+  podrouter bpf ct list|flush [--ip A] [--port N] [--proto tcp|udp|icmp|icmpv6] [--pin-dir DIR] [-o json]
+                                        list or delete conntrack entries (flush: all
+                                        unless filtered)
   podrouter lab up|down|status [flags]  the network-namespace lab (FRR ToR, 3 nodes, pods)
   podrouter version
 `

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/podrouter/podrouter/datapath"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
+
+// golden compares got with testdata/name.golden (or rewrites it with -update).
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -run %s -update to create it)", err, t.Name())
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs (go test -run %s -update rewrites it)\n--- got\n%s\n--- want\n%s", path, t.Name(), got, want)
+	}
+}
+
+var (
+	at      = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	addrs   = func(ss ...string) []netip.Addr { return mapSlice(ss, netip.MustParseAddr) }
+	pfxs    = func(ss ...string) []netip.Prefix { return mapSlice(ss, netip.MustParsePrefix) }
+	peersOK = []PeerReport{
+		{Address: netip.MustParseAddr("192.168.1.1"), ASN: 65000, State: "established", AdminState: "up", Uptime: "5m0s", Received: 1, Accepted: 1, Advertised: 1},
+		{Address: netip.MustParseAddr("fd00:192:168:1::1"), ASN: 65000, State: "established", AdminState: "up", Uptime: "5m0s", Received: 1, Accepted: 1, Advertised: 1},
+	}
+)
+
+func mapSlice[T any](ss []string, f func(string) T) []T {
+	out := make([]T, len(ss))
+	for i, s := range ss {
+		out[i] = f(s)
+	}
+	return out
+}
+
+func baseStatus() StatusReport {
+	return StatusReport{
+		Node: "node1", RouterID: "10.255.0.1", ASN: 65001,
+		PodCIDRs:   pfxs("fd00:10:0:1::/64", "10.0.1.0/24"),
+		Advertised: pfxs("10.0.1.0/24", "fd00:10:0:1::/64"),
+		Peers:      peersOK,
+		Defaults: []DefaultReport{
+			{Family: "ipv4", Learned: addrs("192.168.1.1"), Installed: addrs("192.168.1.1")},
+			{Family: "ipv6", Learned: addrs("fe80::1"), Installed: addrs("fe80::1")},
+		},
+		LastReconcile: at.Add(-1500 * time.Millisecond), ReconcileTook: "2.1ms", Reconciles: 42,
+	}
+}
+
+func TestPrintStatusGolden(t *testing.T) {
+	active := FastPathReport{
+		Enabled: true, State: fastPathActive, Mode: modeEBPF, PinDir: "/sys/fs/bpf/podrouter",
+		Attached: []string{"up1", "veth1a2b", "veth3c4d"}, Uplinks: []string{"up1", "up2"},
+		FromNetwork: []string{"up1"}, FromEndpoint: []string{"veth1a2b", "veth3c4d"},
+		Maps: []MapUsageReport{
+			{Map: "ct_tcp", Entries: 12, Capacity: 262144},
+			{Map: "ct_other", Entries: 61000, Capacity: 65536},
+			{Map: "endpoints", Entries: 4, Capacity: 4096},
+		},
+	}
+	cases := map[string]func(*StatusReport){
+		"status_ebpf": func(r *StatusReport) {
+			r.FastPath = active
+			r.Warnings = r.FastPath.warnings()
+		},
+		"status_kernel_disabled": func(r *StatusReport) {
+			r.FastPath = FastPathReport{State: fastPathDisabled, Mode: modeKernel}
+		},
+		"status_kernel_unavailable": func(r *StatusReport) {
+			r.FastPath = FastPathReport{Enabled: true, State: fastPathUnavailable, Mode: modeKernel, PinDir: "/x",
+				Reason: "ebpf fast path unavailable: /x is not on a bpf filesystem"}
+			r.Defaults[1] = DefaultReport{Family: "ipv6", Holding: true}
+			r.Peers[1].State, r.Peers[1].AdminState = "active", "pfx_ct"
+			r.LastError = "read learned defaults: boom"
+			r.Warnings = append(r.FastPath.warnings(), "peer fd00:192:168:1::1 is active")
+		},
+	}
+	for name, edit := range cases {
+		t.Run(name, func(t *testing.T) {
+			r := baseStatus()
+			r.Peers = append([]PeerReport(nil), r.Peers...)
+			edit(&r)
+			var b bytes.Buffer
+			printStatus(&b, r, at)
+			golden(t, name, b.Bytes())
+		})
+	}
+}
+
+func TestFastPathWarnings(t *testing.T) {
+	r := FastPathReport{Enabled: true, State: fastPathActive, Uplinks: []string{"up1"}, FromNetwork: []string{"up1"},
+		Maps: []MapUsageReport{{Map: "ct_tcp", Entries: 89, Capacity: 100}, {Map: "endpoints", Entries: 100, Capacity: 100}}}
+	if w := r.warnings(); len(w) != 0 {
+		t.Errorf("healthy fast path warns: %q", w)
+	}
+	r.Maps[0].Entries = 90
+	r.FromNetwork = nil
+	r.LastErr = "resolve next hops: no neighbour"
+	if w := r.warnings(); len(w) != 3 {
+		t.Errorf("want warnings for ct_tcp 90%%, the missing uplink and the last error; got %q", w)
+	}
+	if w := (FastPathReport{State: fastPathDisabled}).warnings(); w != nil {
+		t.Errorf("disabled fast path warns: %q", w)
+	}
+}
+
+func ctFixture() []datapath.CTEntry {
+	ap := netip.MustParseAddrPort
+	return []datapath.CTEntry{
+		{Proto: 17, Src: ap("[fd00:10:0:1::2]:53000"), Dst: ap("[fd00:10:0:3::3]:53"), Packets: [2]uint64{1, 1}, Bytes: [2]uint64{80, 120},
+			Age: 3500 * time.Millisecond, Expires: 56 * time.Second, SeenReply: true, IngressIndex: 12},
+		{Proto: 6, Src: ap("10.0.1.2:40000"), Dst: ap("10.0.3.3:80"), Packets: [2]uint64{10, 8}, Bytes: [2]uint64{900, 12000},
+			Age: 90 * time.Second, Expires: 6 * time.Hour, SeenReply: true, IngressIndex: 12},
+		{Proto: 1, Src: ap("10.0.3.3:4711"), Dst: ap("10.0.1.2:4711"), Packets: [2]uint64{3, 3}, Bytes: [2]uint64{294, 294},
+			Age: 2 * time.Second, Expires: 28 * time.Second, SeenReply: true, IngressIndex: 3},
+		{Proto: 6, Src: ap("10.0.1.2:39999"), Dst: ap("10.0.2.7:443"), Packets: [2]uint64{4, 3}, Bytes: [2]uint64{300, 400},
+			Age: 40 * time.Second, Expires: -2 * time.Second, Closing: true, SeenReply: true, IngressIndex: 12},
+		{Proto: 6, Src: ap("10.0.1.3:50000"), Dst: ap("10.0.3.3:80"), Packets: [2]uint64{1, 0}, Bytes: [2]uint64{60, 0},
+			Age: time.Second, Expires: 59 * time.Second, IngressIndex: 13},
+	}
+}
+
+func TestCTTableGolden(t *testing.T) {
+	names := map[int]string{3: "up1", 12: "veth1a2b"}
+	ifname := func(i int) string {
+		if n, ok := names[i]; ok {
+			return n
+		}
+		return fmt.Sprintf("if%d", i)
+	}
+	es := ctFixture()
+	sortCT(es)
+	var b bytes.Buffer
+	if err := writeCTTable(&b, es, ifname); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "ct_list", b.Bytes())
+}
+
+func TestCTFilter(t *testing.T) {
+	cases := []struct {
+		ip    string
+		port  int
+		proto string
+		want  int // matching entries of ctFixture
+	}{
+		{"", -1, "", 5},
+		{"10.0.3.3", -1, "", 3},
+		{"10.0.1.2", -1, "tcp", 2},
+		{"::ffff:10.0.1.2", -1, "icmp", 1},
+		{"", 80, "", 2},
+		{"", 4711, "ICMP", 1},
+		{"", 53, "udp", 1},
+		{"fd00:10:0:3::3", -1, "", 1},
+		{"", -1, "icmpv6", 0},
+	}
+	for _, c := range cases {
+		f, err := parseCTFilter(c.ip, c.port, c.proto)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, e := range ctFixture() {
+			if f.match(e) {
+				n++
+			}
+		}
+		if n != c.want {
+			t.Errorf("--ip %q --port %d --proto %q: %d entries, want %d", c.ip, c.port, c.proto, n, c.want)
+		}
+	}
+	for _, bad := range []struct {
+		ip    string
+		port  int
+		proto string
+	}{{"10.0.0", -1, ""}, {"", 70000, ""}, {"", -1, "sctp"}} {
+		if _, err := parseCTFilter(bad.ip, bad.port, bad.proto); err == nil {
+			t.Errorf("accepted %+v", bad)
+		}
+	}
+	if f, _ := parseCTFilter("", -1, ""); f.any() {
+		t.Error("no flags: want a filter matching everything")
+	}
+}
