@@ -5,11 +5,12 @@ BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(PATH)
 LAB ?= lab
 TORS ?= 1
+DATAPATH ?= true
 APT_PKGS := frr bird2 containernetworking-plugins iproute2 iputils-ping iptables \
 	clang llvm libbpf-dev bpftool iperf3 sockperf tcpdump prometheus
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build tools deps lab lab-down lab-status converge test test-unit lint generate generate-check bench clean
+.PHONY: all build tools kube-apiserver deps lab lab-down lab-status converge test test-unit lint generate generate-check bench clean
 
 all: build
 
@@ -19,6 +20,13 @@ build:
 # The stock gobgp CLI at exactly the library's version (a go.mod tool).
 tools:
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/gobgp github.com/osrg/gobgp/v4/cmd/gobgp
+
+# A real kube-apiserver for the k8s/ tests (tools/kube-apiserver, its own
+# module): built once per machine, cached by the hash of its go.sum under
+# $(KUBE_CACHE), linked to bin/kube-apiserver. Cold ~10 min, warm ~1 s.
+KUBE_CACHE ?= /var/cache/podrouter
+kube-apiserver:
+	PODROUTER_CACHE=$(KUBE_CACHE) GO=$(GO) tools/kube-apiserver/build.sh $(BIN)/kube-apiserver
 
 # Debian packages and Go tools the project needs; idempotent.
 deps:
@@ -32,7 +40,7 @@ deps:
 
 # The 3-node lab: FRR ToR(s), three podrouter nodes, two CNI pods each.
 lab: build tools
-	$(BIN)/podrouter lab up --name $(LAB) --tors $(TORS)
+	$(BIN)/podrouter lab up --name $(LAB) --tors $(TORS) --datapath=$(DATAPATH)
 
 lab-status: build tools
 	$(BIN)/podrouter lab status --name $(LAB)
@@ -46,7 +54,7 @@ lab-down: build
 	$(BIN)/podrouter lab down --name $(LAB)
 
 # All tiers: unit, in-process BGP, privileged netns/lab e2e (run as root).
-test: build tools
+test: build tools kube-apiserver
 	$(GO) test -count=1 -p 1 -timeout 60m ./...
 
 test-unit:

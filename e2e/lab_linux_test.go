@@ -657,22 +657,46 @@ func TestLabTwoToRs(t *testing.T) {
 		}
 		return true
 	}
-	start := time.Now()
-	if err := h.LinkSetDown(up2); err != nil {
-		t.Fatal(err)
+	ecmpBack := func() {
+		t.Helper()
+		waitFor(t, "ECMP back after link up", 60*time.Second, func() (bool, string) {
+			for _, f := range families {
+				rs, _ := l.KernelRoutes(ctx, l.NodeNS(1), f, "default")
+				if len(rs) != 1 || len(rs[0].Gateways()) != 2 {
+					return false, fmt.Sprintf("%s: %+v", f, rs)
+				}
+			}
+			return true, ""
+		})
 	}
-	var took time.Duration
-	waitForFast(t, 5*time.Second, func() bool {
-		if !onlyUp1() {
-			time.Sleep(time.Millisecond)
-			return false
+	// Three down/up cycles: the figure is a reaction time on a shared VM,
+	// so the median is asserted and every sample is reported.
+	var samples []time.Duration
+	for i := range 3 {
+		if i > 0 {
+			if err := h.LinkSetUp(up2); err != nil {
+				t.Fatal(err)
+			}
+			ecmpBack()
 		}
-		took = time.Since(start)
-		return true
-	})
-	t.Logf("link down: next hop over up2 left both default routes after %s", took)
-	if took > 100*time.Millisecond {
-		t.Errorf("link-down reaction %s, want <= 100ms", took)
+		start := time.Now()
+		if err := h.LinkSetDown(up2); err != nil {
+			t.Fatal(err)
+		}
+		waitForFast(t, 5*time.Second, func() bool {
+			if !onlyUp1() {
+				time.Sleep(time.Millisecond)
+				return false
+			}
+			samples = append(samples, time.Since(start))
+			return true
+		})
+	}
+	sorted := slices.Clone(samples)
+	slices.Sort(sorted)
+	t.Logf("link down: next hop over up2 left both default routes after %v (median %s)", samples, sorted[1])
+	if sorted[1] > 100*time.Millisecond || sorted[2] > 500*time.Millisecond {
+		t.Errorf("link-down reaction %v: want median <= 100ms (and none over 500ms)", samples)
 	}
 	// The fabric side (tor2) learns of the failure by carrier loss; give
 	// it a moment before checking end-to-end traffic.
@@ -684,15 +708,7 @@ func TestLabTwoToRs(t *testing.T) {
 		}
 	}
 	nodeExec(t, l, 1, "ip", "link", "set", "dev", "up2", "up")
-	waitFor(t, "ECMP back after link up", 60*time.Second, func() (bool, string) {
-		for _, f := range families {
-			rs, _ := l.KernelRoutes(ctx, l.NodeNS(1), f, "default")
-			if len(rs) != 1 || len(rs[0].Gateways()) != 2 {
-				return false, fmt.Sprintf("%s: %+v", f, rs)
-			}
-		}
-		return true, ""
-	})
+	ecmpBack()
 }
 
 // waitForFast polls without sleeping (an `ip` exec is the pace).

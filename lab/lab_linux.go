@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -326,6 +327,18 @@ func (l *Lab) Status(ctx context.Context, w io.Writer) error {
 		}
 		pid, _ := readPid(l.speakerPidfile(n)) // missing pidfile: shown as 0
 		fmt.Fprintf(w, "speaker %s pid %d running=%v\n", s.Speaker, pid, pid > 0 && alive(pid))
+		if s.Speaker == SpeakerPodrouter && s.PodrouterBin != "" {
+			sock := filepath.Join(l.nodeDir(n), "podrouter.sock")
+			out, err := Exec(ctx, s.NodeNS(n), s.PodrouterBin, "status", "--socket", sock)
+			section(fmt.Sprintf("%s: ip netns exec %s podrouter status --socket %s", NodeName(n), s.NodeNS(n), sock), out, err)
+		}
+		if gobgp := l.gobgpCLI(); gobgp != "" && s.Speaker == SpeakerPodrouter {
+			for _, args := range [][]string{{"neighbor"}, {"global", "rib", "-a", "ipv4"}, {"global", "rib", "-a", "ipv6"}} {
+				argv := append([]string{gobgp, "-p", "50051"}, args...)
+				out, err := Exec(ctx, s.NodeNS(n), argv...)
+				section(fmt.Sprintf("%s: ip netns exec %s gobgp -p 50051 %s", NodeName(n), s.NodeNS(n), strings.Join(args, " ")), out, err)
+			}
+		}
 	}
 	fmt.Fprintf(w, "=== pods\n")
 	for n := 1; n <= s.Nodes; n++ {
@@ -336,5 +349,34 @@ func (l *Lab) Status(ctx context.Context, w io.Writer) error {
 			errs = append(errs, err4, err6)
 		}
 	}
+	if s.Nodes > 1 {
+		for _, f := range []Family{IPv4, IPv6} {
+			dst, err := l.PodIP(ctx, s.Nodes, s.PodsPerNode, f)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			err = Ping(ctx, s.PodNS(1, 1), dst, 3)
+			result := "ok, 3 of 3 answered"
+			if err != nil {
+				result = "FAILED: " + err.Error()
+				errs = append(errs, err)
+			}
+			fmt.Fprintf(w, "=== cross-node pod ping %s: %s -> %s (%s): %s\n", f, s.PodNS(1, 1), s.PodNS(s.Nodes, s.PodsPerNode), dst, result)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// gobgpCLI finds the stock gobgp CLI: next to the podrouter binary (make
+// builds both into bin/), else on PATH; "" when there is none.
+func (l *Lab) gobgpCLI() string {
+	if l.Spec.PodrouterBin != "" {
+		p := filepath.Join(filepath.Dir(l.Spec.PodrouterBin), "gobgp")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	p, _ := exec.LookPath("gobgp") // absent: the section is skipped
+	return p
 }
