@@ -6,7 +6,7 @@ export PATH := $(BIN):$(PATH)
 LAB ?= lab
 TORS ?= 1
 DATAPATH ?= true
-APT_PKGS := frr bird2 containernetworking-plugins iproute2 iputils-ping iptables \
+APT_PKGS := frr bird2 containernetworking-plugins iproute2 iputils-ping iptables conntrack procps \
 	clang llvm libbpf-dev bpftool iperf3 sockperf tcpdump prometheus
 STATICCHECK_VERSION ?= v0.8.2
 
