@@ -7,7 +7,7 @@ LAB ?= lab
 TORS ?= 1
 DATAPATH ?= true
 APT_PKGS := frr bird2 containernetworking-plugins iproute2 iputils-ping iptables conntrack procps \
-	clang llvm libbpf-dev bpftool iperf3 sockperf tcpdump prometheus
+	clang llvm libbpf-dev bpftool iperf3 sockperf tcpdump prometheus etcd-server
 STATICCHECK_VERSION ?= v0.8.2
 
 .PHONY: all build tools kube-apiserver deps lab lab-down lab-status converge test test-unit lint generate generate-check bench clean

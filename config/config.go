@@ -28,6 +28,26 @@ type Config struct {
 	Metrics  Metrics        `yaml:"metrics"`
 	Datapath Datapath       `yaml:"datapath"`
 	Shutdown ShutdownConfig `yaml:"shutdown"`
+	// Kubernetes mode: the Node is the source of truth (see k8s/doc.go).
+	Kubernetes Kubernetes `yaml:"kubernetes"`
+}
+
+// Kubernetes configures Kubernetes mode: pod CIDRs, drain and per-node
+// peering come from this node's Node object (named node.name), the BGP
+// password from a Secret, and podrouter writes the node's CNI config.
+type Kubernetes struct {
+	Enabled        bool     `yaml:"enabled"`
+	Kubeconfig     string   `yaml:"kubeconfig"`     // "": in-cluster service account
+	Namespace      string   `yaml:"namespace"`      // podrouter's namespace (the password Secret's)
+	PasswordSecret string   `yaml:"passwordSecret"` // "": no password from Kubernetes
+	PasswordKey    string   `yaml:"passwordKey"`    // default "password"
+	DrainTaint     string   `yaml:"drainTaint"`     // "key" or "key=value": also drains
+	ASNBase        uint32   `yaml:"asnBase"`        // podrouter.io/rack label -> ASN = asnBase + rack
+	CNIConfPath    string   `yaml:"cniConfPath"`    // "": do not write a CNI config
+	CNIDataDir     string   `yaml:"cniDataDir"`     // host-local IPAM state dir
+	MTU            int      `yaml:"mtu"`            // 0: the smallest uplink MTU
+	StatusInterval Duration `yaml:"statusInterval"`
+	Resync         Duration `yaml:"resync"`
 }
 
 // Node identifies this node.
@@ -380,12 +400,27 @@ func (c *Config) Validate() error {
 	if c.Node.Name == "" {
 		add(fieldErr("node.name", "required"))
 	}
-	if rid, err := netip.ParseAddr(c.Node.RouterID); err != nil || !rid.Is4() || rid.IsUnspecified() {
+	// In Kubernetes mode the router ID and pod CIDRs may come from the Node.
+	k8s := c.Kubernetes.Enabled
+	if rid, err := netip.ParseAddr(c.Node.RouterID); (err != nil || !rid.Is4() || rid.IsUnspecified()) && !(k8s && c.Node.RouterID == "") {
 		add(fieldErr("node.routerID", "want a non-zero IPv4 address, got %q", c.Node.RouterID))
 	}
 	add(validateFormat(c.Log))
-	_, err := c.Prefixes()
-	add(err)
+	if !(k8s && len(c.PodCIDRs) == 0) {
+		_, err := c.Prefixes()
+		add(err)
+	}
+	if k8s {
+		if c.Kubernetes.MTU < 0 || c.Kubernetes.MTU > 65535 {
+			add(fieldErr("kubernetes.mtu", "want 0 (from the uplinks) or 68-65535, got %d", c.Kubernetes.MTU))
+		}
+		if c.Kubernetes.CNIConfPath != "" && !strings.HasPrefix(c.Kubernetes.CNIConfPath, "/") {
+			add(fieldErr("kubernetes.cniConfPath", "want an absolute path, got %q", c.Kubernetes.CNIConfPath))
+		}
+		if c.Kubernetes.PasswordSecret != "" && c.Kubernetes.Namespace == "" {
+			add(fieldErr("kubernetes.namespace", "required with kubernetes.passwordSecret"))
+		}
+	}
 	add(validateASN("bgp.asn", c.BGP.ASN))
 	if c.BGP.ListenPort < -1 || c.BGP.ListenPort > 65535 {
 		add(fieldErr("bgp.listenPort", "want 1-65535 or -1 (do not listen), got %d", c.BGP.ListenPort))

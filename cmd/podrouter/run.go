@@ -18,6 +18,7 @@ import (
 	"github.com/podrouter/podrouter/agent"
 	"github.com/podrouter/podrouter/bgp"
 	"github.com/podrouter/podrouter/config"
+	"github.com/podrouter/podrouter/k8s"
 	"github.com/podrouter/podrouter/routes"
 )
 
@@ -88,7 +89,7 @@ func newLogger(c config.Log) *slog.Logger {
 // speakerConfig translates the file's BGP section.
 func speakerConfig(c *config.Config) (bgp.Config, error) {
 	sc := bgp.Config{
-		RouterID:   netip.MustParseAddr(c.Node.RouterID),
+		RouterID:   parseOptionalAddr(c.Node.RouterID), // Kubernetes mode may leave it to the Node
 		ASN:        c.BGP.ASN,
 		ListenPort: c.BGP.ListenPort,
 		APIAddress: c.BGP.API.Address,
@@ -136,10 +137,27 @@ func cmdRun(ctx context.Context, args []string) error {
 		return err
 	}
 	log := newLogger(cfg.Log).With("node", cfg.Node.Name)
-	pods, _ := cfg.Prefixes() // validated
+	var kube *kubeMode
+	if cfg.Kubernetes.Enabled {
+		// The Node says which pod CIDRs are ours (they cannot change once
+		// set) and may override the peering; read it before building
+		// anything that depends on them.
+		kube, err = startKubernetes(ctx, kubeConfig(cfg), log.With("subsys", "k8s"))
+		if err != nil {
+			return err
+		}
+		cfg.PodCIDRs = nil
+		for _, p := range kube.Snapshot().State.PodCIDRs {
+			cfg.PodCIDRs = append(cfg.PodCIDRs, p.String())
+		}
+	}
+	pods, _ := cfg.Prefixes() // validated (or taken from the Node)
 	sc, err := speakerConfig(cfg)
 	if err != nil {
 		return err
+	}
+	if kube != nil {
+		kube.ApplyPeering(&sc)
 	}
 	speaker, err := bgp.New(sc, log.With("subsys", "bgp"))
 	if err != nil {
@@ -180,7 +198,11 @@ func cmdRun(ctx context.Context, args []string) error {
 	log.Info("podrouter started", "version", version, "asn", cfg.BGP.ASN, "router_id", cfg.Node.RouterID,
 		"pod_cidrs", pods, "peers", len(cfg.BGP.Peers), "grpc_api", cfg.BGP.API.Address, "socket", cfg.LocalAPI.Socket,
 		"datapath", cfg.Datapath.Enabled)
-	ag.SetNodeState(agent.NodeState{Name: cfg.Node.Name, PodCIDRs: pods})
+	if kube != nil {
+		ag.SetNodeState(kube.Snapshot().State)
+	} else {
+		ag.SetNodeState(agent.NodeState{Name: cfg.Node.Name, PodCIDRs: pods})
+	}
 
 	observe, err := startObservability(runCtx, cfg, log.With("subsys", "metrics"), speaker, ag, installer, fp.dp)
 	if err != nil {
@@ -192,6 +214,10 @@ func cmdRun(ctx context.Context, args []string) error {
 	g.Go(func() error { return installer.Run(gctx, ag) })
 	g.Go(func() error { return api.Serve(gctx) })
 	g.Go(func() error { return fp.run(gctx, log.With("subsys", "datapath")) })
+	if kube != nil {
+		kubeRun := kube.Runner(ag, speaker, fp)
+		g.Go(func() error { return kubeRun(gctx) })
+	}
 	err = g.Wait()
 
 	drain := cfg.Shutdown.Mode == config.ShutdownDrain || errors.Is(context.Cause(runCtx), errDrainRequested)
@@ -228,6 +254,23 @@ func cmdRun(ctx context.Context, args []string) error {
 }
 
 var errDrainRequested = errors.New("drain requested")
+
+// parseOptionalAddr parses a validated address; "" gives the zero Addr.
+func parseOptionalAddr(s string) netip.Addr {
+	a, _ := netip.ParseAddr(s) // validated by config; "" stays invalid
+	return a
+}
+
+// kubeConfig maps the config file's kubernetes section onto k8s.Config.
+func kubeConfig(c *config.Config) k8s.Config {
+	k := c.Kubernetes
+	return k8s.Config{
+		Kubeconfig: k.Kubeconfig, NodeName: c.Node.Name, Namespace: k.Namespace,
+		PasswordSecret: k.PasswordSecret, PasswordKey: k.PasswordKey, DrainTaint: k.DrainTaint,
+		ASNBase: k.ASNBase, CNIConfPath: k.CNIConfPath, CNIDataDir: k.CNIDataDir, MTU: k.MTU,
+		Uplinks: c.Datapath.Uplinks, StatusInterval: k.StatusInterval.Duration, Resync: k.Resync.Duration,
+	}
+}
 
 // routeAdapter turns routes' types into the agent's.
 type routeAdapter struct{ i *routes.Installer }

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/podrouter/podrouter/agent"
+	"github.com/podrouter/podrouter/bgp"
+	"github.com/podrouter/podrouter/k8s"
+	"github.com/podrouter/podrouter/k8s/k8stest"
+)
+
+func TestApplyPeering(t *testing.T) {
+	a := netip.MustParseAddr
+	sc := bgp.Config{RouterID: a("10.0.0.9"), ASN: 64512, Peers: []bgp.PeerConfig{{
+		Address: a("192.0.2.1"), ASN: 65000, LocalAddress: a("192.0.2.9"), HoldTime: 6 * time.Second, KeepaliveInterval: 2 * time.Second, TTLMin: 255,
+	}}}
+	applyPeering(&sc, k8s.Peering{ASN: 4200000003, Rack: 3, RouterID: a("10.1.0.3"), ExtraPeers: []k8s.Peer{
+		{Address: a("192.0.2.1"), ASN: 1}, // already configured: kept as configured
+		{Address: a("192.0.2.2"), ASN: 65001},
+	}}, "pw")
+	if sc.ASN != 4200000003 || sc.RouterID != a("10.1.0.3") || len(sc.Peers) != 2 {
+		t.Fatalf("config = %+v", sc)
+	}
+	p0, p1 := sc.Peers[0], sc.Peers[1]
+	if p0.ASN != 65000 || p0.Password != "pw" || p1.Address != a("192.0.2.2") || p1.ASN != 65001 || p1.Password != "pw" ||
+		p1.HoldTime != 6*time.Second || p1.TTLMin != 255 || p1.LocalAddress.IsValid() {
+		t.Errorf("peers = %+v", sc.Peers)
+	}
+	// No overrides: nothing changes.
+	before := fmt.Sprintf("%+v", sc)
+	applyPeering(&sc, k8s.Peering{Rack: -1}, "")
+	if after := fmt.Sprintf("%+v", sc); after != before {
+		t.Errorf("empty overrides changed the config:\n%s\n%s", before, after)
+	}
+}
+
+// fakeAgent records node states like the agent does.
+type fakeAgent struct {
+	mu sync.Mutex
+	ns agent.NodeState
+}
+
+func (f *fakeAgent) SetNodeState(ns agent.NodeState) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ns = ns
+}
+
+func (f *fakeAgent) Status() agent.Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return agent.Status{Node: f.ns, Reconciles: 1}
+}
+
+// TestKubernetesMode runs the wiring the daemon uses (kubeconfig file,
+// bootstrap, runner) against a real API server and checks that a cordon
+// reaches the agent.
+func TestKubernetesMode(t *testing.T) {
+	srv := k8stest.Start(t)
+	c := srv.Client(t)
+	srv.CreateNode(t, "n1", []string{"10.244.1.0/24", "fd00:10:244:1::/64"}, func(n *corev1.Node) {
+		n.Labels = map[string]string{k8s.LabelRack: "2"}
+	})
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: %q, certificate-authority-data: %q}}]
+users: [{name: u, user: {token: %q}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`, srv.Admin.Host, base64.StdEncoding.EncodeToString(srv.Admin.CAData), srv.Admin.BearerToken)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	kube, err := startKubernetes(ctx, k8s.Config{Kubeconfig: kubeconfig, NodeName: "n1", ASNBase: 65000, StatusInterval: 100 * time.Millisecond}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := kube.Snapshot()
+	if len(snap.State.PodCIDRs) != 2 || snap.Peering.ASN != 65002 {
+		t.Fatalf("snapshot = %+v", snap)
+	}
+	sc := bgp.Config{ASN: 64512}
+	kube.ApplyPeering(&sc)
+	if sc.ASN != 65002 {
+		t.Errorf("ASN after overrides = %d", sc.ASN)
+	}
+	ag := &fakeAgent{}
+	done := make(chan error, 1)
+	go func() { done <- kube.Runner(ag, nil, nil)(ctx) }()
+	if _, err := c.CoreV1().Nodes().Patch(ctx, "n1", "application/strategic-merge-patch+json", []byte(`{"spec":{"unschedulable":true}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st := ag.Status()
+		if st.Node.Drained && slices.Equal(st.Node.PodCIDRs, snap.State.PodCIDRs) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cordon did not reach the agent: %+v", st.Node)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("runner: %v", err)
+	}
+}
+
+type statusAgent struct{ st agent.Status }
+
+func (statusAgent) SetNodeState(agent.NodeState) {}
+func (a statusAgent) Status() agent.Status       { return a.st }
+
+func TestKubeHealth(t *testing.T) {
+	gw := netip.MustParseAddr("10.0.0.1")
+	h := &kubeHealth{}
+	if got := h.Health(context.Background()); got.Reconciled || got.Datapath != "" {
+		t.Errorf("before Runner: %+v", got)
+	}
+	fp := &fastPath{state: fastPathUnavailable, reason: "pin dir not on bpffs"}
+	h.set(statusAgent{agent.Status{Reconciles: 3, Routes: map[agent.Family]agent.DefaultResult{
+		agent.IPv4: {Installed: []netip.Addr{gw, netip.MustParseAddr("10.0.0.2")}},
+		agent.IPv6: {ForeignPresent: true},
+	}}}, nil, fp)
+	got := h.Health(context.Background())
+	want := k8s.Health{Reconciled: true, DefaultV4: 2, ForeignDefault: true, Datapath: k8s.DatapathUnavailable, DatapathReason: "pin dir not on bpffs"}
+	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
+		t.Errorf("health = %+v\nwant     %+v", got, want)
+	}
+	// The fast path's states are the adapter's datapath modes.
+	for _, s := range []string{fastPathDisabled, fastPathStarting, fastPathActive, fastPathUnavailable} {
+		if !slices.Contains([]string{k8s.DatapathDisabled, k8s.DatapathStarting, k8s.DatapathActive, k8s.DatapathUnavailable}, s) {
+			t.Errorf("fast path state %q is not a k8s datapath mode", s)
+		}
+	}
+}

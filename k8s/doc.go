@@ -1,0 +1,48 @@
+// Package k8s is podrouter's Kubernetes edge adapter. It watches this
+// node's Node object (and nothing else of the cluster), translates it into
+// agent.NodeState and per-node peering overrides, writes the node's CNI
+// conflist, reads the BGP MD5 password from one Secret, and reports back:
+// the PodrouterReady Node condition and Events on the Node. client-go's
+// types never leave this package; callers see agent and net/netip types.
+//
+// # Node → NodeState
+//
+//   - PodCIDRs: spec.podCIDRs (spec.podCIDR when that is empty), one per
+//     family (dual stack).
+//   - Drained: the node is cordoned (spec.unschedulable), or carries the
+//     configured drain taint (Config.DrainTaint, matched by key, and by value
+//     when written "key=value"), or is labelled
+//     node.kubernetes.io/exclude-from-external-load-balancers.
+//
+// # Per-node peering overrides (schema)
+//
+//	annotation podrouter.io/asn        local ASN, decimal 1..4294967294
+//	                                   (wins over the rack label)
+//	label      podrouter.io/rack       rack number N >= 0: local ASN = Config.ASNBase + N
+//	                                   (needs Config.ASNBase; the label is
+//	                                   selectable, e.g. for per-rack rollouts)
+//	annotation podrouter.io/router-id  BGP router ID (IPv4); default: the
+//	                                   node's first IPv4 InternalIP
+//	annotation podrouter.io/peers      extra BGP peers, a JSON list:
+//	                                   [{"address":"192.0.2.1","asn":65001},
+//	                                    {"address":"2001:db8::1","asn":65001}]
+//
+// for example
+//
+//	kubectl label node n1 podrouter.io/rack=7
+//	kubectl annotate node n1 podrouter.io/peers='[{"address":"192.0.2.1","asn":65001}]'
+//
+// A malformed override is not applied: the adapter keeps the last good
+// Peering (the NodeState is still updated), logs, and records a Warning
+// Event "InvalidPeeringOverride" on the Node naming the key and the problem.
+//
+// # Reporting
+//
+// The Node condition PodrouterReady (patched on nodes/status) is True when
+// at least one BGP session is established and a default route is installed;
+// its reason and message name the sessions, the default route and the
+// datapath mode. Events are recorded on the Node when a session comes up or
+// goes down, a peer trips its max-prefix limit, a default route podrouter
+// did not install appears, the eBPF fast path falls back to the kernel path,
+// and the node is drained or undrained.
+package k8s

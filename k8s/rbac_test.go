@@ -1,0 +1,291 @@
+package k8s_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"sigs.k8s.io/yaml"
+
+	"github.com/podrouter/podrouter/k8s"
+	"github.com/podrouter/podrouter/k8s/k8stest"
+)
+
+const manifestDir = "../deploy/kubernetes"
+
+// manifests reads every object the kustomization lists, in its order.
+func manifests(t *testing.T) []*unstructured.Unstructured {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(manifestDir, "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kz struct {
+		Resources []string `json:"resources"`
+	}
+	if err := yaml.Unmarshal(b, &kz); err != nil {
+		t.Fatalf("kustomization.yaml: %v", err)
+	}
+	var out []*unstructured.Unstructured
+	for _, f := range kz.Resources {
+		raw, err := os.ReadFile(filepath.Join(manifestDir, f))
+		if err != nil {
+			t.Fatalf("kustomization resource: %v", err)
+		}
+		d := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
+		for {
+			var obj map[string]any
+			if err := d.Decode(&obj); errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			if obj == nil {
+				continue
+			}
+			out = append(out, &unstructured.Unstructured{Object: obj})
+		}
+	}
+	return out
+}
+
+// apply server-side applies objs (strict field validation), dry-run or
+// for real.
+func apply(t *testing.T, rc *rest.Config, objs []*unstructured.Unstructured, dryRun bool) {
+	t.Helper()
+	dyn := dynamic.NewForConfigOrDie(rc)
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(rc)))
+	opts := metav1.PatchOptions{FieldManager: "podrouter-test", Force: new(true), FieldValidation: "Strict"}
+	if dryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	for _, o := range objs {
+		gvk := o.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			t.Fatalf("%s %s: %v", gvk, o.GetName(), err)
+		}
+		data, err := o.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
+		if m.Scope.Name() == meta.RESTScopeNameNamespace {
+			ri = dyn.Resource(m.Resource).Namespace(o.GetNamespace())
+		}
+		if _, err := ri.Patch(context.Background(), o.GetName(), types.ApplyPatchType, data, opts); err != nil {
+			t.Fatalf("apply (dry-run %v) %s %s/%s: %v", dryRun, gvk.Kind, o.GetNamespace(), o.GetName(), err)
+		}
+	}
+}
+
+// TestDeployManifestsAndRBAC applies deploy/kubernetes to a real API
+// server, then runs the adapter with a token of the podrouter
+// ServiceAccount: what it needs works, the rest is forbidden.
+func TestDeployManifestsAndRBAC(t *testing.T) {
+	srv := k8stest.Start(t)
+	admin := srv.Client(t)
+	objs := manifests(t)
+	kinds := map[string]bool{}
+	for _, o := range objs {
+		kinds[o.GetKind()] = true
+	}
+	for _, k := range []string{"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+		"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "ConfigMap", "DaemonSet"} {
+		if !kinds[k] {
+			t.Errorf("manifests lack a %s", k)
+		}
+	}
+	// The namespace must exist before namespaced objects can be dry-run.
+	apply(t, srv.Admin, objs[:1], true)
+	apply(t, srv.Admin, objs[:1], false)
+	apply(t, srv.Admin, objs, true)
+	apply(t, srv.Admin, objs, false)
+	checkDaemonSet(t, admin)
+
+	ctx := context.Background()
+	for _, name := range []string{secretName, "unrelated"} {
+		if _, err := admin.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string][]byte{"password": []byte(name + "-pw")},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.CreateNode(t, "n1", []string{"10.244.1.0/24"})
+	srv.CreateNode(t, "n2", []string{"10.244.2.0/24"})
+
+	// The daemon runs with its pod's token, bound to the pod on node n1.
+	pod, err := admin.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "podrouter-n1"},
+		Spec: corev1.PodSpec{NodeName: "n1", ServiceAccountName: "podrouter",
+			Containers: []corev1.Container{{Name: "podrouter", Image: "podrouter:latest"}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa := srv.PodTokenConfig(t, pod)
+	h := &health{}
+	h.set(k8s.Health{Reconciled: true, Peers: []k8s.PeerHealth{{Address: netip.MustParseAddr("10.0.0.1"), Established: true}}, DefaultV4: 1})
+	s, _ := startAdapter(t, sa, "n1", h)
+
+	t.Run("allowed: watch own node, read the secret, condition, events", func(t *testing.T) {
+		eventually(t, "state and password via the service account", func() (bool, string) {
+			st, _, pw, _ := s.last()
+			return len(st.PodCIDRs) == 1 && pw == secretName+"-pw", fmt.Sprintf("%+v %q", st, pw)
+		})
+		eventually(t, "condition patched by the service account", func() (bool, string) {
+			cd, err := condition(admin, "n1")
+			return err == nil && cd != nil && cd.Status == corev1.ConditionTrue, fmt.Sprintf("%+v %v", cd, err)
+		})
+		eventually(t, "event created by the service account", func() (bool, string) {
+			return nodeEvent(admin, "n1", k8s.EventSessionUp, "10.0.0.1")
+		})
+		bs, err := k8s.NewForConfig(k8s.Config{NodeName: "n1", Namespace: ns, PasswordSecret: secretName}, sa, testLogger(t), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if snap, err := bs.Bootstrap(ctx); err != nil || snap.Password != secretName+"-pw" {
+			t.Errorf("bootstrap as the service account: %+v, %v", snap, err)
+		}
+	})
+
+	t.Run("denied", func(t *testing.T) {
+		c := kubernetes.NewForConfigOrDie(sa)
+		for what, call := range map[string]func() error{
+			"list secrets": func() error {
+				_, err := c.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
+				return err
+			},
+			"get another secret": func() error {
+				_, err := c.CoreV1().Secrets(ns).Get(ctx, "unrelated", metav1.GetOptions{})
+				return err
+			},
+			"list secrets in kube-system": func() error {
+				_, err := c.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{})
+				return err
+			},
+			"update the password secret": func() error {
+				_, err := c.CoreV1().Secrets(ns).Update(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: secretName}}, metav1.UpdateOptions{})
+				return err
+			},
+			"patch another node's spec": func() error {
+				_, err := c.CoreV1().Nodes().Patch(ctx, "n2", types.StrategicMergePatchType, []byte(`{"spec":{"unschedulable":true}}`), metav1.PatchOptions{})
+				return err
+			},
+			"patch its own node's labels": func() error {
+				_, err := c.CoreV1().Nodes().Patch(ctx, "n1", types.StrategicMergePatchType, []byte(`{"metadata":{"labels":{"x":"y"}}}`), metav1.PatchOptions{})
+				return err
+			},
+			"delete a node": func() error {
+				return c.CoreV1().Nodes().Delete(ctx, "n2", metav1.DeleteOptions{})
+			},
+			"list pods": func() error {
+				_, err := c.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+				return err
+			},
+			"create a configmap": func() error {
+				_, err := c.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{})
+				return err
+			},
+			"delete events": func() error {
+				return c.CoreV1().Events("default").DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+			},
+		} {
+			if err := call(); !apierrors.IsForbidden(err) {
+				t.Errorf("%s: err = %v, want Forbidden", what, err)
+			}
+		}
+		// RBAC allows nodes/status cluster-wide; the admission policy
+		// narrows it to the pod's own node (it may take a moment to load).
+		forge := []byte(`{"status":{"conditions":[{"type":"PodrouterReady","status":"True","reason":"Forged"}]}}`)
+		deniedByPolicy := func(err error) bool {
+			return apierrors.IsForbidden(err) && strings.Contains(err.Error(), "only update the status of the node its pod runs on")
+		}
+		eventually(t, "admission policy loaded (dry-run probe)", func() (bool, string) {
+			_, err := c.CoreV1().Nodes().Patch(ctx, "n2", types.StrategicMergePatchType, forge, metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}}, "status")
+			return deniedByPolicy(err), fmt.Sprint(err)
+		})
+		if _, err := c.CoreV1().Nodes().Patch(ctx, "n2", types.StrategicMergePatchType, forge, metav1.PatchOptions{}, "status"); !deniedByPolicy(err) {
+			t.Errorf("patch another node's status: err = %v, want Forbidden by the policy", err)
+		}
+		unbound := kubernetes.NewForConfigOrDie(srv.ServiceAccountConfig(t, ns, "podrouter"))
+		if _, err := unbound.CoreV1().Nodes().Patch(ctx, "n1", types.StrategicMergePatchType, forge, metav1.PatchOptions{}, "status"); !deniedByPolicy(err) {
+			t.Errorf("status patch with a token not bound to a pod on the node: err = %v, want Forbidden", err)
+		}
+		// With the policy in force, the daemon still updates its own node.
+		h.set(k8s.Health{Reconciled: true, Peers: []k8s.PeerHealth{{Address: netip.MustParseAddr("10.0.0.1")}}, DefaultV4: 1})
+		eventually(t, "own node's condition still patched under the policy", func() (bool, string) {
+			cd, err := condition(admin, "n1")
+			return err == nil && cd != nil && cd.Reason == k8s.ReasonNoSessions, fmt.Sprintf("%+v %v", cd, err)
+		})
+		n2, err := admin.CoreV1().Nodes().Get(ctx, "n2", metav1.GetOptions{})
+		if err != nil || n2.Spec.Unschedulable || len(n2.Status.Conditions) > 0 {
+			t.Errorf("node n2 changed by the service account: %+v %+v %v", n2.Spec, n2.Status.Conditions, err)
+		}
+	})
+}
+
+// checkDaemonSet asserts the security properties of the applied DaemonSet.
+func checkDaemonSet(t *testing.T, c kubernetes.Interface) {
+	t.Helper()
+	ds, err := c.AppsV1().DaemonSets(ns).Get(context.Background(), "podrouter", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := ds.Spec.Template.Spec
+	if !spec.HostNetwork || spec.ServiceAccountName != "podrouter" || spec.TerminationGracePeriodSeconds == nil {
+		t.Errorf("pod spec: hostNetwork %v serviceAccount %q grace %v", spec.HostNetwork, spec.ServiceAccountName, spec.TerminationGracePeriodSeconds)
+	}
+	ctr := spec.Containers[0]
+	sc := ctr.SecurityContext
+	if sc == nil || sc.Privileged == nil || *sc.Privileged || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+		sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		t.Errorf("security context: %+v", sc)
+	} else {
+		for _, capName := range []corev1.Capability{"NET_ADMIN", "BPF", "PERFMON", "NET_RAW"} {
+			if !slices.Contains(sc.Capabilities.Add, capName) {
+				t.Errorf("capability %s not added: %v", capName, sc.Capabilities.Add)
+			}
+		}
+		if !slices.Contains(sc.Capabilities.Drop, "ALL") || slices.Contains(sc.Capabilities.Add, "SYS_ADMIN") {
+			t.Errorf("capabilities: %+v", sc.Capabilities)
+		}
+	}
+	if ctr.LivenessProbe == nil || ctr.LivenessProbe.HTTPGet == nil || ctr.LivenessProbe.HTTPGet.Path != "/healthz" ||
+		ctr.ReadinessProbe == nil || ctr.ReadinessProbe.HTTPGet == nil || ctr.ReadinessProbe.HTTPGet.Path != "/readyz" {
+		t.Errorf("probes: liveness %+v readiness %+v", ctr.LivenessProbe, ctr.ReadinessProbe)
+	}
+	if ctr.Lifecycle == nil || ctr.Lifecycle.PreStop == nil {
+		t.Error("no preStop hook")
+	}
+	mounts := map[string]string{}
+	for _, m := range ctr.VolumeMounts {
+		mounts[m.MountPath] = m.Name
+	}
+	for _, p := range []string{"/sys/fs/bpf", "/etc/cni/net.d", "/etc/podrouter"} {
+		if mounts[p] == "" {
+			t.Errorf("%s not mounted: %v", p, mounts)
+		}
+	}
+}
