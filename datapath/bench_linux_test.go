@@ -19,6 +19,7 @@ func noopProg(b *testing.B) *ebpf.Program {
 	requireRoot(b)
 	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 		Type:         ebpf.SchedCLS,
+		AttachType:   ebpf.AttachTCXIngress, // as the real programs (tail calls)
 		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
 		License:      "MIT",
 	})
@@ -133,4 +134,90 @@ func BenchmarkFromEndpointCTMissLRUFull(b *testing.B) {
 		f.run(f.objs.ep.FromEndpoint, in)
 	}
 	benchFresh(b, f.objs.ep.FromEndpoint, in, actRedirect)
+}
+
+// newFlowWrapper returns a program that bumps the port word of the (reused)
+// BPF_PROG_RUN packet and tail-calls into prog: every repeat is then a new
+// flow with warm caches, the steady state of a connection storm. The wrapper
+// and the tail call add a few ns (compare BenchmarkNoopNewFlow).
+func newFlowWrapper(b *testing.B, prog *ebpf.Program) *ebpf.Program {
+	b.Helper()
+	pa, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.ProgramArray, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { pa.Close() })
+	if err := pa.Put(uint32(0), prog); err != nil {
+		b.Fatal(err)
+	}
+	const skbData, skbDataEnd, portsOff = 76, 80, 14 + 20 // offsetof(struct __sk_buff, data/data_end)
+	w, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:       ebpf.SchedCLS,
+		AttachType: ebpf.AttachTCXIngress,
+		License:    "GPL",
+		Instructions: asm.Instructions{
+			asm.Mov.Reg(asm.R6, asm.R1),
+			asm.LoadMem(asm.R2, asm.R1, skbData, asm.Word),
+			asm.LoadMem(asm.R3, asm.R1, skbDataEnd, asm.Word),
+			asm.Mov.Reg(asm.R4, asm.R2),
+			asm.Add.Imm(asm.R4, portsOff+4),
+			asm.JGT.Reg(asm.R4, asm.R3, "out"),
+			asm.LoadMem(asm.R5, asm.R2, portsOff, asm.Word),
+			asm.Add.Imm(asm.R5, 1),
+			asm.StoreMem(asm.R2, portsOff, asm.R5, asm.Word),
+			asm.Mov.Reg(asm.R1, asm.R6),
+			asm.LoadMapPtr(asm.R2, pa.FD()),
+			asm.Mov.Imm(asm.R3, 0),
+			asm.FnTailCall.Call(),
+			asm.Mov.Imm(asm.R0, 2).WithSymbol("out"),
+			asm.Return(),
+		},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { w.Close() })
+	return w
+}
+
+// Wrapper + tail call into a no-op: the overhead to subtract from *NewFlow.
+func BenchmarkNoopNewFlow(b *testing.B) {
+	benchRepeat(b, newFlowWrapper(b, noopProg(b)), benchUDP(), 0)
+}
+
+// Every packet a new flow, warm caches (repeat runs through newFlowWrapper),
+// in chunks on fresh maps so that the LRU never fills.
+func BenchmarkFromEndpointCTMissCreateNewFlow(b *testing.B) {
+	const chunk = 1 << 16
+	var total time.Duration
+	for done := 0; done < b.N; done += chunk {
+		b.StopTimer()
+		f := newFixture(b, Config{CTSizeOther: 2 * chunk}, loadOpts{ttlDec: 0})
+		f.setNextHops(true)
+		w := newFlowWrapper(b, f.objs.ep.FromEndpoint)
+		b.StartTimer()
+		ret, d, err := w.Benchmark(benchUDP(), min(chunk, b.N-done), nil)
+		if err != nil || ret != actRedirect {
+			b.Fatalf("verdict %d, err %v", ret, err)
+		}
+		total += d * time.Duration(min(chunk, b.N-done))
+		w.Close()
+		f.objs.Close()
+	}
+	b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "ns/op")
+}
+
+// Every packet a new flow into a full LRU (each create evicts), warm caches.
+func BenchmarkFromEndpointCTMissLRUFullNewFlow(b *testing.B) {
+	const size = 4096
+	f := newFixture(b, Config{CTSizeOther: size}, loadOpts{ttlDec: 0})
+	f.setNextHops(true)
+	w := newFlowWrapper(b, f.objs.ep.FromEndpoint)
+	in := benchUDP()
+	binary.BigEndian.PutUint32(in[14+20:], 1<<31)
+	if _, _, err := w.Benchmark(in, 4*size, nil); err != nil { // fill
+		b.Fatal(err)
+	}
+	binary.BigEndian.PutUint32(in[14+20:], 1<<30) // flows not seen in the fill
+	benchRepeat(b, w, in, actRedirect)
 }

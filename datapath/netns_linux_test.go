@@ -173,6 +173,51 @@ func netnsChild(t *testing.T, arg string) {
 	if c["from-endpoint/fwd-nexthop"] < 3 {
 		t.Errorf("remote via cached next hop: %v", c)
 	}
+	// Bulk TCP between the pods: GSO skbs whose linear data holds just the
+	// headers must be forwarded whole (no drop, no resegmentation).
+	if _, err := exec.LookPath("iperf3"); err == nil {
+		run(t, "ip", "netns", "exec", podB, "iperf3", "-s", "-1", "-D", "-p", "5299")
+		sums := func() map[string]Counter {
+			cs, err := d.Counters()
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := map[string]Counter{}
+			for _, c := range cs {
+				m[c.Direction+"/"+c.Reason] = c
+			}
+			return m
+		}
+		before := sums()
+		var out []byte
+		var err error
+		for try := 0; try < 20; try++ { // the daemonised server may not listen yet
+			out, err = exec.Command("ip", "netns", "exec", podA, "iperf3", "-c", "10.244.0.20", "-p", "5299", "-n", "32M").CombinedOutput()
+			if err == nil || !strings.Contains(string(out), "unable to connect") {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			t.Errorf("iperf3: %v\n%s", err, out)
+		}
+		after := sums()
+		var drops uint64
+		for k, a := range after {
+			if strings.Contains(k, "/drop-") {
+				drops += a.Packets - before[k].Packets
+			}
+		}
+		k := "from-endpoint/fwd-redirect-peer"
+		pkts, bytes := after[k].Packets-before[k].Packets, after[k].Bytes-before[k].Bytes
+		if bytes < 16<<20 || drops != 0 { // the last segments may still be in flight
+			t.Errorf("tcp bulk: %d bytes in %d packets redirected, %d drops; iperf3:\n%s", bytes, pkts, drops, out)
+		} else if bytes/pkts < 3000 {
+			t.Errorf("tcp bulk: %d bytes/packet, want GSO packets", bytes/pkts)
+		}
+		t.Logf("tcp bulk: %d bytes in %d packets through redirect_peer", bytes, pkts)
+	}
+	c = counters(d)
 	t.Logf("counters before restart: %v", c)
 	ctBefore, err := d.Conntrack()
 	if err != nil || len(ctBefore) == 0 {

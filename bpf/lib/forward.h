@@ -84,10 +84,19 @@ static __always_inline int pr_dec_ttl(struct __sk_buff *skb, __u8 family)
 		return 0;
 	}
 	struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
+	__u32 before, after;
 
 	if ((void *)(ip6 + 1) > end)
 		return PR_DROP_MALFORMED;
+	/* IPv6 has no header checksum to compensate the change, so a
+	 * CHECKSUM_COMPLETE value (NIC receive, covers the IPv6 header) must
+	 * follow it, or the pod's stack sees a bad checksum. bpf_csum_update
+	 * only touches CHECKSUM_COMPLETE skbs: CHECKSUM_PARTIAL (GSO from a
+	 * local socket) covers only the L4 pseudo-header and stays as is. */
+	before = *(__u32 *)((__u8 *)ip6 + 4); /* payload_len, nexthdr, hop_limit */
 	ip6->hop_limit -= cfg_ttl_dec;
+	after = *(__u32 *)((__u8 *)ip6 + 4);
+	bpf_csum_update(skb, bpf_csum_diff(&before, 4, &after, 4, 0));
 	return 0;
 }
 
