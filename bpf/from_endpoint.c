@@ -16,6 +16,7 @@ SEC("tcx/ingress")
 int from_endpoint(struct __sk_buff *skb)
 {
 	const __u32 dir = PR_DIR_FROM_ENDPOINT;
+	const __u32 tflags = pr_trace_flags(); /* the one trace settings read */
 	struct pr_endpoint *ep;
 	struct pr_fwd f;
 	struct pr_pkt p;
@@ -25,33 +26,40 @@ int from_endpoint(struct __sk_buff *skb)
 	__builtin_memset(&p, 0, sizeof(p));
 	r = pr_parse(skb, &p);
 	if (r != PR_PARSE_OK)
-		return pr_not_forwarded(skb, dir, r, &p);
+		return pr_not_forwarded(skb, tflags, dir, r, &p);
 
 	ep = pr_endpoint_lookup(p.family, p.daddr);
 	if (!ep) {
 		if (pr_is_node_addr(p.family, p.daddr))
-			return pr_not_forwarded(skb, dir, PR_PASS_NODE_LOCAL, &p);
+			return pr_not_forwarded(skb, tflags, dir, PR_PASS_NODE_LOCAL, &p);
 		if (cfg_pass_prefixes && pr_lpm_match(&pr_pass_prefixes, p.family, p.daddr))
-			return pr_not_forwarded(skb, dir, PR_PASS_PREFIX, &p);
+			return pr_not_forwarded(skb, tflags, dir, PR_PASS_PREFIX, &p);
 	}
 
 	if (p.tracked)
 		verdict = pr_ct_track(skb, &p);
 
+	if (pr_tracing(tflags, PR_EV_FROM_ENDPOINT)) {
+		/* The source pod's id costs a lookup: only when traced. */
+		struct pr_endpoint *src = pr_endpoint_lookup(p.family, p.saddr);
+
+		pr_trace(skb, tflags, PR_EV_FROM_ENDPOINT, verdict, 0, &p, 0, src ? src->id : 0);
+	}
+
 	if (ep) {
 		f = pr_to_endpoint(skb, &p, ep);
 		if (f.action == TC_ACT_REDIRECT) {
 			pr_count(dir, f.reason, p.len);
-			pr_trace(skb, PR_EV_FROM_ENDPOINT, verdict, f.reason, &p, f.target, ep->id);
+			pr_trace(skb, tflags, PR_EV_TO_ENDPOINT, verdict, f.reason, &p, f.target, ep->id);
 			return f.action;
 		}
 	} else {
 		f = pr_to_network(skb, &p);
 		if (f.action == TC_ACT_REDIRECT) {
 			pr_count(dir, f.reason, p.len);
-			pr_trace(skb, PR_EV_TO_NETWORK, verdict, f.reason, &p, f.target, 0);
+			pr_trace(skb, tflags, PR_EV_TO_NETWORK, verdict, f.reason, &p, f.target, 0);
 			return f.action;
 		}
 	}
-	return pr_not_forwarded(skb, dir, f.reason, &p);
+	return pr_not_forwarded(skb, tflags, dir, f.reason, &p);
 }

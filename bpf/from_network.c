@@ -16,6 +16,7 @@ SEC("tcx/ingress")
 int from_network(struct __sk_buff *skb)
 {
 	const __u32 dir = PR_DIR_FROM_NETWORK;
+	const __u32 tflags = pr_trace_flags(); /* the one trace settings read */
 	struct pr_endpoint *ep;
 	struct pr_fwd f;
 	struct pr_pkt p;
@@ -25,19 +26,20 @@ int from_network(struct __sk_buff *skb)
 	__builtin_memset(&p, 0, sizeof(p));
 	r = pr_parse(skb, &p);
 	if (r != PR_PARSE_OK)
-		return pr_not_forwarded(skb, dir, r, &p);
+		return pr_not_forwarded(skb, tflags, dir, r, &p);
 
 	ep = pr_endpoint_lookup(p.family, p.daddr);
 	if (!ep)
-		return pr_not_forwarded(skb, dir, PR_PASS_NOT_ENDPOINT, &p);
+		return pr_not_forwarded(skb, tflags, dir, PR_PASS_NOT_ENDPOINT, &p);
 
 	if (p.tracked)
 		verdict = pr_ct_track(skb, &p);
+	pr_trace(skb, tflags, PR_EV_FROM_NETWORK, verdict, 0, &p, 0, 0);
 	f = pr_to_endpoint(skb, &p, ep);
 	if (f.action == TC_ACT_REDIRECT) {
 		pr_count(dir, f.reason, p.len);
-		pr_trace(skb, PR_EV_TO_ENDPOINT, verdict, f.reason, &p, f.target, ep->id);
+		pr_trace(skb, tflags, PR_EV_TO_ENDPOINT, verdict, f.reason, &p, f.target, ep->id);
 		return f.action;
 	}
-	return pr_not_forwarded(skb, dir, f.reason, &p);
+	return pr_not_forwarded(skb, tflags, dir, f.reason, &p);
 }

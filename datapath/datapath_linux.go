@@ -328,8 +328,9 @@ func (d *Datapath) Conntrack() ([]CTEntry, error) {
 }
 
 // Monitor enables tracing (events: names as in Event.Type, nil = all;
-// sampleRate: 1 of N trace events, drops always) and calls fn for every
-// event until ctx ends; tracing is switched off again on return.
+// sampleRate: 1 of N packets traced, decided once per packet so that a
+// from/to pair stays whole; drops always) and calls fn for every event
+// until ctx ends; tracing is switched off again on return.
 func (d *Datapath) Monitor(ctx context.Context, types []string, sampleRate uint32, fn func(Event)) error {
 	d.mu.Lock()
 	if d.impl == nil {

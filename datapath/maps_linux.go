@@ -300,6 +300,9 @@ func decodeEvent(raw []byte) (Event, error) {
 		Reason: name(reasonNames[:], r.Reason), IfIndex: int(r.Ifindex), Target: int(r.Target),
 		EndpointID: r.EpId, Proto: r.Proto, Len: r.Len,
 	}
+	if r.Type == uint8(fromEndpointPrEventTypePR_EV_FROM_ENDPOINT) || r.Type == uint8(fromEndpointPrEventTypePR_EV_FROM_NETWORK) {
+		ev.Reason = "" // an ingress event precedes the forwarding decision
+	}
 	if r.Family == 4 || r.Family == 6 {
 		ev.Src = netip.AddrPortFrom(wordsAddr(r.Saddr, r.Family), ntohs(r.Sport))
 		ev.Dst = netip.AddrPortFrom(wordsAddr(r.Daddr, r.Family), ntohs(r.Dport))

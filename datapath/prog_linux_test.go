@@ -395,29 +395,121 @@ func TestPassPrefixes(t *testing.T) {
 	}
 }
 
+// traceOn writes the trace settings: the enabled event types and the rate.
+func (f *fixture) traceOn(rate uint32, types ...fromEndpointPrEventType) {
+	f.tb.Helper()
+	var mask uint32
+	for _, ty := range types {
+		mask |= 1 << ty
+	}
+	zero := uint32(0)
+	if err := f.objs.ep.PrTraceSettings.Put(&zero, &traceCfg{Enabled: mask, SampleRate: rate}); err != nil {
+		f.tb.Fatal(err)
+	}
+}
+
+// readEvents reads n events from the ring buffer and checks it is then empty.
+func readEvents(t *testing.T, rd *ringbuf.Reader, n int) []Event {
+	t.Helper()
+	rd.SetDeadline(time.Now().Add(time.Second))
+	var evs []Event
+	for range n {
+		rec, err := rd.Read()
+		if err != nil {
+			t.Fatalf("event %d of %d: %v (got %+v)", len(evs)+1, n, err, evs)
+		}
+		ev, err := decodeEvent(rec.RawSample)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
+	}
+	if rd.AvailableBytes() != 0 {
+		t.Fatalf("%d more bytes in the ring buffer after %+v", rd.AvailableBytes(), evs)
+	}
+	return evs
+}
+
+// TestTraceEvents checks the cilium-monitor model: one ingress event after
+// conntrack and one egress event per forwarded packet, hop by hop.
 func TestTraceEvents(t *testing.T) {
 	f := newFixture(t, Config{}, loadOpts{ttlDec: 1})
+	f.setNextHops(true)
 	rd, err := ringbuf.NewReader(f.objs.ep.PrEvents)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rd.Close()
-	in := frame(macHostA, macPodA, podA4, podB4, protoUDP, l4(podA4, podB4, protoUDP, 7, 8, 0, nil), frameOpts{})
-	f.run(f.objs.ep.FromEndpoint, in) // tracing off: nothing written
+	local := frame(macHostA, macPodA, podA4, podB4, protoUDP, l4(podA4, podB4, protoUDP, 7, 8, 0, nil), frameOpts{})
+	f.run(f.objs.ep.FromEndpoint, local) // tracing off: nothing written
 	if rd.AvailableBytes() != 0 {
 		t.Fatalf("%d bytes in ring buffer with tracing off", rd.AvailableBytes())
 	}
-	zero := uint32(0)
-	if err := f.objs.ep.PrTraceSettings.Put(&zero, &traceCfg{Enabled: 1<<1 | 1<<5}); err != nil {
-		t.Fatal(err)
+	f.traceOn(0, fromEndpointPrEventTypePR_EV_FROM_ENDPOINT, fromEndpointPrEventTypePR_EV_TO_NETWORK,
+		fromEndpointPrEventTypePR_EV_FROM_NETWORK, fromEndpointPrEventTypePR_EV_TO_ENDPOINT, fromEndpointPrEventTypePR_EV_DROP)
+
+	type want struct {
+		typ, verdict, reason string
+		target               int
+		ep                   uint32
+		src, dst             netip.AddrPort
 	}
-	f.run(f.objs.ep.FromEndpoint, in)
-	bad := append([]byte{}, in...)
+	check := func(what string, evs []Event, ws ...want) {
+		t.Helper()
+		for i, w := range ws {
+			e := evs[i]
+			if e.Type != w.typ || e.CTVerdict != w.verdict || e.Reason != w.reason || e.Target != w.target ||
+				e.EndpointID != w.ep || e.Src != w.src || e.Dst != w.dst || e.Proto != protoUDP {
+				t.Errorf("%s: event %d = %+v, want %+v", what, i, e, w)
+			}
+		}
+	}
+	// Pod A -> pod B on this node: from-endpoint (source A), to-endpoint (B).
+	f.run(f.objs.ep.FromEndpoint, local)
+	check("pod to local pod", readEvents(t, rd, 2),
+		want{"from-endpoint", "established", "", 0, ifPodA, ap(podA4, 7), ap(podB4, 8)},
+		want{"to-endpoint", "established", "fwd-redirect-peer", ifPodB, ifPodB, ap(podA4, 7), ap(podB4, 8)})
+
+	// Pod A -> remote: from-endpoint (ct new), to-network via the uplink.
+	out := frame(macHostA, macPodA, podA4, remote4, protoUDP, l4(podA4, remote4, protoUDP, 1234, 53, 0, nil), frameOpts{})
+	f.run(f.objs.ep.FromEndpoint, out)
+	check("pod to network", readEvents(t, rd, 2),
+		want{"from-endpoint", "new", "", 0, ifPodA, ap(podA4, 1234), ap(remote4, 53)},
+		want{"to-network", "new", "fwd-nexthop", ifUplink, 0, ap(podA4, 1234), ap(remote4, 53)})
+
+	// The reply from the uplink: from-network (ct reply), to-endpoint A.
+	in := frame(macUp, macToR, remote4, podA4, protoUDP, l4(remote4, podA4, protoUDP, 53, 1234, 0, nil), frameOpts{ttl: 62})
+	f.run(f.objs.net.FromNetwork, in)
+	check("network to pod", readEvents(t, rd, 2),
+		want{"from-network", "reply", "", 0, 0, ap(remote4, 53), ap(podA4, 1234)},
+		want{"to-endpoint", "reply", "fwd-redirect-peer", ifPodA, ifPodA, ap(remote4, 53), ap(podA4, 1234)})
+
+	// A parse drop is one drop event, no from-endpoint.
+	bad := append([]byte{}, local...)
 	bad[14] = 0x43 // ihl 3: dropped as malformed
 	f.run(f.objs.ep.FromEndpoint, bad)
-	rd.SetDeadline(time.Now().Add(time.Second))
+	if e := readEvents(t, rd, 1)[0]; e.Type != "drop" || e.Reason != "drop-malformed" {
+		t.Errorf("drop event %+v", e)
+	}
+
+	// Only the egress type enabled: the ingress event is not written.
+	f.traceOn(0, fromEndpointPrEventTypePR_EV_TO_ENDPOINT)
+	f.run(f.objs.ep.FromEndpoint, local)
+	check("to-endpoint only", readEvents(t, rd, 1),
+		want{"to-endpoint", "established", "fwd-redirect-peer", ifPodB, ifPodB, ap(podA4, 7), ap(podB4, 8)})
+
+	// Sampling is decided once per packet: a from/to pair is kept or
+	// skipped whole, and drops are never sampled out.
+	f.traceOn(2, fromEndpointPrEventTypePR_EV_FROM_ENDPOINT, fromEndpointPrEventTypePR_EV_TO_ENDPOINT,
+		fromEndpointPrEventTypePR_EV_DROP)
+	const runs = 200
+	for range runs {
+		f.run(f.objs.ep.FromEndpoint, local)
+	}
+	f.run(f.objs.ep.FromEndpoint, bad)
 	var evs []Event
-	for range 2 {
+	rd.SetDeadline(time.Now().Add(time.Second))
+	for rd.AvailableBytes() > 0 {
 		rec, err := rd.Read()
 		if err != nil {
 			t.Fatal(err)
@@ -428,13 +520,20 @@ func TestTraceEvents(t *testing.T) {
 		}
 		evs = append(evs, ev)
 	}
-	if e := evs[0]; e.Type != "from-endpoint" || e.CTVerdict != "established" || e.Reason != "fwd-redirect-peer" ||
-		e.Src != ap(podA4, 7) || e.Dst != ap(podB4, 8) || e.Target != ifPodB || e.EndpointID != ifPodB || e.Proto != protoUDP {
-		t.Errorf("trace event %+v", e)
+	if len(evs) == 0 || evs[len(evs)-1].Type != "drop" {
+		t.Fatalf("sampled: last event is not the drop: %+v", evs)
 	}
-	if e := evs[1]; e.Type != "drop" || e.Reason != "drop-malformed" {
-		t.Errorf("drop event %+v", e)
+	pairs := evs[:len(evs)-1]
+	if len(pairs)%2 != 0 || len(pairs) == 0 || len(pairs) == 2*runs {
+		t.Fatalf("sampled 1 of 2: %d trace events for %d packets", len(pairs), runs)
 	}
+	for i := 0; i < len(pairs); i += 2 {
+		if pairs[i].Type != "from-endpoint" || pairs[i+1].Type != "to-endpoint" {
+			t.Fatalf("sampled: events %d,%d are %s,%s, want a from-endpoint/to-endpoint pair",
+				i, i+1, pairs[i].Type, pairs[i+1].Type)
+		}
+	}
+	t.Logf("sampled 1 of 2: %d of %d packets traced", len(pairs)/2, runs)
 }
 
 // TestLayout checks that the Go structs generated from C match the C sizes

@@ -34,6 +34,7 @@ type monEvent struct {
 	IfName     string         `json:"ifname"`
 	Target     int            `json:"target"`
 	TargetName string         `json:"targetName"`
+	Endpoint   uint32         `json:"endpoint"`
 	Proto      uint8          `json:"proto"`
 	Src        netip.AddrPort `json:"src"`
 	Dst        netip.AddrPort `json:"dst"`
@@ -41,8 +42,8 @@ type monEvent struct {
 }
 
 func (e monEvent) String() string {
-	return fmt.Sprintf("%s ct=%s reason=%s on %s(%d) target %s(%d) proto %d %s -> %s",
-		e.Type, e.CTVerdict, e.Reason, e.IfName, e.IfIndex, e.TargetName, e.Target, e.Proto, e.Src, e.Dst)
+	return fmt.Sprintf("%s ct=%s reason=%s on %s(%d) target %s(%d) endpoint %d proto %d %s -> %s",
+		e.Type, e.CTVerdict, e.Reason, e.IfName, e.IfIndex, e.TargetName, e.Target, e.Endpoint, e.Proto, e.Src, e.Dst)
 }
 
 // monitor is a running `podrouter monitor -o json` in a node.
@@ -119,6 +120,24 @@ func index(evs []monEvent, from int, f func(monEvent) bool) int {
 		}
 	}
 	return -1
+}
+
+// step is one expected event of a packet's path through a node.
+type step struct {
+	what string
+	f    func(monEvent) bool
+}
+
+// follow finds steps in order, each after the previous one, from position
+// from on. It returns "" when all are seen, else the first missing step.
+func follow(evs []monEvent, from int, steps ...step) string {
+	at := from - 1
+	for _, s := range steps {
+		if at = index(evs, at+1, s.f); at < 0 {
+			return s.what
+		}
+	}
+	return ""
 }
 
 // endpointIfIndex is the host-side veth of pod address a in node n's
@@ -225,12 +244,18 @@ func TestObserve(t *testing.T) {
 		return func(e monEvent) bool { return e.Src.Port() == id }
 	}
 
+	onIf := func(idx int) func(monEvent) bool { return func(e monEvent) bool { return e.IfIndex == idx } }
+	onUp := func(e monEvent) bool { return e.IfName == "up1" }
+	into := func(idx int) func(monEvent) bool { return func(e monEvent) bool { return e.Target == idx } }
+	viaUp := func(e monEvent) bool { return e.TargetName == "up1" }
+	fromPod := func(e monEvent) bool { return e.Endpoint != 0 } // source endpoint id
+
 	t.Run("monitor follows a cross-node ping on both nodes", func(t *testing.T) {
 		// Tracing starts just after the monitor says it listens, and every
 		// ping process is a new flow (new echo id): ping until one flow is
-		// seen whole. The datapath emits one event per forwarded packet,
-		// named after where it went: a request leaving pod n1p1 for node3
-		// is to-network, raised by from-endpoint on n1p1's veth.
+		// seen whole. As in `cilium monitor`, every hop shows an ingress
+		// event after conntrack (from-endpoint on a pod veth, from-network
+		// on the uplink) then an egress event (to-network, to-endpoint).
 		var why string
 		for attempt := range 5 {
 			if err := lab.Ping(ctx, l.PodNS(1, 1), pod3, 2); err != nil {
@@ -238,37 +263,37 @@ func TestObserve(t *testing.T) {
 			}
 			time.Sleep(200 * time.Millisecond) // events in flight
 			e1, e3 := m1.snapshot(), m3.snapshot()
-			req := index(e1, 0, and(icmp(pod1, pod3), is("to-network", "new"), func(e monEvent) bool {
-				return e.IfIndex == veth1 && e.TargetName == "up1"
-			}))
+			req := index(e1, 0, and(icmp(pod1, pod3), is("from-endpoint", "new"), onIf(veth1)))
 			if req < 0 {
-				why = fmt.Sprintf("attempt %d: node1 shows no to-network (ct new) on n1p1's veth (ifindex %d) towards up1", attempt, veth1)
+				why = fmt.Sprintf("attempt %d: node1 shows no from-endpoint (ct new) on n1p1's veth (ifindex %d)", attempt, veth1)
 				continue
 			}
 			id := e1[req].Src.Port()
-			checks := []struct {
-				what string
-				ok   bool
-			}{
-				{"node1: reply to-endpoint (ct reply) into n1p1's veth after the request",
-					index(e1, req+1, and(icmp(pod3, pod1), echoID(id), is("to-endpoint", "reply"), func(e monEvent) bool { return e.Target == veth1 })) > 0},
-				{"node3: request from up1 to-endpoint (ct new) into n3p1's veth",
-					index(e3, 0, and(icmp(pod1, pod3), echoID(id), is("to-endpoint", "new"), func(e monEvent) bool {
-						return e.IfName == "up1" && e.Target == veth3
-					})) >= 0},
+			flow := func(from, to netip.Addr) func(monEvent) bool { return and(icmp(from, to), echoID(id)) }
+			missing := []string{
+				follow(e1, req,
+					step{"node1: request from-endpoint (ct new) on n1p1's veth with its endpoint id",
+						and(flow(pod1, pod3), is("from-endpoint", "new"), onIf(veth1), fromPod)},
+					step{"node1: request to-network (ct new) from n1p1's veth via up1",
+						and(flow(pod1, pod3), is("to-network", "new"), onIf(veth1), viaUp)},
+					step{"node1: reply from-network (ct reply) on up1",
+						and(flow(pod3, pod1), is("from-network", "reply"), onUp)},
+					step{"node1: reply to-endpoint (ct reply) into n1p1's veth",
+						and(flow(pod3, pod1), is("to-endpoint", "reply"), onUp, into(veth1))}),
+				follow(e3, 0,
+					step{"node3: request from-network (ct new) on up1",
+						and(flow(pod1, pod3), is("from-network", "new"), onUp)},
+					step{"node3: request to-endpoint (ct new) into n3p1's veth",
+						and(flow(pod1, pod3), is("to-endpoint", "new"), onUp, into(veth3))},
+					step{"node3: reply from-endpoint (ct reply) on n3p1's veth",
+						and(flow(pod3, pod1), is("from-endpoint", "reply"), onIf(veth3), fromPod)},
+					step{"node3: reply to-network (ct reply) from n3p1's veth via up1",
+						and(flow(pod3, pod1), is("to-network", "reply"), onIf(veth3), viaUp)}),
 			}
-			newAt := index(e3, 0, and(icmp(pod1, pod3), echoID(id), is("to-endpoint", "new")))
-			checks = append(checks, struct {
-				what string
-				ok   bool
-			}{"node3: reply from n3p1's veth to-network (ct reply) after the request",
-				newAt >= 0 && index(e3, newAt+1, and(icmp(pod3, pod1), echoID(id), is("to-network", "reply"), func(e monEvent) bool {
-					return e.IfIndex == veth3 && e.TargetName == "up1"
-				})) > newAt})
 			why = ""
-			for _, c := range checks {
-				if !c.ok {
-					why += fmt.Sprintf("attempt %d, echo id %d: missing %s\n", attempt, id, c.what)
+			for _, m := range missing {
+				if m != "" {
+					why += fmt.Sprintf("attempt %d, echo id %d: missing %s (in order)\n", attempt, id, m)
 				}
 			}
 			if why == "" {
@@ -279,7 +304,7 @@ func TestObserve(t *testing.T) {
 		t.Errorf("%s\nevents:\n%s%s", why, m1.dump(icmp(pod1, pod3)), m3.dump(icmp(pod1, pod3)))
 	})
 
-	t.Run("monitor shows a same-node ping as from-endpoint new then reply", func(t *testing.T) {
+	t.Run("monitor shows a same-node ping as from-endpoint then to-endpoint, new then reply", func(t *testing.T) {
 		var why string
 		for attempt := range 5 {
 			if err := lab.Ping(ctx, l.PodNS(1, 1), pod1b, 2); err != nil {
@@ -287,20 +312,24 @@ func TestObserve(t *testing.T) {
 			}
 			time.Sleep(200 * time.Millisecond)
 			e1 := m1.snapshot()
-			req := index(e1, 0, and(icmp(pod1, pod1b), is("from-endpoint", "new"), func(e monEvent) bool {
-				return e.IfIndex == veth1 && e.Target == veth1b
-			}))
+			req := index(e1, 0, and(icmp(pod1, pod1b), is("from-endpoint", "new"), onIf(veth1)))
 			if req < 0 {
-				why = fmt.Sprintf("attempt %d: no from-endpoint (ct new) from n1p1's veth to n1p2's", attempt)
+				why = fmt.Sprintf("attempt %d: no from-endpoint (ct new) on n1p1's veth towards n1p2", attempt)
 				continue
 			}
 			id := e1[req].Src.Port()
-			if index(e1, req+1, and(icmp(pod1b, pod1), echoID(id), is("from-endpoint", "reply"), func(e monEvent) bool {
-				return e.IfIndex == veth1b && e.Target == veth1
-			})) > req {
+			flow := func(from, to netip.Addr) func(monEvent) bool { return and(icmp(from, to), echoID(id)) }
+			why = follow(e1, req+1,
+				step{"request to-endpoint (ct new) from n1p1's veth into n1p2's",
+					and(flow(pod1, pod1b), is("to-endpoint", "new"), onIf(veth1), into(veth1b))},
+				step{"reply from-endpoint (ct reply) on n1p2's veth",
+					and(flow(pod1b, pod1), is("from-endpoint", "reply"), onIf(veth1b), fromPod)},
+				step{"reply to-endpoint (ct reply) from n1p2's veth into n1p1's",
+					and(flow(pod1b, pod1), is("to-endpoint", "reply"), onIf(veth1b), into(veth1))})
+			if why == "" {
 				return
 			}
-			why = fmt.Sprintf("attempt %d, echo id %d: no from-endpoint (ct reply) from n1p2's veth to n1p1's after the request", attempt, id)
+			why = fmt.Sprintf("attempt %d, echo id %d: missing %s (in order)", attempt, id, why)
 		}
 		t.Errorf("%s\nevents:\n%s", why, m1.dump(func(e monEvent) bool { return e.Src.Addr() == pod1b || e.Dst.Addr() == pod1b }))
 	})

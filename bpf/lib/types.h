@@ -78,9 +78,9 @@ enum pr_ct_verdict {
 
 /* Trace/drop event types sent on the ring buffer. */
 enum pr_event_type {
-	PR_EV_FROM_ENDPOINT = 1, /* seen on a pod veth, forwarded to a pod */
+	PR_EV_FROM_ENDPOINT = 1, /* seen on a pod veth, after conntrack */
 	PR_EV_TO_NETWORK = 2,    /* from a pod, redirected to an uplink */
-	PR_EV_FROM_NETWORK = 3,  /* seen on an uplink */
+	PR_EV_FROM_NETWORK = 3,  /* seen on an uplink, after conntrack */
 	PR_EV_TO_ENDPOINT = 4,   /* redirected into a pod (redirect_peer) */
 	PR_EV_DROP = 5,          /* dropped */
 	PR_EV_TO_STACK = 6,      /* passed to the kernel stack */
@@ -160,7 +160,7 @@ struct pr_counter {
 /* Runtime trace settings (array map, one entry, written by the daemon). */
 struct pr_trace_cfg {
 	__u32 enabled;     /* bitmask of (1 << enum pr_event_type); 0 = off */
-	__u32 sample_rate; /* emit 1 of N trace events (drops always); 0,1 = all */
+	__u32 sample_rate; /* trace 1 of N packets (drops always); 0,1 = all */
 };
 
 /* Event sent on the ring buffer. */
@@ -168,7 +168,7 @@ struct pr_event {
 	__u64 ts_ns;     /* bpf_ktime_get_ns() */
 	__u8 type;       /* enum pr_event_type */
 	__u8 ct_verdict; /* enum pr_ct_verdict */
-	__u8 reason;     /* enum pr_reason */
+	__u8 reason;     /* enum pr_reason; unset (0) in from-* events */
 	__u8 family;     /* 4 or 6, 0 when not IP */
 	__u32 ifindex;   /* ingress ifindex */
 	__u32 target;    /* redirect target ifindex, 0 if none */
