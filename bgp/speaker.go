@@ -465,7 +465,10 @@ func (s *Speaker) onPeer(ctx context.Context, ev *apiutil.WatchEventMessage_Peer
 // the configured back-off, so one burst never leaves a ToR down for good.
 func (s *Speaker) maxPrefixBackoff(ctx context.Context, addr netip.Addr) {
 	wait := time.Minute
-	for _, p := range s.cfg.Peers {
+	s.mu.Lock()
+	peers := s.cfg.Peers
+	s.mu.Unlock()
+	for _, p := range peers {
 		if p.Address == addr && p.MaxPrefixRestart > 0 {
 			wait = p.MaxPrefixRestart
 		}

@@ -54,6 +54,11 @@ type fakeToR struct {
 
 func newToR(t *testing.T, addr string, asn uint32, nodeAddr string, nodeASN uint32, originate ...string) *fakeToR {
 	t.Helper()
+	return newToRWithPassword(t, addr, asn, nodeAddr, nodeASN, "", originate...)
+}
+
+func newToRWithPassword(t *testing.T, addr string, asn uint32, nodeAddr string, nodeASN uint32, password string, originate ...string) *fakeToR {
+	t.Helper()
 	port := freePort(t, addr)
 	srv := server.NewBgpServer(server.LoggerOption(slog.New(slog.NewTextHandler(io.Discard, nil)), nil))
 	go srv.Serve()
@@ -65,7 +70,7 @@ func newToR(t *testing.T, addr string, asn uint32, nodeAddr string, nodeASN uint
 	}
 	t.Cleanup(srv.Stop)
 	if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: &api.Peer{
-		Conf:      &api.PeerConf{NeighborAddress: nodeAddr, PeerAsn: nodeASN},
+		Conf:      &api.PeerConf{NeighborAddress: nodeAddr, PeerAsn: nodeASN, AuthPassword: password},
 		Transport: &api.Transport{PassiveMode: true, LocalAddress: addr},
 		Timers:    &api.Timers{Config: &api.TimersConfig{HoldTime: 9, KeepaliveInterval: 3, ConnectRetry: 1}},
 	}}); err != nil {
@@ -324,4 +329,54 @@ func TestIsDefault(t *testing.T) {
 			t.Errorf("IsDefault(%s) = %v, want %v", p, got, want)
 		}
 	}
+}
+
+// TestSetPeersLive: peers are added, re-keyed (TCP-MD5) and removed while
+// the speaker runs, without touching the sessions that did not change.
+func TestSetPeersLive(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("TCP-MD5 on loopback needs root (CI runs as root)")
+	}
+	torA := newToR(t, "127.0.0.6", 65100, "127.0.0.1", 65001, "0.0.0.0/0")
+	torB := newToRWithPassword(t, "127.0.0.7", 65200, "127.0.0.1", 65001, "rotated2", "0.0.0.0/0")
+	a := torA.peerConfig(65100)
+	node := startNode(t, []PeerConfig{a}, "10.0.1.0/24")
+	established(t, node, 1)
+	ctx := context.Background()
+	upSince := func(addr netip.Addr) time.Duration {
+		ps, _ := node.Peers(ctx)
+		for _, p := range ps {
+			if p.Address == addr {
+				return p.Uptime
+			}
+		}
+		return -1
+	}
+	b := torB.peerConfig(65200)
+	b.Password = "stale1"
+	if err := node.SetPeers(ctx, []PeerConfig{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * time.Second)
+	if ps, _ := node.Peers(ctx); len(ps) != 2 || ps[1].State == "established" {
+		t.Fatalf("session with the wrong TCP-MD5 key came up: %+v", ps)
+	}
+	b.Password = "rotated2"
+	if err := node.SetPeers(ctx, []PeerConfig{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	established(t, node, 2)
+	if up := upSince(a.Address); up < 3*time.Second {
+		t.Errorf("unchanged peer A was reset (uptime %s)", up)
+	}
+	if err := node.SetPeers(ctx, []PeerConfig{b}); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := node.Peers(ctx)
+	if err != nil || len(ps) != 1 || ps[0].Address != b.Address {
+		t.Fatalf("after removing A: %+v %v", ps, err)
+	}
+	eventually(t, "pod CIDR at the re-keyed ToR", 10*time.Second, func() bool {
+		return slices.Equal(torB.rib(t), []string{"10.0.1.0/24"})
+	})
 }

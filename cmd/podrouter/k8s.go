@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -35,6 +36,7 @@ const kubeBootstrapTimeout = 30 * time.Second
 
 // kubeMode is the daemon's Kubernetes edge.
 type kubeMode struct {
+	base    bgp.Config // the file's speaker config, before the Node's overrides
 	log     *slog.Logger
 	adapter *k8s.Adapter
 	health  *kubeHealth
@@ -76,6 +78,8 @@ func (m *kubeMode) Snapshot() k8s.Snapshot { return m.snap }
 // ASN, router ID, extra peers (with the timers of the first configured
 // peer), and the Secret's password on every peer.
 func (m *kubeMode) ApplyPeering(sc *bgp.Config) {
+	m.base = *sc
+	m.base.Peers = slices.Clone(sc.Peers)
 	applyPeering(sc, m.snap.Peering, m.snap.Password)
 }
 
@@ -123,17 +127,20 @@ type nodeAgent interface {
 // speaker and fp may be nil (no peers, no fast path reported).
 func (m *kubeMode) Runner(ag nodeAgent, speaker *bgp.Speaker, fp *fastPath) func(context.Context) error {
 	m.health.set(ag, speaker, fp)
-	s := &kubeSink{log: m.log, agent: ag, peering: m.snap.Peering, password: m.snap.Password}
+	s := &kubeSink{log: m.log, agent: ag, speaker: speaker, base: m.base, peering: m.snap.Peering, password: m.snap.Password}
 	return func(ctx context.Context) error { return m.adapter.Run(ctx, s) }
 }
 
-// kubeSink hands the Node's state to the agent. Peering and password
-// changes are applied by the speaker only at start for now (bgp.Speaker
-// has no live SetPeers/SetPassword yet): a change is logged and takes
-// effect at the next (graceful) restart.
+// kubeSink hands the Node's state to the agent and applies peering and
+// password changes to the running speaker: extra peers come and go and a
+// rotated password re-keys the sessions live (bgp.Speaker.SetPeers); a new
+// local ASN or router ID needs a restart of the speaker, so it is logged
+// and applied at the next (graceful) restart.
 type kubeSink struct {
-	log   *slog.Logger
-	agent nodeAgent
+	log     *slog.Logger
+	agent   nodeAgent
+	speaker *bgp.Speaker // nil in tests without BGP
+	base    bgp.Config
 
 	mu       sync.Mutex
 	peering  k8s.Peering // in force in the speaker
@@ -148,8 +155,7 @@ func (s *kubeSink) SetPeering(p k8s.Peering) {
 	if p.Equal(s.peering) {
 		return
 	}
-	s.log.Warn("node peering overrides changed; they apply at the next restart",
-		"asn", p.ASN, "router_id", p.RouterID, "extra_peers", len(p.ExtraPeers), "in_force_asn", s.peering.ASN)
+	s.applyLocked(p, s.password)
 }
 
 func (s *kubeSink) SetPassword(pw string) {
@@ -158,7 +164,28 @@ func (s *kubeSink) SetPassword(pw string) {
 	if pw == s.password {
 		return
 	}
-	s.log.Warn("bgp password rotated in its secret; it applies at the next restart")
+	s.applyLocked(s.peering, pw)
+}
+
+func (s *kubeSink) applyLocked(p k8s.Peering, pw string) {
+	want := s.base
+	want.Peers = slices.Clone(s.base.Peers)
+	applyPeering(&want, p, pw)
+	if s.speaker == nil {
+		return
+	}
+	if asn, rid := s.speaker.LocalIdentity(); asn != want.ASN || rid != want.RouterID {
+		s.log.Warn("node's local ASN or router ID changed; it applies at the next restart",
+			"asn", want.ASN, "router_id", want.RouterID, "in_force_asn", asn, "in_force_router_id", rid)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.speaker.SetPeers(ctx, want.Peers); err != nil {
+		s.log.Error("apply the node's peering", "err", err)
+		return
+	}
+	s.peering, s.password = p, pw
+	s.log.Info("node peering applied", "peers", len(want.Peers), "password_from_secret", pw != "")
 }
 
 // kubeHealth reads the daemon's state for the PodrouterReady condition and

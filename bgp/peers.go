@@ -1,0 +1,85 @@
+package bgp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	api "github.com/osrg/gobgp/v4/api"
+)
+
+// SetPeers makes the configured neighbours exactly peers, live: new ones
+// are added, removed ones are deleted (their session gets a Cease), and
+// changed ones (timers, password, ASN, …) are re-created, so a rotated
+// TCP-MD5 password re-keys that session. Unchanged peers are not touched.
+// Keeps going after one failure and reports them all; what was applied is
+// what Peers shows.
+func (s *Speaker) SetPeers(ctx context.Context, peers []PeerConfig) error {
+	srv := s.server()
+	if srv == nil {
+		return ErrNotRunning
+	}
+	s.mu.Lock()
+	have := slices.Clone(s.cfg.Peers)
+	s.mu.Unlock()
+	find := func(ps []PeerConfig, a netip.Addr) (PeerConfig, bool) {
+		for _, p := range ps {
+			if p.Address == a {
+				return p, true
+			}
+		}
+		return PeerConfig{}, false
+	}
+	var errs []error
+	applied := slices.Clone(have)
+	drop := func(a netip.Addr) {
+		applied = slices.DeleteFunc(applied, func(p PeerConfig) bool { return p.Address == a })
+	}
+	// Add and change first, delete last: the node is never left with fewer
+	// sessions than needed while it moves to the new set.
+	for _, p := range peers {
+		old, ok := find(have, p.Address)
+		switch {
+		case ok && old == p:
+			continue
+		case ok:
+			if err := srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: p.Address.String()}); err != nil {
+				errs = append(errs, fmt.Errorf("re-create peer %s: delete: %w", p.Address, err))
+				continue
+			}
+			drop(p.Address)
+			s.log.Info("peer re-created with new settings", "peer", p.Address, "peer_asn", p.ASN,
+				"password_changed", old.Password != p.Password)
+		default:
+			s.log.Info("peer added", "peer", p.Address, "peer_asn", p.ASN)
+		}
+		if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: toAPIPeer(p)}); err != nil {
+			errs = append(errs, fmt.Errorf("add peer %s: %w", p.Address, err))
+			continue
+		}
+		applied = append(applied, p)
+	}
+	for _, old := range have {
+		if _, keep := find(peers, old.Address); keep {
+			continue
+		}
+		if err := srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: old.Address.String()}); err != nil {
+			errs = append(errs, fmt.Errorf("delete peer %s: %w", old.Address, err))
+			continue
+		}
+		drop(old.Address)
+		s.log.Info("peer removed", "peer", old.Address)
+	}
+	s.mu.Lock()
+	s.cfg.Peers = applied
+	s.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// LocalIdentity is the local ASN and router ID in force; changing either
+// needs a restart of the speaker (GoBGP cannot change them live).
+func (s *Speaker) LocalIdentity() (asn uint32, routerID netip.Addr) {
+	return s.cfg.ASN, s.cfg.RouterID
+}
