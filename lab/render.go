@@ -164,6 +164,9 @@ type nodeData struct {
 	ToRASN   uint32
 	// PeerOpts is appended to every peer entry (MD5, GTSM).
 	PeerOpts string
+	// Kubeconfig switches the node to Kubernetes mode (pod CIDRs from the
+	// Node object, not the file).
+	Kubeconfig string
 }
 
 func (s Spec) nodeData(n int) nodeData {
@@ -179,6 +182,7 @@ func (s Spec) nodeData(n int) nodeData {
 	if s.GTSM {
 		d.PeerOpts += ", ttlMin: 255"
 	}
+	d.Kubeconfig = s.Kubeconfig
 	for k := 1; k <= s.ToRs; k++ {
 		t4, n4 := LinkV4(k, n)
 		t6, n6 := LinkV6(k, n)
@@ -192,7 +196,16 @@ var podrouterTmpl = template.Must(template.New("podrouter").Parse(`# rendered by
 node:
   name: {{.Name}}
   routerID: {{.RouterID}}
+{{- if .Kubeconfig}}
+kubernetes:
+  enabled: true
+  kubeconfig: {{.Kubeconfig}}
+  cniConfPath: {{.Dir}}/cni-k8s/10-podrouter.conflist
+  cniDataDir: {{.Dir}}/cni-k8s/ipam
+  statusInterval: 1s
+{{- else}}
 podCIDRs: ["{{.PodV4}}", "{{.PodV6}}"]
+{{- end}}
 log: {format: text, level: info}
 bgp:
   asn: {{.ASN}}

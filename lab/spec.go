@@ -47,6 +47,9 @@ type Spec struct {
 	Password string `json:"password"`
 	// GTSM turns on TTL security (RFC 5082) on every node session.
 	GTSM bool `json:"gtsm"`
+	// Kubeconfig, when set, runs the podrouter nodes in Kubernetes mode
+	// against the API server it names (reachable from the node namespaces).
+	Kubeconfig string `json:"kubeconfig"`
 	// NoWait makes Up return once everything is started, without waiting
 	// for BGP sessions and routes (useful when debugging a speaker).
 	NoWait bool `json:"noWait"`

@@ -18,6 +18,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -26,12 +27,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netns"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -41,6 +44,8 @@ import (
 
 // Server is a running etcd + kube-apiserver pair.
 type Server struct {
+	netns  string
+	bindIP net.IP
 	// Admin is a REST config for a cluster admin (group system:masters).
 	Admin *rest.Config
 	// Dir holds certificates, the token file, etcd's data and both logs.
@@ -76,6 +81,25 @@ func Binaries() (apiserver, etcd string, err error) {
 // is ready (a few seconds).
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return StartWith(t, Options{})
+}
+
+// Options place the API server elsewhere than the test's own loopback.
+type Options struct {
+	// NetNS runs etcd and kube-apiserver inside this network namespace
+	// (as for `ip netns exec`); the Admin config then dials from inside it.
+	NetNS string
+	// BindIP is the apiserver's address (default 127.0.0.1). With NetNS, an
+	// address of that namespace other namespaces can route to.
+	BindIP string
+}
+
+// StartWith is Start with Options.
+func StartWith(t testing.TB, opts Options) *Server {
+	t.Helper()
+	if opts.BindIP == "" {
+		opts.BindIP = "127.0.0.1"
+	}
 	if testing.Short() {
 		t.Skip("runs etcd and kube-apiserver; skipped in -short mode")
 	}
@@ -87,12 +111,15 @@ func Start(t testing.TB) *Server {
 		t.Skipf("no API server to test against: %v", err)
 	}
 	dir := t.TempDir()
-	s := &Server{Dir: dir}
+	s := &Server{Dir: dir, netns: opts.NetNS, bindIP: net.ParseIP(opts.BindIP)}
 	start := time.Now()
-	ports := freePorts(t, 3)
+	ports := []int{2379, 2380, 6443} // a namespace of the test's own: nothing else there
+	if opts.NetNS == "" {
+		ports = freePorts(t, 3)
+	}
 	etcdURL := "http://127.0.0.1:" + strconv.Itoa(ports[0])
 	peerURL := "http://127.0.0.1:" + strconv.Itoa(ports[1])
-	startProc(t, filepath.Join(dir, "etcd.log"), etcdBin,
+	startProc(t, opts.NetNS, filepath.Join(dir, "etcd.log"), etcdBin,
 		"--name", "default", "--data-dir", filepath.Join(dir, "etcd"),
 		"--listen-client-urls", etcdURL, "--advertise-client-urls", etcdURL,
 		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
@@ -104,10 +131,10 @@ func Start(t testing.TB) *Server {
 	if err := os.WriteFile(filepath.Join(dir, "tokens.csv"), []byte(tokens), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.host = "https://127.0.0.1:" + strconv.Itoa(ports[2])
-	startProc(t, filepath.Join(dir, "kube-apiserver.log"), apiserverBin,
+	s.host = "https://" + net.JoinHostPort(opts.BindIP, strconv.Itoa(ports[2]))
+	startProc(t, opts.NetNS, filepath.Join(dir, "kube-apiserver.log"), apiserverBin,
 		"--etcd-servers", etcdURL,
-		"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
+		"--bind-address", opts.BindIP, "--advertise-address", opts.BindIP,
 		"--secure-port", strconv.Itoa(ports[2]),
 		"--cert-dir", filepath.Join(dir, "certs"),
 		"--tls-cert-file", filepath.Join(dir, "serving.crt"),
@@ -126,6 +153,12 @@ func Start(t testing.TB) *Server {
 		BearerToken:     adminToken,
 		TLSClientConfig: rest.TLSClientConfig{CAData: s.ca},
 		QPS:             100, Burst: 200,
+	}
+	if s.netns != "" {
+		s.Admin.Dial = s.dial
+	}
+	if opts.NetNS != "" {
+		s.Admin.Dial = s.dial
 	}
 	s.waitReady(t, adminToken)
 	t.Logf("etcd + kube-apiserver ready on %s in %s", s.host, time.Since(start).Round(10*time.Millisecond))
@@ -170,12 +203,16 @@ func (s *Server) token(t testing.TB, namespace, name string, bound *authenticati
 	if err != nil {
 		t.Fatalf("token for serviceaccount %s/%s: %v", namespace, name, err)
 	}
-	return &rest.Config{
+	cfg := &rest.Config{
 		Host:            s.host,
 		BearerToken:     tr.Status.Token,
 		TLSClientConfig: rest.TLSClientConfig{CAData: s.ca},
 		QPS:             100, Burst: 200,
 	}
+	if s.netns != "" {
+		cfg.Dial = s.dial
+	}
+	return cfg
 }
 
 // CreateNode creates a Node with the given pod CIDRs already assigned (no
@@ -202,7 +239,7 @@ func (s *Server) waitReady(t testing.TB, token string) {
 	t.Helper()
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(s.ca)
-	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DialContext: s.dial}}
 	defer hc.CloseIdleConnections()
 	deadline := time.Now().Add(90 * time.Second)
 	var last string
@@ -229,8 +266,12 @@ func (s *Server) waitReady(t testing.TB, token string) {
 
 // startProc runs argv with output to logPath; cleanup kills its process
 // group and waits for it.
-func startProc(t testing.TB, logPath, bin string, args ...string) {
+func startProc(t testing.TB, netns, logPath, bin string, args ...string) {
 	t.Helper()
+	if netns != "" {
+		args = append([]string{"netns", "exec", netns, bin}, args...)
+		bin = "ip"
+	}
 	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
@@ -287,7 +328,7 @@ func (s *Server) writeCerts(t testing.TB) {
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "kube-apiserver"},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost", "kubernetes.default.svc"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), s.bindIP}, DNSNames: []string{"localhost", "kubernetes.default.svc"},
 	}
 	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
 	if err != nil {
@@ -374,4 +415,45 @@ func tail(s string, n int) string {
 		ls = ls[len(ls)-n:]
 	}
 	return strings.Join(ls, "\n")
+}
+
+// dial connects from inside the server's network namespace (the socket
+// stays there once made), or from the caller's when there is none.
+func (s *Server) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	if s.netns == "" {
+		return d.DialContext(ctx, network, addr)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return nil, err
+	}
+	defer orig.Close()
+	target, err := netns.GetFromName(s.netns)
+	if err != nil {
+		return nil, err
+	}
+	defer target.Close()
+	if err := netns.Set(target); err != nil {
+		return nil, err
+	}
+	defer netns.Set(orig) //nolint:errcheck // back to where the thread was; locked thread is discarded on failure anyway
+	return d.DialContext(ctx, network, addr)
+}
+
+// Kubeconfig writes a kubeconfig for the admin token to path.
+func (s *Server) Kubeconfig(t testing.TB, path string) {
+	t.Helper()
+	kc := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: test, cluster: {server: %q, certificate-authority-data: %s}}]
+users: [{name: admin, user: {token: %q}}]
+contexts: [{name: test, context: {cluster: test, user: admin}}]
+current-context: test
+`, s.host, base64.StdEncoding.EncodeToString(s.ca), s.Admin.BearerToken)
+	if err := os.WriteFile(path, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
