@@ -146,7 +146,9 @@ func TestKubernetesLab(t *testing.T) {
 	t.Run("a peers annotation changes the peer set live", func(t *testing.T) {
 		peers := func() (string, int) {
 			out, _ := l.Exec(ctx, l.NodeNS(3), podrouterBin, "status", "-o", "json", "--socket", socket(l, 3))
-			var st struct{ Peers []struct{ Address, State string } }
+			var st struct {
+				Peers []struct{ Address, State string }
+			}
 			_ = json.Unmarshal([]byte(out), &st) // empty: not answered yet
 			return out, len(st.Peers)
 		}
