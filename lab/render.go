@@ -165,8 +165,9 @@ type nodeData struct {
 	// PeerOpts is appended to every peer entry (MD5, GTSM).
 	PeerOpts string
 	// Kubeconfig switches the node to Kubernetes mode (pod CIDRs from the
-	// Node object, not the file).
-	Kubeconfig string
+	// Node object, not the file); KubePasswordSecret names the Secret in
+	// namespace "podrouter" holding the BGP password.
+	Kubeconfig, KubePasswordSecret string
 }
 
 func (s Spec) nodeData(n int) nodeData {
@@ -182,7 +183,7 @@ func (s Spec) nodeData(n int) nodeData {
 	if s.GTSM {
 		d.PeerOpts += ", ttlMin: 255"
 	}
-	d.Kubeconfig = s.Kubeconfig
+	d.Kubeconfig, d.KubePasswordSecret = s.Kubeconfig, s.KubePasswordSecret
 	for k := 1; k <= s.ToRs; k++ {
 		t4, n4 := LinkV4(k, n)
 		t6, n6 := LinkV6(k, n)
@@ -203,6 +204,10 @@ kubernetes:
   cniConfPath: {{.Dir}}/cni-k8s/10-podrouter.conflist
   cniDataDir: {{.Dir}}/cni-k8s/ipam
   statusInterval: 1s
+{{- if .KubePasswordSecret}}
+  namespace: podrouter
+  passwordSecret: {{.KubePasswordSecret}}
+{{- end}}
 {{- else}}
 podCIDRs: ["{{.PodV4}}", "{{.PodV6}}"]
 {{- end}}

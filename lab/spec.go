@@ -50,6 +50,9 @@ type Spec struct {
 	// Kubeconfig, when set, runs the podrouter nodes in Kubernetes mode
 	// against the API server it names (reachable from the node namespaces).
 	Kubeconfig string `json:"kubeconfig"`
+	// KubePasswordSecret (with Kubeconfig) takes the BGP password from this
+	// Secret in namespace "podrouter" instead of the password file.
+	KubePasswordSecret string `json:"kubePasswordSecret"`
 	// NoWait makes Up return once everything is started, without waiting
 	// for BGP sessions and routes (useful when debugging a speaker).
 	NoWait bool `json:"noWait"`
