@@ -67,7 +67,12 @@ type PeerStatus struct {
 	Advertised     uint64
 	MaxPrefixTrips uint64
 	Flaps          uint32
-	LastError      string
+	UpdatesIn      uint64 // UPDATE messages received
+	UpdatesOut     uint64 // UPDATE messages sent
+	// GracefulRestart is "disabled", "enabled", "peer-restarting" (we keep
+	// its routes as stale) or "local-restarting".
+	GracefulRestart string
+	LastError       string
 }
 
 // ErrNotRunning is returned by calls that need the speaker's server.
@@ -530,8 +535,27 @@ func (s *Speaker) Peers(ctx context.Context) ([]PeerStatus, error) {
 			ps.State = strings.ToLower(strings.TrimPrefix(p.State.SessionState.String(), "SESSION_STATE_"))
 			ps.AdminState = strings.ToLower(strings.TrimPrefix(p.State.AdminState.String(), "ADMIN_STATE_"))
 			ps.Flaps = p.State.Flops
+			if m := p.State.Messages; m != nil {
+				if m.Received != nil {
+					ps.UpdatesIn = m.Received.Update
+				}
+				if m.Sent != nil {
+					ps.UpdatesOut = m.Sent.Update
+				}
+			}
 			if p.State.DisconnectReason != api.PeerState_DISCONNECT_REASON_UNSPECIFIED {
 				ps.LastError = strings.TrimSpace(disconnectReason(p.State.DisconnectReason) + " " + p.State.DisconnectMessage)
+			}
+		}
+		ps.GracefulRestart = "disabled"
+		if gr := p.GracefulRestart; gr != nil && gr.Enabled {
+			switch {
+			case gr.PeerRestarting:
+				ps.GracefulRestart = "peer-restarting"
+			case gr.LocalRestarting:
+				ps.GracefulRestart = "local-restarting"
+			default:
+				ps.GracefulRestart = "enabled"
 			}
 		}
 		if !ps.Address.IsValid() && p.Conf != nil {

@@ -102,6 +102,9 @@ type Status struct {
 	Loaded   bool     // programs loaded and maps pinned
 	Err      error    // last load/attach error (wraps ErrUnavailable) or nil
 	Attached []string // interfaces with a program attached
+	// Conntrack GC: runs so far, entries removed, duration of the last run.
+	GCRuns, GCRemoved uint64
+	GCLastDuration    time.Duration
 }
 
 // Datapath is the live fast path built from a Config.

@@ -101,7 +101,11 @@ func (d *Datapath) Run(ctx context.Context) error {
 			d.reconcile(ctx)
 		case <-gc.C:
 			d.mu.Lock()
+			t0 := time.Now()
 			del, live, err := gcConntrack(l.objs.ep.PrCtTcp, l.objs.ep.PrCtOther)
+			d.status.GCRuns++
+			d.status.GCRemoved += uint64(del)
+			d.status.GCLastDuration = time.Since(t0)
 			d.mu.Unlock()
 			if err != nil {
 				d.log.Warn("conntrack gc", "err", err)

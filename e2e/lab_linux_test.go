@@ -333,6 +333,8 @@ func TestLab(t *testing.T) {
 			{`sum(podrouter_bgp_prefixes_accepted)`, 6},
 			{`sum(podrouter_bgp_prefixes_advertised)`, 6},
 			{`sum(podrouter_routes_default_next_hops_installed)`, 6},
+			{`count(podrouter_bgp_updates_received_total > 0)`, 6},
+			{`count(podrouter_bgp_graceful_restart_state{state="enabled"} == 1)`, 6},
 		}
 		for _, c := range checks {
 			var got float64

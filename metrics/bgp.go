@@ -42,6 +42,7 @@ type bgpCollector struct {
 
 	up, state, uptime, flaps, trips          *prometheus.Desc
 	received, accepted, rejected, advertised *prometheus.Desc
+	updatesIn, updatesOut, grState           *prometheus.Desc
 }
 
 func newBGPCollector(src PeerSource, log *slog.Logger, timeout time.Duration) *bgpCollector {
@@ -65,12 +66,18 @@ func newBGPCollector(src PeerSource, log *slog.Logger, timeout time.Duration) *b
 			"Prefixes from the peer rejected by the import policy (received minus accepted).", peerLabels...),
 		advertised: desc("bgp", "prefixes_advertised",
 			"Prefixes advertised to the peer.", peerLabels...),
+		updatesIn: desc("bgp", "updates_received_total",
+			"BGP UPDATE messages received from the peer (this session's counters).", peerLabels...),
+		updatesOut: desc("bgp", "updates_sent_total",
+			"BGP UPDATE messages sent to the peer (this session's counters).", peerLabels...),
+		grState: desc("bgp", "graceful_restart_state",
+			"Graceful restart state of the peer: 1 for the current state, 0 for the others.", append(peerLabels, "state")...),
 	}
 }
 
 func (c *bgpCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.state, c.uptime, c.flaps, c.trips,
-		c.received, c.accepted, c.rejected, c.advertised, c.up} {
+		c.received, c.accepted, c.rejected, c.advertised, c.updatesIn, c.updatesOut, c.grState, c.up} {
 		ch <- d
 	}
 }
@@ -106,5 +113,14 @@ func (c *bgpCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.accepted, float64(p.Accepted), l...)
 		gauge(c.rejected, float64(p.Received-min(p.Accepted, p.Received)), l...)
 		gauge(c.advertised, float64(p.Advertised), l...)
+		counter(c.updatesIn, float64(p.UpdatesIn), l...)
+		counter(c.updatesOut, float64(p.UpdatesOut), l...)
+		for _, s := range GRStates {
+			v := 0.0
+			if s == p.GRState {
+				v = 1
+			}
+			gauge(c.grState, v, append(l, s)...)
+		}
 	}
 }

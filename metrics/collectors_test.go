@@ -21,7 +21,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 func fixture(t *testing.T) (*fakePeers, *fakeAgent, *fakeRoutes, *fakeDatapath) {
 	peers := &fakePeers{t: t, peers: []Peer{
 		{Address: netip.MustParseAddr("192.0.2.1"), ASN: 65001, AFI: "ipv4", State: "established",
-			Uptime: 90 * time.Second, Flaps: 2, Received: 10, Accepted: 1, Advertised: 1, MaxPrefixTrips: 1},
+			Uptime: 90 * time.Second, Flaps: 2, Received: 10, Accepted: 1, Advertised: 1, MaxPrefixTrips: 1, UpdatesIn: 12, UpdatesOut: 3, GRState: "enabled"},
 		{Address: netip.MustParseAddr("2001:db8::1"), ASN: 65001, AFI: "ipv6", State: "active"},
 	}}
 	ag := &fakeAgent{st: AgentState{
@@ -34,7 +34,7 @@ func fixture(t *testing.T) (*fakePeers, *fakeAgent, *fakeRoutes, *fakeDatapath) 
 	rt := &fakeRoutes{st: RouteStats{Installs: 3, Removals: 1, DriftMissing: 2, DriftChanged: 1, ForeignSeen: 1,
 		Writes: 5, WriteErrors: 1, DumpsInterrupted: 4, Resubscriptions: 0}}
 	dp := &fakeDatapath{t: t,
-		st: DatapathState{Mode: DatapathLoaded, Uplinks: []string{"eth0"}, Endpoints: []string{"veth1", "veth2"}},
+		st: DatapathState{Mode: DatapathLoaded, Uplinks: []string{"eth0"}, Endpoints: []string{"veth1", "veth2"}, GCRuns: 4, GCRemoved: 17, GCLastDuration: 1500 * time.Microsecond},
 		counters: []DatapathCounter{
 			{Direction: "from-endpoint", Reason: "fwd-redirect-neigh", Packets: 100, Bytes: 9000},
 			{Direction: "from-network", Reason: "drop-malformed", Packets: 3, Bytes: 180},

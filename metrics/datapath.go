@@ -19,6 +19,7 @@ type datapathCollector struct {
 	up, loaded, fallback, endpoints, programs *prometheus.Desc
 	packets, bytes                            *prometheus.Desc
 	entries, capacity, pressure               *prometheus.Desc
+	gcRuns, gcRemoved, gcDuration             *prometheus.Desc
 }
 
 func newDatapathCollector(src DatapathSource, log *slog.Logger) *datapathCollector {
@@ -44,12 +45,18 @@ func newDatapathCollector(src DatapathSource, log *slog.Logger) *datapathCollect
 			"Maximum entries of a BPF map.", "map"),
 		pressure: desc("datapath", "map_pressure_ratio",
 			"Fill level of a BPF map: entries / capacity.", "map"),
+		gcRuns: desc("datapath", "ct_gc_runs_total",
+			"Conntrack garbage-collection passes run by the daemon."),
+		gcRemoved: desc("datapath", "ct_gc_removed_total",
+			"Expired conntrack entries removed by the garbage collector."),
+		gcDuration: desc("datapath", "ct_gc_last_duration_seconds",
+			"Duration of the last conntrack garbage-collection pass."),
 	}
 }
 
 func (c *datapathCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.loaded, c.fallback, c.endpoints, c.programs,
-		c.packets, c.bytes, c.entries, c.capacity, c.pressure, c.up} {
+		c.packets, c.bytes, c.entries, c.capacity, c.pressure, c.gcRuns, c.gcRemoved, c.gcDuration, c.up} {
 		ch <- d
 	}
 }
@@ -79,6 +86,9 @@ func (c *datapathCollector) Collect(ch chan<- prometheus.Metric) {
 	if st.Mode != DatapathLoaded {
 		return
 	}
+	ch <- prometheus.MustNewConstMetric(c.gcRuns, prometheus.CounterValue, float64(st.GCRuns))
+	ch <- prometheus.MustNewConstMetric(c.gcRemoved, prometheus.CounterValue, float64(st.GCRemoved))
+	gauge(c.gcDuration, st.GCLastDuration.Seconds())
 
 	counters, cerr := c.src.DatapathCounters()
 	for _, k := range counters {

@@ -54,7 +54,14 @@ type Peer struct {
 	Accepted       uint64 // prefixes accepted by the import policy
 	Advertised     uint64
 	MaxPrefixTrips uint64
+	UpdatesIn      uint64 // UPDATE messages received
+	UpdatesOut     uint64 // UPDATE messages sent
+	GRState        string // disabled, enabled, peer-restarting, local-restarting
 }
+
+// GRStates are the values of the state label of
+// podrouter_bgp_graceful_restart_state.
+var GRStates = []string{"disabled", "enabled", "peer-restarting", "local-restarting"}
 
 // SessionStates are the values of the state label of
 // podrouter_bgp_session_state, in FSM order.
@@ -111,6 +118,9 @@ const (
 // DatapathState is the fast path's state.
 type DatapathState struct {
 	Mode DatapathMode
+	// Conntrack GC: runs, entries removed, duration of the last run.
+	GCRuns, GCRemoved uint64
+	GCLastDuration    time.Duration
 	// Reason is a short, bounded label value for the fallback (e.g.
 	// "unavailable"); Detail is the full error text for /readyz.
 	Reason string

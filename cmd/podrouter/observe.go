@@ -70,6 +70,7 @@ func (p peerSource) Peers(ctx context.Context) ([]metrics.Peer, error) {
 			Uptime: s.Uptime, Flaps: uint64(s.Flaps),
 			Received: s.Received, Accepted: s.Accepted, Advertised: s.Advertised,
 			MaxPrefixTrips: s.MaxPrefixTrips,
+			UpdatesIn:      s.UpdatesIn, UpdatesOut: s.UpdatesOut, GRState: s.GracefulRestart,
 		})
 	}
 	return out, nil
@@ -176,6 +177,7 @@ func (d *datapathSource) DatapathState() metrics.DatapathState {
 	if st.Err != nil {
 		out.Detail = st.Err.Error()
 	}
+	out.GCRuns, out.GCRemoved, out.GCLastDuration = st.GCRuns, st.GCRemoved, st.GCLastDuration
 	for _, ifname := range st.Attached {
 		if slices.Contains(d.uplinks, ifname) {
 			out.Uplinks = append(out.Uplinks, ifname)
