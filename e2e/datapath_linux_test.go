@@ -351,26 +351,7 @@ func TestDatapath(t *testing.T) {
 		if err := l.StopSpeaker(ctx, 1, syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
-		conf, err := os.ReadFile(filepath.Join(l.StateDir(), "node1", "podrouter.yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		off := strings.Replace(string(conf), "enabled: true", "enabled: false", 1)
-		if off == string(conf) {
-			t.Fatal("node1 config has no datapath enabled: true")
-		}
-		cfgPath := filepath.Join(l.StateDir(), "node1", "podrouter-nofastpath.yaml")
-		if err := os.WriteFile(cfgPath, []byte(off), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		daemon := exec.Command("ip", "netns", "exec", l.NodeNS(1), podrouterBin, "run", "--config", cfgPath)
-		dlog := &syncBuffer{}
-		daemon.Stdout, daemon.Stderr = dlog, dlog
-		if err := daemon.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- daemon.Wait() }()
+		daemon, dlog, exited := startEdited(t, l, 1, "enabled: true", "enabled: false")
 		defer func() {
 			daemon.Process.Signal(syscall.SIGTERM) //nolint:errcheck // may have exited
 			select {
@@ -555,27 +536,8 @@ func TestDatapath(t *testing.T) {
 		if err := l.StopSpeaker(ctx, 3, syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
-		conf, err := os.ReadFile(filepath.Join(l.StateDir(), "node3", "podrouter.yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
 		notBPF := filepath.Join(l.StateDir(), "node3", "notbpffs") // tmpfs
-		bad := strings.Replace(string(conf), "pinDir: "+l.Spec.NodePinDir(3), "pinDir: "+notBPF, 1)
-		if bad == string(conf) {
-			t.Fatal("node3 config has no pinDir to replace")
-		}
-		cfgPath := filepath.Join(l.StateDir(), "node3", "podrouter-notbpffs.yaml")
-		if err := os.WriteFile(cfgPath, []byte(bad), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		daemon := exec.Command("ip", "netns", "exec", l.NodeNS(3), podrouterBin, "run", "--config", cfgPath)
-		dlog := &syncBuffer{}
-		daemon.Stdout, daemon.Stderr = dlog, dlog
-		if err := daemon.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- daemon.Wait() }()
+		daemon, dlog, exited := startEdited(t, l, 3, "pinDir: "+l.Spec.NodePinDir(3), "pinDir: "+notBPF)
 		waitFor(t, "fallback logged", 15*time.Second, func() (bool, string) {
 			return strings.Contains(dlog.String(), "ebpf fast path unavailable"), dlog.String()
 		})

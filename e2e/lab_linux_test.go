@@ -479,26 +479,7 @@ func TestLab(t *testing.T) {
 			l.Exec(ctx, l.NodeNS(3), "ip", "-6", "route", "del", "default", "metric", "5")
 		}()
 		// Start with one more peer that does not exist.
-		orig, err := os.ReadFile(filepath.Join(l.StateDir(), "node3", "podrouter.yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		withGhost := strings.Replace(string(orig), "  peers:\n", "  peers:\n    - {address: 192.168.1.99, asn: 65199, connectRetry: 1s}\n", 1)
-		if withGhost == string(orig) {
-			t.Fatal("no peers section in node3 config")
-		}
-		cfgPath := filepath.Join(t.TempDir(), "ghost.yaml")
-		if err := os.WriteFile(cfgPath, []byte(withGhost), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		daemon := exec.Command("ip", "netns", "exec", l.NodeNS(3), podrouterBin, "run", "--config", cfgPath)
-		daemonLog := &strings.Builder{}
-		daemon.Stdout, daemon.Stderr = daemonLog, daemonLog
-		if err := daemon.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- daemon.Wait() }()
+		daemon, daemonLog, exited := startEdited(t, l, 3, "  peers:\n", "  peers:\n    - {address: 192.168.1.99, asn: 65199, connectRetry: 1s}\n")
 		defer func() {
 			daemon.Process.Kill()
 			if t.Failed() {
@@ -591,6 +572,34 @@ func TestLab(t *testing.T) {
 			}
 		}
 	})
+}
+
+// startEdited runs `podrouter run` in node n with its lab config edited
+// (the first from, which must be there, replaced by to) and returns the
+// process, its output and its exit.
+func startEdited(t *testing.T, l *lab.Lab, n int, from, to string) (*exec.Cmd, *syncBuffer, <-chan error) {
+	t.Helper()
+	conf, err := os.ReadFile(filepath.Join(l.StateDir(), lab.NodeName(n), "podrouter.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(conf), from, to, 1)
+	if edited == string(conf) {
+		t.Fatalf("%s config has no %q to replace", lab.NodeName(n), from)
+	}
+	cfgPath := filepath.Join(t.TempDir(), "podrouter.yaml")
+	if err := os.WriteFile(cfgPath, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	daemon := exec.Command("ip", "netns", "exec", l.NodeNS(n), podrouterBin, "run", "--config", cfgPath)
+	out := &syncBuffer{}
+	daemon.Stdout, daemon.Stderr = out, out
+	if err := daemon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- daemon.Wait() }()
+	return daemon, out, exited
 }
 
 func kernelState(t *testing.T, l *lab.Lab, n int) string {
