@@ -78,8 +78,49 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []PeerConfig) error {
 	return errors.Join(errs...)
 }
 
-// LocalIdentity is the local ASN and router ID in force; changing either
-// needs a restart of the speaker (GoBGP cannot change them live).
+// LocalIdentity is the local ASN and router ID in force.
 func (s *Speaker) LocalIdentity() (asn uint32, routerID netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.cfg.ASN, s.cfg.RouterID
+}
+
+// SetIdentity changes the local ASN and router ID and makes the neighbours
+// exactly peers. GoBGP cannot change its global config live, so the BGP
+// server is restarted: every session gets a Cease and comes back with the
+// new identity (as it would on a router), the gRPC API is re-created, and
+// the pod CIDRs are re-advertised in their drain state. The caller keeps
+// the kernel's default route meanwhile (agent.Hold). When the new identity
+// cannot start, the old one is restored and the error returned.
+func (s *Speaker) SetIdentity(ctx context.Context, asn uint32, routerID netip.Addr, peers []PeerConfig) error {
+	if !routerID.Is4() || asn == 0 {
+		return fmt.Errorf("local ASN %d / router id %v: want a non-zero ASN and an IPv4 router id", asn, routerID)
+	}
+	s.mu.Lock()
+	runCtx, k, running := s.runCtx, s.kicker, s.srv != nil
+	old := s.cfg
+	s.mu.Unlock()
+	if !running {
+		return ErrNotRunning
+	}
+	s.log.Warn("local identity changed: restarting the BGP server, every session resets",
+		"asn", asn, "router_id", routerID, "old_asn", old.ASN, "old_router_id", old.RouterID)
+	s.Close()
+	s.mu.Lock()
+	s.cfg.ASN, s.cfg.RouterID, s.cfg.Peers = asn, routerID, slices.Clone(peers)
+	s.advertised, s.policyFor, s.advDepref = nil, nil, false
+	s.mu.Unlock()
+	err := s.start(runCtx, k)
+	if err == nil {
+		return nil
+	}
+	s.log.Error("restart with the new identity failed; restoring the old one", "err", err)
+	s.mu.Lock()
+	s.cfg = old
+	s.advertised, s.policyFor, s.advDepref = nil, nil, false
+	s.mu.Unlock()
+	if rerr := s.start(runCtx, k); rerr != nil {
+		return errors.Join(err, fmt.Errorf("restore the old identity: %w", rerr))
+	}
+	return err
 }

@@ -31,6 +31,31 @@ type Config struct {
 	Peers      []PeerConfig
 	// LogLevel is the level of GoBGP's own log lines (they are noisy at info).
 	LogLevel slog.Level
+	// Drain is how Drain takes the pod CIDRs away.
+	Drain DrainConfig
+}
+
+// Drain modes.
+const (
+	// DrainWithdraw withdraws at once.
+	DrainWithdraw = "withdraw"
+	// DrainDeprefer first re-advertises the pod CIDRs made less preferred
+	// (AS-path prepend, MED, the RFC 8326 GRACEFUL_SHUTDOWN community) so
+	// that the fabric moves traffic to other paths while this one still
+	// works, then withdraws after WithdrawAfter.
+	DrainDeprefer = "deprefer"
+)
+
+// CommunityGracefulShutdown is RFC 8326's GRACEFUL_SHUTDOWN (65535:0).
+const CommunityGracefulShutdown uint32 = 0xFFFF0000
+
+// DrainConfig tunes Drain. The zero value withdraws at once.
+type DrainConfig struct {
+	Mode             string // DrainWithdraw ("" too) or DrainDeprefer
+	ASPathPrepend    uint8  // deprefer: extra copies of the local ASN
+	MED              uint32 // deprefer: MULTI_EXIT_DISC; 0: not sent
+	GracefulShutdown bool   // deprefer: add the GRACEFUL_SHUTDOWN community
+	WithdrawAfter    time.Duration
 }
 
 // PeerConfig is one neighbour.
@@ -88,7 +113,15 @@ type Speaker struct {
 	desired    []netip.Prefix // what the agent wants advertised
 	advertised []netip.Prefix // what is in the RIB now
 	policyFor  []netip.Prefix // pod CIDRs the export policy was built for
-	drained    bool
+	drained    bool           // advertise nothing
+	depref     bool           // advertise with the drain's deprefer attributes
+	advDepref  bool           // what is in the RIB carries them
+	drainGen   uint64         // bumped by Drain/Undrain; stale withdraw timers check it
+	drainTimer *time.Timer
+	drainSince time.Time
+	runCtx     context.Context // the context of the first Start, for restarts
+	kicker     Kicker
+	stopSrv    context.CancelFunc // ends the per-server goroutines
 	peerState  map[netip.Addr]bgp.FSMState
 	pfxTrips   map[netip.Addr]uint64
 	lastReject map[netip.Addr]uint64
@@ -123,9 +156,19 @@ func New(cfg Config, logger *slog.Logger) (*Speaker, error) {
 // It returns once they are configured; sessions come up in the background.
 // k is kicked whenever a session changes state or a peer sends an update.
 func (s *Speaker) Start(ctx context.Context, k Kicker) error {
+	s.mu.Lock()
+	if s.runCtx == nil {
+		s.runCtx, s.kicker = ctx, k
+	}
+	s.mu.Unlock()
+	return s.start(ctx, k)
+}
+
+func (s *Speaker) start(parent context.Context, k Kicker) error {
 	if err := preflightAPI(s.cfg.APIAddress); err != nil {
 		return err
 	}
+	ctx, cancel := context.WithCancel(parent)
 	lv := new(slog.LevelVar)
 	lv.Set(s.cfg.LogLevel)
 	gobgpLog := slog.New(levelHandler{s.log.Handler(), lv}).With("component", "gobgp")
@@ -147,10 +190,11 @@ func (s *Speaker) Start(ctx context.Context, k Kicker) error {
 		ListenAddresses: listen,
 	}}); err != nil {
 		srv.Stop()
+		cancel()
 		return fmt.Errorf("start bgp: %w", err)
 	}
 	s.mu.Lock()
-	s.srv = srv
+	s.srv, s.stopSrv = srv, cancel
 	s.mu.Unlock()
 	fail := func(err error) error {
 		s.Close()
@@ -256,6 +300,7 @@ func (s *Speaker) SetAdvertisements(ctx context.Context, prefixes []netip.Prefix
 	s.mu.Lock()
 	s.desired = slices.Clone(prefixes)
 	srv, drained, have, policyFor := s.srv, s.drained, slices.Clone(s.advertised), s.policyFor
+	depref, advDepref := s.depref && !s.drained, s.advDepref
 	s.mu.Unlock()
 	if srv == nil {
 		return nil
@@ -264,12 +309,13 @@ func (s *Speaker) SetAdvertisements(ctx context.Context, prefixes []netip.Prefix
 	if drained {
 		want = nil
 	}
-	if samePrefixes(want, have) {
+	if samePrefixes(want, have) && depref == advDepref {
 		return nil
 	}
 	var add, del []netip.Prefix
 	for _, p := range want {
-		if !slices.Contains(have, p) {
+		// A change of attributes re-advertises (an implicit replace).
+		if !slices.Contains(have, p) || depref != advDepref {
 			add = append(add, p)
 		}
 	}
@@ -281,24 +327,40 @@ func (s *Speaker) SetAdvertisements(ctx context.Context, prefixes []netip.Prefix
 	// Export policy first covers old and new, so that nothing is dropped
 	// between adding the new and withdrawing the old.
 	union := slices.Clone(have)
-	union = append(union, add...)
+	for _, p := range add {
+		if !slices.Contains(union, p) {
+			union = append(union, p)
+		}
+	}
 	if !samePrefixes(union, policyFor) {
 		if err := s.applyPolicies(ctx, union); err != nil {
 			return err
 		}
 	}
 	var errs []error
+	var extra []bgp.PathAttributeInterface
+	if depref {
+		extra = s.deprefAttrs()
+	}
+	addFailed := false
 	for _, p := range add {
-		path, err := localPath(p, false)
+		path, err := localPath(p, false, extra...)
 		if err == nil {
 			_, err = srv.AddPath(apiutil.AddPathRequest{Paths: []*apiutil.Path{path}})
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("advertise %s: %w", p, err))
+			addFailed = true
 			continue
 		}
-		have = append(have, p)
-		s.log.Info("prefix advertised", "prefix", p)
+		if !slices.Contains(have, p) {
+			have = append(have, p)
+		}
+		if depref {
+			s.log.Info("prefix advertised depreferred (draining)", "prefix", p)
+		} else {
+			s.log.Info("prefix advertised", "prefix", p)
+		}
 	}
 	for _, p := range del {
 		path, err := localPath(p, true)
@@ -314,6 +376,9 @@ func (s *Speaker) SetAdvertisements(ctx context.Context, prefixes []netip.Prefix
 	}
 	s.mu.Lock()
 	s.advertised = have
+	if !addFailed {
+		s.advDepref = depref
+	}
 	s.mu.Unlock()
 	if !samePrefixes(have, union) {
 		if err := s.applyPolicies(ctx, have); err != nil {
@@ -330,12 +395,38 @@ func (s *Speaker) Advertised() []netip.Prefix {
 	return slices.Clone(s.advertised)
 }
 
-func localPath(p netip.Prefix, withdraw bool) (*apiutil.Path, error) {
+// deprefAttrs are the path attributes of a depreferred (draining)
+// advertisement. GoBGP prepends the local ASN once more on export.
+func (s *Speaker) deprefAttrs() []bgp.PathAttributeInterface {
+	s.mu.Lock()
+	d, asn := s.cfg.Drain, s.cfg.ASN
+	s.mu.Unlock()
+	var attrs []bgp.PathAttributeInterface
+	if d.ASPathPrepend > 0 {
+		path := make([]uint32, d.ASPathPrepend)
+		for i := range path {
+			path[i] = asn
+		}
+		attrs = append(attrs, bgp.NewPathAttributeAsPath([]bgp.AsPathParamInterface{
+			bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, path),
+		}))
+	}
+	if d.MED > 0 {
+		attrs = append(attrs, bgp.NewPathAttributeMultiExitDisc(d.MED))
+	}
+	if d.GracefulShutdown {
+		attrs = append(attrs, bgp.NewPathAttributeCommunities([]uint32{CommunityGracefulShutdown}))
+	}
+	return attrs
+}
+
+func localPath(p netip.Prefix, withdraw bool, extra ...bgp.PathAttributeInterface) (*apiutil.Path, error) {
 	nlri, err := bgp.NewIPAddrPrefix(p)
 	if err != nil {
 		return nil, err
 	}
 	attrs := []bgp.PathAttributeInterface{bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP)}
+	attrs = append(attrs, extra...)
 	fam := bgp.RF_IPv4_UC
 	if p.Addr().Is4() {
 		nh, err := bgp.NewPathAttributeNextHop(netip.IPv4Unspecified())
@@ -404,19 +495,97 @@ func nextHop(p *apiutil.Path) netip.Addr {
 	return netip.Addr{}
 }
 
-// Drain withdraws every advertisement and keeps sessions up; later
-// SetAdvertisements calls advertise nothing until Undrain.
+// Drain takes the pod CIDRs away and keeps sessions up; later
+// SetAdvertisements calls advertise nothing (or only depreferred paths)
+// until Undrain. In DrainDeprefer mode it re-advertises them depreferred
+// now and withdraws them WithdrawAfter later, in the background; a second
+// Drain while that runs changes nothing.
 func (s *Speaker) Drain(ctx context.Context) error {
 	s.mu.Lock()
-	s.drained = true
+	d := s.cfg.Drain
+	if d.Mode != DrainDeprefer || d.WithdrawAfter <= 0 {
+		s.drained = true
+		s.mu.Unlock()
+		return s.SetAdvertisements(ctx, s.desiredSnapshot())
+	}
+	if s.depref || s.drained {
+		s.mu.Unlock()
+		return nil
+	}
+	s.depref, s.drainSince = true, time.Now()
+	s.drainGen++
+	gen := s.drainGen
+	s.drainTimer = time.AfterFunc(d.WithdrawAfter, func() { s.withdrawAfterDeprefer(gen) })
 	s.mu.Unlock()
+	s.log.Info("draining: pod CIDRs depreferred, withdrawn after", "withdraw_after", d.WithdrawAfter,
+		"as_path_prepend", d.ASPathPrepend, "med", d.MED, "graceful_shutdown_community", d.GracefulShutdown)
 	return s.SetAdvertisements(ctx, s.desiredSnapshot())
 }
 
-// Undrain re-advertises the desired prefixes.
+func (s *Speaker) withdrawAfterDeprefer(gen uint64) {
+	s.mu.Lock()
+	if gen != s.drainGen || s.drained {
+		s.mu.Unlock()
+		return
+	}
+	s.drained = true
+	k := s.kicker
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.SetAdvertisements(ctx, s.desiredSnapshot()); err != nil {
+		s.log.Error("drain: withdraw after deprefer", "err", err)
+	} else {
+		s.log.Info("drain: depreferred pod CIDRs withdrawn")
+	}
+	if k != nil {
+		k.Kick()
+	}
+}
+
+// DrainAndWait drains and, in DrainDeprefer mode, returns once the pod
+// CIDRs are withdrawn (or ctx ends: then it withdraws at once).
+func (s *Speaker) DrainAndWait(ctx context.Context) error {
+	if err := s.Drain(ctx); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	gen, wait := s.drainGen, time.Until(s.drainSince.Add(s.cfg.Drain.WithdrawAfter))
+	pending := !s.drained
+	s.mu.Unlock()
+	if pending {
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
+		s.withdrawAfterDeprefer(gen)
+	}
+	return nil
+}
+
+// DrainState is "" (advertising normally), "depreferred" (draining in
+// DrainDeprefer mode; WithdrawIn says when they go) or "withdrawn".
+func (s *Speaker) DrainState() (state string, withdrawIn time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.drained:
+		return "withdrawn", 0
+	case s.depref:
+		return "depreferred", max(0, time.Until(s.drainSince.Add(s.cfg.Drain.WithdrawAfter)))
+	}
+	return "", 0
+}
+
+// Undrain re-advertises the desired prefixes with their normal attributes.
 func (s *Speaker) Undrain(ctx context.Context) error {
 	s.mu.Lock()
-	s.drained = false
+	s.drained, s.depref = false, false
+	s.drainGen++
+	if s.drainTimer != nil {
+		s.drainTimer.Stop()
+		s.drainTimer = nil
+	}
 	s.mu.Unlock()
 	return s.SetAdvertisements(ctx, s.desiredSnapshot())
 }
@@ -426,9 +595,12 @@ func (s *Speaker) Undrain(ctx context.Context) error {
 // must instead exit without it so graceful restart keeps our routes.
 func (s *Speaker) Close() {
 	s.mu.Lock()
-	srv := s.srv
-	s.srv = nil
+	srv, stop := s.srv, s.stopSrv
+	s.srv, s.stopSrv = nil, nil
 	s.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
 	if srv != nil {
 		srv.Stop()
 	}

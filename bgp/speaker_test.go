@@ -139,11 +139,18 @@ func eventually(t *testing.T, what string, timeout time.Duration, f func() bool)
 
 func startNode(t *testing.T, peers []PeerConfig, pods ...string) *Speaker {
 	t.Helper()
+	return startNodeWith(t, func(*Config) {}, peers, pods...)
+}
+
+func startNodeWith(t *testing.T, edit func(*Config), peers []PeerConfig, pods ...string) *Speaker {
+	t.Helper()
 	api := "127.0.0.1:" + strconv.Itoa(int(freePort(t, "127.0.0.1")))
-	s, err := New(Config{
+	cfg := Config{
 		RouterID: netip.MustParseAddr("192.0.2.1"), ASN: 65001, ListenPort: -1,
 		APIAddress: api, Peers: peers, LogLevel: slog.LevelWarn,
-	}, testLogger(t))
+	}
+	edit(&cfg)
+	s, err := New(cfg, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,4 +386,166 @@ func TestSetPeersLive(t *testing.T) {
 	eventually(t, "pod CIDR at the re-keyed ToR", 10*time.Second, func() bool {
 		return slices.Equal(torB.rib(t), []string{"10.0.1.0/24"})
 	})
+}
+
+// learnedPath is what a fake ToR holds for one prefix from a peer.
+type learnedPath struct {
+	asPath      []uint32
+	med         uint32
+	hasMED      bool
+	communities []uint32
+}
+
+// path returns the attributes of the path r learned for prefix, if any.
+func (r *fakeToR) path(t *testing.T, prefix string) (learnedPath, bool) {
+	t.Helper()
+	var out learnedPath
+	found := false
+	err := r.srv.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_GLOBAL, Family: bgp.RF_IPv4_UC},
+		func(n bgp.NLRI, paths []*apiutil.Path) {
+			if n.String() != prefix {
+				return
+			}
+			for _, p := range paths {
+				if !p.PeerAddress.IsValid() || p.Withdrawal {
+					continue
+				}
+				found = true
+				for _, a := range p.Attrs {
+					switch a := a.(type) {
+					case *bgp.PathAttributeAsPath:
+						for _, seg := range a.Value {
+							out.asPath = append(out.asPath, seg.GetAS()...)
+						}
+					case *bgp.PathAttributeMultiExitDisc:
+						out.med, out.hasMED = a.Value, true
+					case *bgp.PathAttributeCommunities:
+						out.communities = append(out.communities, a.Value...)
+					}
+				}
+			}
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out, found
+}
+
+// TestDrainDeprefer: in deprefer mode a drain first re-advertises the pod
+// CIDR with the AS path prepended, the MED and the GRACEFUL_SHUTDOWN
+// community, withdraws it WithdrawAfter later, and an undrain in either
+// phase restores the plain advertisement.
+func TestDrainDeprefer(t *testing.T) {
+	tor := newToR(t, "127.0.0.7", 65100, "127.0.0.1", 65001, "0.0.0.0/0")
+	const after = 1500 * time.Millisecond
+	node := startNodeWith(t, func(c *Config) {
+		c.Drain = DrainConfig{Mode: DrainDeprefer, ASPathPrepend: 3, MED: 500, GracefulShutdown: true, WithdrawAfter: after}
+	}, []PeerConfig{tor.peerConfig(65100)}, "10.0.1.0/24")
+	established(t, node, 1)
+	ctx := context.Background()
+	plain := func() bool {
+		p, ok := tor.path(t, "10.0.1.0/24")
+		return ok && slices.Equal(p.asPath, []uint32{65001}) && !p.hasMED && len(p.communities) == 0
+	}
+	depreferred := func() bool {
+		p, ok := tor.path(t, "10.0.1.0/24")
+		return ok && slices.Equal(p.asPath, []uint32{65001, 65001, 65001, 65001}) && p.hasMED && p.med == 500 &&
+			slices.Equal(p.communities, []uint32{CommunityGracefulShutdown})
+	}
+	eventually(t, "plain advertisement", 10*time.Second, plain)
+
+	for round, undrainWhile := range []string{"depreferred", "withdrawn"} {
+		start := time.Now()
+		if err := node.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "depreferred advertisement", 2*time.Second, depreferred)
+		if st, in := node.DrainState(); st != "depreferred" || in <= 0 || in > after {
+			t.Errorf("round %d: drain state %q, withdraw in %s", round, st, in)
+		}
+		if err := node.Drain(ctx); err != nil { // a second drain changes nothing
+			t.Fatal(err)
+		}
+		if undrainWhile == "withdrawn" {
+			eventually(t, "withdrawn after the deprefer phase", 5*time.Second, func() bool {
+				_, ok := tor.path(t, "10.0.1.0/24")
+				return !ok
+			})
+			if took := time.Since(start); took < after {
+				t.Errorf("withdrawn %s after the drain, before WithdrawAfter %s", took, after)
+			}
+			if st, _ := node.DrainState(); st != "withdrawn" {
+				t.Errorf("drain state %q after the withdraw", st)
+			}
+		}
+		if err := node.Undrain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "plain advertisement after undrain ("+undrainWhile+")", 5*time.Second, plain)
+		if undrainWhile == "depreferred" {
+			// The cancelled timer must not withdraw later.
+			time.Sleep(after + 500*time.Millisecond)
+			if !plain() {
+				t.Fatal("pod CIDR withdrawn after an undrain cancelled the drain")
+			}
+		}
+	}
+
+	// DrainAndWait (the daemon's shutdown drain) returns once withdrawn.
+	start := time.Now()
+	if err := node.DrainAndWait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < after {
+		t.Errorf("DrainAndWait returned after %s, before WithdrawAfter %s", took, after)
+	}
+	eventually(t, "withdrawn by DrainAndWait", 2*time.Second, func() bool {
+		_, ok := tor.path(t, "10.0.1.0/24")
+		return !ok
+	})
+}
+
+// TestSetIdentity moves a node to another ASN and peer set: the BGP server
+// restarts with the new ASN, the new ToR (which only accepts that ASN)
+// learns the pod CIDR with it, the old ToR's session is gone, and the
+// gRPC API serves again.
+func TestSetIdentity(t *testing.T) {
+	torOld := newToR(t, "127.0.0.8", 65100, "127.0.0.1", 65001, "0.0.0.0/0")
+	torNew := newToR(t, "127.0.0.9", 65200, "127.0.0.1", 65077, "0.0.0.0/0")
+	node := startNode(t, []PeerConfig{torOld.peerConfig(65100)}, "10.0.1.0/24")
+	established(t, node, 1)
+	eventually(t, "pod CIDR at the old ToR", 10*time.Second, func() bool { return slices.Equal(torOld.rib(t), []string{"10.0.1.0/24"}) })
+
+	ctx := context.Background()
+	rid := netip.MustParseAddr("192.0.2.77")
+	if err := node.SetIdentity(ctx, 65077, rid, []PeerConfig{torNew.peerConfig(65200)}); err != nil {
+		t.Fatal(err)
+	}
+	if asn, r := node.LocalIdentity(); asn != 65077 || r != rid {
+		t.Fatalf("identity %d/%s after SetIdentity", asn, r)
+	}
+	established(t, node, 1)
+	eventually(t, "pod CIDR at the new ToR with the new ASN", 10*time.Second, func() bool {
+		p, ok := torNew.path(t, "10.0.1.0/24")
+		return ok && slices.Equal(p.asPath, []uint32{65077})
+	})
+	eventually(t, "gone from the old ToR", 10*time.Second, func() bool { return len(torOld.rib(t)) == 0 })
+	ps, err := node.Peers(ctx)
+	if err != nil || len(ps) != 1 || ps[0].Address != torNew.addr {
+		t.Fatalf("peers after the move: %+v %v", ps, err)
+	}
+	// The gRPC API is back on the same address.
+	conn, err := net.DialTimeout("tcp", node.cfg.APIAddress, time.Second)
+	if err != nil {
+		t.Fatalf("gRPC API after the restart: %v", err)
+	}
+	conn.Close()
+
+	// A bad identity is refused and changes nothing.
+	if err := node.SetIdentity(ctx, 0, rid, nil); err == nil {
+		t.Fatal("ASN 0 accepted")
+	}
+	if asn, _ := node.LocalIdentity(); asn != 65077 {
+		t.Fatalf("identity changed by a refused call: %d", asn)
+	}
 }
