@@ -51,3 +51,8 @@ func (i *Installer) Close() error { return nil }
 func (i *Installer) SetBlackholes(context.Context, []netip.Prefix) (bool, error) {
 	return false, errUnsupported
 }
+
+// DiscoverPeers fails off Linux.
+func (i *Installer) DiscoverPeers(context.Context, []string, bool) ([]DiscoveredPeer, []string, error) {
+	return nil, nil, errUnsupported
+}
