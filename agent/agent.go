@@ -109,7 +109,9 @@ type Agent struct {
 	routes  RouteInstaller
 	dp      Datapath // nil: no fast path
 	kick    chan struct{}
-	started time.Time
+	holdSet chan time.Duration // Hold asks Run to re-arm its hold timer
+
+	holdUntil atomicTime // the kernel's default is kept until then
 
 	mu      sync.Mutex
 	node    NodeState
@@ -128,7 +130,7 @@ func New(cfg Config, logger *slog.Logger, speaker Speaker, routes RouteInstaller
 	}
 	return &Agent{
 		cfg: cfg, log: logger, speaker: speaker, routes: routes, dp: dp,
-		kick: make(chan struct{}, 1),
+		kick: make(chan struct{}, 1), holdSet: make(chan time.Duration, 1),
 	}, nil
 }
 
@@ -156,9 +158,24 @@ func (a *Agent) Status() Status {
 	return a.status
 }
 
+// Hold keeps the default routes now in the kernel for d while no peer
+// offers a default (like the startup hold), for example while the BGP
+// server restarts with a new local ASN. It never shortens a running hold.
+func (a *Agent) Hold(d time.Duration) {
+	until := time.Now().Add(d)
+	if until.After(a.holdUntil.load()) {
+		a.holdUntil.store(until)
+	}
+	select {
+	case a.holdSet <- d:
+	default:
+	}
+	a.log.Info("holding the kernel's default routes while sessions come back", "for", d)
+}
+
 // Run reconciles on every kick and every resync period until ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
-	a.started = time.Now()
+	a.Hold(a.cfg.StartupHold)
 	t := time.NewTicker(a.cfg.Resync)
 	defer t.Stop()
 	// A hold ending must be noticed even if nothing else happens.
@@ -171,9 +188,29 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-a.kick:
 		case <-t.C:
 		case <-hold.C:
+		case d := <-a.holdSet:
+			hold.Reset(d)
 		}
 		a.reconcile(ctx)
 	}
+}
+
+// atomicTime is a time.Time safe for concurrent use.
+type atomicTime struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (t *atomicTime) load() time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.t
+}
+
+func (t *atomicTime) store(v time.Time) {
+	t.mu.Lock()
+	t.t = v
+	t.mu.Unlock()
 }
 
 // ReconcileOnce runs one pass now (tests, drain).
@@ -228,7 +265,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 	if err != nil {
 		errs = append(errs, fmt.Errorf("read learned defaults: %w", err))
 	} else {
-		inHold := time.Since(a.started) < a.cfg.StartupHold
+		inHold := time.Now().Before(a.holdUntil.load())
 		for fam, gws := range map[Family][]netip.Addr{IPv4: v4, IPv6: v6} {
 			st.Learned[fam] = gws
 			if len(gws) == 0 && inHold {

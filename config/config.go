@@ -72,7 +72,50 @@ type BGP struct {
 	// StartupHold is how long after start podrouter keeps a default route it
 	// finds in the kernel (left by its previous instance) while sessions
 	// come back, instead of removing it because no peer offers one yet.
+	// It also covers a restart of the BGP server for a new local ASN.
 	StartupHold Duration `yaml:"startupHold"`
+	// AutoPeers adds the neighbours found in the node's own network
+	// configuration to Peers.
+	AutoPeers AutoPeers `yaml:"autoPeers"`
+	// Drain is how a drain (cordon, `podrouter drain`, shutdown.mode:
+	// drain) takes the pod CIDRs away.
+	Drain Drain `yaml:"drain"`
+}
+
+// AutoPeers discovers BGP neighbours from the node itself, so one
+// cluster-wide config fits every rack: the other end of each uplink's
+// point-to-point subnet (IPv4 /31 or /30, IPv6 /127, or an address
+// configured with a peer) and, with defaultGateways, the gateways of the
+// default routes podrouter did not install. The peer settings (asn, timers,
+// password, GTSM, …) are those of a bgp.peers entry, given inline; address
+// and localAddress are discovered. Explicit bgp.peers win for the same
+// address. Re-discovered every routes.resyncInterval.
+type AutoPeers struct {
+	Enabled bool `yaml:"enabled"`
+	// Interfaces to discover on; default: datapath.uplinks, and every
+	// interface when that is empty too.
+	Interfaces      []string `yaml:"interfaces"`
+	DefaultGateways *bool    `yaml:"defaultGateways"` // default true
+	Peer            `yaml:",inline"`
+}
+
+// Drain modes.
+const (
+	DrainWithdraw = "withdraw"
+	DrainDeprefer = "deprefer"
+)
+
+// Drain configures how the pod CIDRs leave the fabric.
+type Drain struct {
+	// Mode is "withdraw" (default: at once) or "deprefer": re-advertise them
+	// less preferred (asPathPrepend, med, the RFC 8326 GRACEFUL_SHUTDOWN
+	// community) so the fabric moves traffic away while this path still
+	// works, then withdraw withdrawAfter later.
+	Mode                      string   `yaml:"mode"`
+	ASPathPrepend             uint8    `yaml:"asPathPrepend"`             // default 3 (deprefer)
+	MED                       uint32   `yaml:"med"`                       // 0: not sent
+	GracefulShutdownCommunity *bool    `yaml:"gracefulShutdownCommunity"` // default true
+	WithdrawAfter             Duration `yaml:"withdrawAfter"`             // default 30s (deprefer)
 }
 
 // API is the GoBGP gRPC endpoint used by the stock gobgp CLI.
@@ -212,6 +255,9 @@ const (
 	DefaultSocket       = "/run/podrouter/podrouter.sock"
 	DefaultMetricsAddr  = "127.0.0.1:9842"
 	DefaultPinDir       = "/sys/fs/bpf/podrouter"
+	DefaultPrepend      = 3
+	DefaultWithdraw     = 30 * time.Second
+	MaxPrepend          = 10
 )
 
 // Load reads, strictly parses, defaults and validates a config file.
@@ -324,8 +370,36 @@ func (c *Config) ApplyDefaults() {
 	if c.BGP.StartupHold.Duration == 0 {
 		c.BGP.StartupHold.Duration = DefaultStartupHold
 	}
+	peers := make([]*Peer, 0, len(c.BGP.Peers)+1)
 	for i := range c.BGP.Peers {
-		p := &c.BGP.Peers[i]
+		peers = append(peers, &c.BGP.Peers[i])
+	}
+	if ap := &c.BGP.AutoPeers; ap.Enabled {
+		peers = append(peers, &ap.Peer)
+		if ap.DefaultGateways == nil {
+			t := true
+			ap.DefaultGateways = &t
+		}
+		if len(ap.Interfaces) == 0 {
+			ap.Interfaces = append([]string(nil), c.Datapath.Uplinks...)
+		}
+	}
+	if d := &c.BGP.Drain; d.Mode == "" {
+		d.Mode = DrainWithdraw
+	}
+	if d := &c.BGP.Drain; d.Mode == DrainDeprefer {
+		if d.ASPathPrepend == 0 {
+			d.ASPathPrepend = DefaultPrepend
+		}
+		if d.GracefulShutdownCommunity == nil {
+			t := true
+			d.GracefulShutdownCommunity = &t
+		}
+		if d.WithdrawAfter.Duration == 0 {
+			d.WithdrawAfter.Duration = DefaultWithdraw
+		}
+	}
+	for _, p := range peers {
 		if p.HoldTime.Duration == 0 {
 			p.HoldTime.Duration = DefaultHoldTime
 		}
@@ -443,6 +517,33 @@ func (c *Config) Validate() error {
 			seen[addr] = i
 		}
 	}
+	if ap := c.BGP.AutoPeers; ap.Enabled {
+		const f = "bgp.autoPeers"
+		if ap.Address != "" {
+			add(fieldErr(f+".address", "discovered, must not be set"))
+		}
+		if ap.LocalAddress != "" {
+			add(fieldErr(f+".localAddress", "discovered, must not be set"))
+		}
+		t := ap.Peer
+		t.Address = "192.0.2.1" // stands in for the discovered ones
+		_, err := t.validate(f)
+		add(err)
+		for i, n := range ap.Interfaces {
+			if !validIfName(n) {
+				add(fieldErr(fmt.Sprintf("%s.interfaces[%d]", f, i), "not a valid interface name: %q", n))
+			}
+		}
+	}
+	switch d := c.BGP.Drain; d.Mode {
+	case DrainWithdraw:
+	case DrainDeprefer:
+		if d.ASPathPrepend > MaxPrepend {
+			add(fieldErr("bgp.drain.asPathPrepend", "at most %d, got %d", MaxPrepend, d.ASPathPrepend))
+		}
+	default:
+		add(fieldErr("bgp.drain.mode", "want %q or %q, got %q", DrainWithdraw, DrainDeprefer, d.Mode))
+	}
 	if c.Routes.Protocol < 5 || c.Routes.Protocol > 255 {
 		add(fieldErr("routes.protocol", "want 5-255 (0-4 are the kernel's own), got %d", c.Routes.Protocol))
 	}
@@ -482,7 +583,7 @@ func (d Datapath) validate() error {
 	seen := map[string]int{}
 	for i, u := range d.Uplinks {
 		f := fmt.Sprintf("datapath.uplinks[%d]", i)
-		if u == "" || len(u) > 15 || strings.ContainsAny(u, "/: \t\n") || u == "." || u == ".." {
+		if !validIfName(u) {
 			errs = append(errs, fieldErr(f, "not a valid interface name: %q", u))
 		}
 		if j, dup := seen[u]; dup {
@@ -512,6 +613,11 @@ func (d Datapath) validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validIfName reports whether n can be a Linux interface name.
+func validIfName(n string) bool {
+	return n != "" && len(n) <= 15 && !strings.ContainsAny(n, "/: \t\n") && n != "." && n != ".."
 }
 
 // PassPrefixes returns the parsed datapath.passCIDRs of a validated config.

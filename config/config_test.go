@@ -40,6 +40,28 @@ func TestParseGoodAndDefaults(t *testing.T) {
 	if len(ps) != 2 || !ps[1].Addr().Is6() {
 		t.Errorf("prefixes %v", ps)
 	}
+	if c.BGP.Drain.Mode != DrainWithdraw || c.BGP.AutoPeers.Enabled {
+		t.Errorf("drain/autoPeers defaults: %+v %+v", c.BGP.Drain, c.BGP.AutoPeers)
+	}
+}
+
+func TestParseAutoPeersAndDeprefer(t *testing.T) {
+	c, err := Parse([]byte(good + `  autoPeers: {enabled: true, asn: 65100, ttlMin: 255}
+  drain: {mode: deprefer, med: 100}
+datapath: {enabled: true, uplinks: [up1, up2]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ap := c.BGP.AutoPeers
+	if !*ap.DefaultGateways || strings.Join(ap.Interfaces, ",") != "up1,up2" || ap.HoldTime.Duration != 9*time.Second ||
+		!*ap.GracefulRestart.Enabled || ap.TTLMin != 255 {
+		t.Errorf("autoPeers defaults not applied: %+v", ap)
+	}
+	d := c.BGP.Drain
+	if d.ASPathPrepend != 3 || !*d.GracefulShutdownCommunity || d.WithdrawAfter.Duration != 30*time.Second || d.MED != 100 {
+		t.Errorf("deprefer defaults not applied: %+v", d)
+	}
 }
 
 // TestBadInput: every bad input is refused with an error naming the field.
@@ -101,6 +123,14 @@ func TestBadInput(t *testing.T) {
 		{"datapath ct size huge", base("{address: 10.1.0.0, asn: 65100}") + "datapath: {ctSizeOther: 99999999}\n", "datapath.ctSizeOther"},
 		{"datapath ct size type", base("{address: 10.1.0.0, asn: 65100}") + "datapath: {ctSizeTCP: lots}\n", "datapath.ctSizeTCP"},
 		{"datapath bad pass cidr", base("{address: 10.1.0.0, asn: 65100}") + "datapath: {passCIDRs: [10.96.0.0/12, 10.96.0.1/12]}\n", "datapath.passCIDRs[1]: 10.96.0.1/12 has host bits"},
+		{"auto peers no asn", base("{address: 10.1.0.0, asn: 65100}") + "  autoPeers: {enabled: true}\n", "bgp.autoPeers.asn: ASN 0"},
+		{"auto peers address", base("{address: 10.1.0.0, asn: 65100}") + "  autoPeers: {enabled: true, asn: 65100, address: 10.1.0.2}\n", "bgp.autoPeers.address: discovered"},
+		{"auto peers timers", base("{address: 10.1.0.0, asn: 65100}") + "  autoPeers: {enabled: true, asn: 65100, holdTime: 9s, keepaliveInterval: 9s}\n", "bgp.autoPeers.keepaliveInterval"},
+		{"auto peers interface", base("{address: 10.1.0.0, asn: 65100}") + "  autoPeers: {enabled: true, asn: 65100, interfaces: ['a b']}\n", "bgp.autoPeers.interfaces[0]"},
+		{"auto peers unknown", base("{address: 10.1.0.0, asn: 65100}") + "  autoPeers: {enabled: true, asn: 65100, gateways: false}\n", `unknown field "bgp.autoPeers.gateways"`},
+		{"drain mode", base("{address: 10.1.0.0, asn: 65100}") + "  drain: {mode: prepend}\n", "bgp.drain.mode: want"},
+		{"drain prepend", base("{address: 10.1.0.0, asn: 65100}") + "  drain: {mode: deprefer, asPathPrepend: 50}\n", "bgp.drain.asPathPrepend: at most 10"},
+		{"drain duration", base("{address: 10.1.0.0, asn: 65100}") + "  drain: {mode: deprefer, withdrawAfter: soon}\n", "bgp.drain.withdrawAfter"},
 		{"datapath unknown field", base("{address: 10.1.0.0, asn: 65100}") + "datapath: {uplink: [up1]}\n", `unknown field "datapath.uplink"`},
 	}
 	for _, tc := range cases {

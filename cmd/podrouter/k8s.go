@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"slices"
 	"sync"
 	"time"
 
@@ -22,11 +21,10 @@ import (
 //
 //	kube, err := startKubernetes(ctx, kubeConfig(cfg), log.With("subsys", "k8s"))
 //	snap := kube.Snapshot()                 // pods := snap.State.PodCIDRs
-//	sc, err := speakerConfig(cfg)
-//	kube.ApplyPeering(&sc)                  // before bgp.New
+//	kube.InitPeering(peers)                 // the Node's overrides and password, before bgp.New
 //	...speaker, installer, fp, ag as today (fp needs snap.State.PodCIDRs)...
 //	ag.SetNodeState(snap.State)             // instead of the config's podCIDRs
-//	kubeRun := kube.Runner(ag, speaker, fp)
+//	kubeRun := kube.Runner(ag, speaker, fp, peers)
 //	g.Go(func() error { return kubeRun(gctx) }) // with the other goroutines
 //
 // where kubeConfig maps the config file's kubernetes section onto k8s.Config.
@@ -36,7 +34,6 @@ const kubeBootstrapTimeout = 30 * time.Second
 
 // kubeMode is the daemon's Kubernetes edge.
 type kubeMode struct {
-	base    bgp.Config // the file's speaker config, before the Node's overrides
 	log     *slog.Logger
 	adapter *k8s.Adapter
 	health  *kubeHealth
@@ -74,15 +71,17 @@ func startKubernetes(ctx context.Context, kc k8s.Config, log *slog.Logger) (*kub
 // Snapshot is the Node's state at start.
 func (m *kubeMode) Snapshot() k8s.Snapshot { return m.snap }
 
-// ApplyPeering applies the Node's overrides to the speaker config: local
-// ASN, router ID, extra peers (with the timers of the first configured
-// peer), and the Secret's password on every peer.
-func (m *kubeMode) ApplyPeering(sc *bgp.Config) {
-	m.base = *sc
-	m.base.Peers = slices.Clone(sc.Peers)
-	applyPeering(sc, m.snap.Peering, m.snap.Password)
+// InitPeering hands the Node's overrides and the Secret's password read at
+// start to the daemon's peering, before the speaker is built from it.
+func (m *kubeMode) InitPeering(p *peering) {
+	ctx := context.Background() // no speaker attached yet: nothing is applied
+	p.SetKube(ctx, m.snap.Peering)
+	p.SetPassword(ctx, m.snap.Password)
 }
 
+// applyPeering applies the Node's overrides to a speaker config: local
+// ASN, router ID, extra peers (with the settings of the first configured
+// peer), and the Secret's password on every peer.
 func applyPeering(sc *bgp.Config, p k8s.Peering, password string) {
 	if p.ASN != 0 {
 		sc.ASN = p.ASN
@@ -125,68 +124,27 @@ type nodeAgent interface {
 
 // Runner returns the adapter's run function for the daemon's errgroup.
 // speaker and fp may be nil (no peers, no fast path reported).
-func (m *kubeMode) Runner(ag nodeAgent, speaker *bgp.Speaker, fp *fastPath) func(context.Context) error {
+func (m *kubeMode) Runner(ag nodeAgent, speaker *bgp.Speaker, fp *fastPath, p *peering) func(context.Context) error {
 	m.health.set(ag, speaker, fp)
-	s := &kubeSink{log: m.log, agent: ag, speaker: speaker, base: m.base, peering: m.snap.Peering, password: m.snap.Password}
-	return func(ctx context.Context) error { return m.adapter.Run(ctx, s) }
+	return func(ctx context.Context) error {
+		return m.adapter.Run(ctx, &kubeSink{ctx: ctx, agent: ag, peering: p})
+	}
 }
 
-// kubeSink hands the Node's state to the agent and applies peering and
-// password changes to the running speaker: extra peers come and go and a
-// rotated password re-keys the sessions live (bgp.Speaker.SetPeers); a new
-// local ASN or router ID needs a restart of the speaker, so it is logged
-// and applied at the next (graceful) restart.
+// kubeSink hands the Node's state to the agent and its peering and the
+// Secret's password to the daemon's peering, which applies changes to the
+// running speaker: extra peers come and go and a rotated password re-keys
+// the sessions live; a new local ASN (rack label) or router ID restarts
+// the BGP server while the agent holds the kernel's default routes.
 type kubeSink struct {
-	log     *slog.Logger
+	ctx     context.Context
 	agent   nodeAgent
-	speaker *bgp.Speaker // nil in tests without BGP
-	base    bgp.Config
-
-	mu       sync.Mutex
-	peering  k8s.Peering // in force in the speaker
-	password string
+	peering *peering
 }
 
 func (s *kubeSink) SetNodeState(ns agent.NodeState) { s.agent.SetNodeState(ns) }
-
-func (s *kubeSink) SetPeering(p k8s.Peering) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if p.Equal(s.peering) {
-		return
-	}
-	s.applyLocked(p, s.password)
-}
-
-func (s *kubeSink) SetPassword(pw string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if pw == s.password {
-		return
-	}
-	s.applyLocked(s.peering, pw)
-}
-
-func (s *kubeSink) applyLocked(p k8s.Peering, pw string) {
-	want := s.base
-	want.Peers = slices.Clone(s.base.Peers)
-	applyPeering(&want, p, pw)
-	if s.speaker == nil {
-		return
-	}
-	if asn, rid := s.speaker.LocalIdentity(); asn != want.ASN || rid != want.RouterID {
-		s.log.Warn("node's local ASN or router ID changed; it applies at the next restart",
-			"asn", want.ASN, "router_id", want.RouterID, "in_force_asn", asn, "in_force_router_id", rid)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.speaker.SetPeers(ctx, want.Peers); err != nil {
-		s.log.Error("apply the node's peering", "err", err)
-		return
-	}
-	s.peering, s.password = p, pw
-	s.log.Info("node peering applied", "peers", len(want.Peers), "password_from_secret", pw != "")
-}
+func (s *kubeSink) SetPeering(p k8s.Peering)        { s.peering.SetKube(s.ctx, p) }
+func (s *kubeSink) SetPassword(pw string)           { s.peering.SetPassword(s.ctx, pw) }
 
 // kubeHealth reads the daemon's state for the PodrouterReady condition and
 // the Node Events. Until Runner is called it reports "not reconciled".

@@ -19,6 +19,7 @@ import (
 
 	"github.com/podrouter/podrouter/agent"
 	"github.com/podrouter/podrouter/bgp"
+	"github.com/podrouter/podrouter/config"
 	"github.com/podrouter/podrouter/k8s"
 	"github.com/podrouter/podrouter/k8s/k8stest"
 )
@@ -96,14 +97,19 @@ current-context: x
 	if len(snap.State.PodCIDRs) != 2 || snap.Peering.ASN != 65002 {
 		t.Fatalf("snapshot = %+v", snap)
 	}
-	sc := bgp.Config{ASN: 64512}
-	kube.ApplyPeering(&sc)
-	if sc.ASN != 65002 {
+	cfg := &config.Config{}
+	cfg.ApplyDefaults()
+	pr, err := newPeering(log, cfg, bgp.Config{ASN: 64512}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kube.InitPeering(pr)
+	if sc := pr.Desired(); sc.ASN != 65002 {
 		t.Errorf("ASN after overrides = %d", sc.ASN)
 	}
 	ag := &fakeAgent{}
 	done := make(chan error, 1)
-	go func() { done <- kube.Runner(ag, nil, nil)(ctx) }()
+	go func() { done <- kube.Runner(ag, nil, nil, pr)(ctx) }()
 	if _, err := c.CoreV1().Nodes().Patch(ctx, "n1", "application/strategic-merge-patch+json", []byte(`{"spec":{"unschedulable":true}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -166,10 +166,21 @@ func newLocalAPI(path string, log *slog.Logger, d *daemon) (*localAPI, error) {
 	mux.HandleFunc("GET /v1/monitor", serveMonitor(dp, ifName))
 	mux.HandleFunc("POST /v1/drain", func(w http.ResponseWriter, r *http.Request) {
 		log.Info("drain requested over the local api")
-		writeJSON(w, map[string]string{"result": "draining"})
+		// In deprefer mode the daemon exits only after withdrawAfter.
+		wait := time.Duration(0)
+		if dr := d.cfg.BGP.Drain; dr.Mode == config.DrainDeprefer {
+			wait = dr.WithdrawAfter.Duration
+		}
+		writeJSON(w, drainReply{Result: "draining", WithdrawAfter: wait.String()})
 		d.drain()
 	})
 	return &localAPI{path: path, ln: ln, log: log, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}, nil
+}
+
+// drainReply answers POST /v1/drain.
+type drainReply struct {
+	Result        string `json:"result"`
+	WithdrawAfter string `json:"withdrawAfter"` // the deprefer phase before the withdraw
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
@@ -372,12 +383,18 @@ func cmdDrain(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("is podrouter running? %w", err)
 	}
+	var reply drainReply
+	_ = json.NewDecoder(resp.Body).Decode(&reply) // an old daemon: no deprefer phase
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("drain: %s", resp.Status)
 	}
+	wait, _ := time.ParseDuration(reply.WithdrawAfter)
+	if wait > 0 {
+		fmt.Printf("draining: pod CIDRs depreferred, withdrawn in %s\n", wait)
+	}
 	// Wait for the daemon to finish: the socket disappears when it exits.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(wait + 10*time.Second)
 	for time.Now().Before(deadline) {
 		if _, err := os.Stat(socket); errors.Is(err, os.ErrNotExist) {
 			fmt.Println("drained")
@@ -385,5 +402,5 @@ func cmdDrain(ctx context.Context, args []string) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return errors.New("drain: daemon did not exit within 10s")
+	return fmt.Errorf("drain: daemon did not exit within %s", wait+10*time.Second)
 }

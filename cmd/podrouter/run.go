@@ -102,31 +102,19 @@ func speakerConfig(c *config.Config) (bgp.Config, error) {
 		sc.ListenAddresses = append(sc.ListenAddresses, netip.MustParseAddr(a))
 	}
 	for i, p := range c.BGP.Peers {
-		pc := bgp.PeerConfig{
-			Address:           p.PeerAddr(),
-			ASN:               p.ASN,
-			HoldTime:          p.HoldTime.Duration,
-			KeepaliveInterval: p.KeepaliveInterval.Duration,
-			ConnectRetry:      p.ConnectRetry.Duration,
-			EBGPMultihopTTL:   p.EBGPMultihopTTL,
-			TTLMin:            p.TTLMin,
-			GracefulRestart:   *p.GracefulRestart.Enabled,
-			RestartTime:       p.GracefulRestart.RestartTime.Duration,
-			MaxPrefix:         p.MaxPrefix.Limit,
-			MaxPrefixWarnPct:  p.MaxPrefix.WarningThresholdPercent,
-			MaxPrefixRestart:  p.MaxPrefix.RestartAfter.Duration,
-		}
-		if p.LocalAddress != "" {
-			pc.LocalAddress = netip.MustParseAddr(p.LocalAddress)
-		}
-		if p.PasswordFile != "" {
-			pw, err := config.ReadPassword(p.PasswordFile)
-			if err != nil {
-				return sc, fmt.Errorf("bgp.peers[%d].passwordFile: %w", i, err)
-			}
-			pc.Password = pw
+		pc, err := peerConfig(p, fmt.Sprintf("bgp.peers[%d]", i))
+		if err != nil {
+			return sc, err
 		}
 		sc.Peers = append(sc.Peers, pc)
+	}
+	d := c.BGP.Drain
+	sc.Drain = bgp.DrainConfig{Mode: d.Mode}
+	if d.Mode == config.DrainDeprefer {
+		sc.Drain = bgp.DrainConfig{
+			Mode: bgp.DrainDeprefer, ASPathPrepend: d.ASPathPrepend, MED: d.MED,
+			GracefulShutdown: *d.GracefulShutdownCommunity, WithdrawAfter: d.WithdrawAfter.Duration,
+		}
 	}
 	return sc, nil
 }
@@ -152,20 +140,26 @@ func cmdRun(ctx context.Context, args []string) error {
 		}
 	}
 	pods, _ := cfg.Prefixes() // validated (or taken from the Node)
-	sc, err := speakerConfig(cfg)
-	if err != nil {
-		return err
-	}
-	if kube != nil {
-		kube.ApplyPeering(&sc)
-	}
-	speaker, err := bgp.New(sc, log.With("subsys", "bgp"))
+	base, err := speakerConfig(cfg)
 	if err != nil {
 		return err
 	}
 	installer, err := routes.New(routes.Config{
 		Protocol: cfg.Routes.Protocol, Table: cfg.Routes.Table, Metric: cfg.Routes.Metric,
 	}, log.With("subsys", "routes"))
+	if err != nil {
+		return err
+	}
+	peers, err := newPeering(log.With("subsys", "bgp"), cfg, base, installer)
+	if err != nil {
+		return err
+	}
+	if kube != nil {
+		kube.InitPeering(peers)
+	}
+	peers.Discover(ctx)
+	sc := peers.Desired()
+	speaker, err := bgp.New(sc, log.With("subsys", "bgp"))
 	if err != nil {
 		return err
 	}
@@ -195,8 +189,9 @@ func cmdRun(ctx context.Context, args []string) error {
 	if err := speaker.Start(runCtx, ag); err != nil {
 		return err
 	}
-	log.Info("podrouter started", "version", version, "asn", cfg.BGP.ASN, "router_id", cfg.Node.RouterID,
-		"pod_cidrs", pods, "peers", len(cfg.BGP.Peers), "grpc_api", cfg.BGP.API.Address, "socket", cfg.LocalAPI.Socket,
+	peers.Attach(speaker, ag)
+	log.Info("podrouter started", "version", version, "asn", sc.ASN, "router_id", sc.RouterID,
+		"pod_cidrs", pods, "peers", len(sc.Peers), "grpc_api", cfg.BGP.API.Address, "socket", cfg.LocalAPI.Socket,
 		"datapath", cfg.Datapath.Enabled)
 	if kube != nil {
 		ag.SetNodeState(kube.Snapshot().State)
@@ -214,18 +209,21 @@ func cmdRun(ctx context.Context, args []string) error {
 	g.Go(func() error { return installer.Run(gctx, ag) })
 	g.Go(func() error { return api.Serve(gctx) })
 	g.Go(func() error { return fp.run(gctx, log.With("subsys", "datapath")) })
+	g.Go(func() error { return peers.Run(gctx, cfg.Routes.ResyncInterval.Duration) })
 	if kube != nil {
-		kubeRun := kube.Runner(ag, speaker, fp)
+		kubeRun := kube.Runner(ag, speaker, fp, peers)
 		g.Go(func() error { return kubeRun(gctx) })
 	}
 	err = g.Wait()
 
 	drain := cfg.Shutdown.Mode == config.ShutdownDrain || errors.Is(context.Cause(runCtx), errDrainRequested)
 	if drain {
-		log.Info("draining: withdrawing pod CIDRs and closing sessions")
-		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		log.Info("draining: withdrawing pod CIDRs and closing sessions", "mode", cfg.BGP.Drain.Mode)
+		// deprefer mode: the pod CIDRs stay advertised, depreferred, for
+		// withdrawAfter (terminationGracePeriodSeconds must cover it).
+		dctx, cancel := context.WithTimeout(context.Background(), cfg.BGP.Drain.WithdrawAfter.Duration+5*time.Second)
 		defer cancel()
-		if derr := speaker.Drain(dctx); derr != nil {
+		if derr := speaker.DrainAndWait(dctx); derr != nil {
 			log.Error("withdraw pod cidrs", "err", derr)
 		}
 		// Let the UPDATEs with the withdrawals leave before the NOTIFICATION.
