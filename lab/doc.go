@@ -9,8 +9,8 @@
 // shared L2 segment anywhere, so no ICMP redirects can arise (ToRs still
 // set send_redirects=0).
 //
-//	tor1:n<n>        <-- veth, /31 + /64 -->  node<n>:up1
-//	tor2:n<n>        <-- veth, /31 + /64 -->  node<n>:up2   (Spec.ToRs = 2)
+//	tor1:n<n>        <-- veth, /31 + /126 -->  node<n>:up1
+//	tor2:n<n>        <-- veth, /31 + /126 -->  node<n>:up2   (Spec.ToRs = 2)
 //	node<n>:veth...  <-- CNI ptp veth   -->  pod n<n>p<p>:eth0
 //
 // Namespaces are <name>-tor<k>, <name>-n<n> and <name>-n<n>p<p>; state
@@ -21,7 +21,8 @@
 // # Addressing (ToR k, node n)
 //
 //	link IPv4 /31    ToR 192.168.<k>.<2n-2>   node 192.168.<k>.<2n-1>
-//	link IPv6 /64    ToR fd00:<k>:<n>::1      node fd00:<k>:<n>::2
+//	link IPv6 /126   ToR fd00:<k>:<n>::1      node fd00:<k>:<n>::2
+//	                 (point-to-point: bgp.autoPeers finds the other end)
 //	router ID / lo   ToR 192.168.254.<k>/32 (+ fd00:254::<k>/128)
 //	                 node 192.168.255.<n>/32 (not advertised)
 //	pod CIDRs        node 10.0.<n>.0/24 and fd00:10:0:<n>::/64

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"text/template"
+	"time"
 )
 
 // Config files are rendered from templates so that a reader can compare
@@ -168,6 +170,8 @@ type nodeData struct {
 	// Node object, not the file); KubePasswordSecret names the Secret in
 	// namespace "podrouter" holding the BGP password.
 	Kubeconfig, KubePasswordSecret string
+	AutoPeers                      bool
+	DrainWithdrawAfter             time.Duration
 }
 
 func (s Spec) nodeData(n int) nodeData {
@@ -183,7 +187,10 @@ func (s Spec) nodeData(n int) nodeData {
 	if s.GTSM {
 		d.PeerOpts += ", ttlMin: 255"
 	}
-	d.Kubeconfig, d.KubePasswordSecret = s.Kubeconfig, s.KubePasswordSecret
+	// "{node}" in Kubeconfig is the node's name: one token per node.
+	d.Kubeconfig = strings.ReplaceAll(s.Kubeconfig, "{node}", NodeName(n))
+	d.KubePasswordSecret = s.KubePasswordSecret
+	d.AutoPeers, d.DrainWithdrawAfter = s.AutoPeers, s.DrainWithdrawAfter
 	for k := 1; k <= s.ToRs; k++ {
 		t4, n4 := LinkV4(k, n)
 		t6, n6 := LinkV6(k, n)
@@ -204,6 +211,7 @@ kubernetes:
   cniConfPath: {{.Dir}}/cni-k8s/10-podrouter.conflist
   cniDataDir: {{.Dir}}/cni-k8s/ipam
   statusInterval: 1s
+  asnBase: 65000
 {{- if .KubePasswordSecret}}
   namespace: podrouter
   passwordSecret: {{.KubePasswordSecret}}
@@ -216,10 +224,17 @@ bgp:
   asn: {{.ASN}}
   listenPort: -1
   api: {address: "127.0.0.1:50051"}
+{{- if .DrainWithdrawAfter}}
+  drain: {mode: deprefer, asPathPrepend: 3, med: 100, withdrawAfter: {{.DrainWithdrawAfter}}}
+{{- end}}
+{{- if .AutoPeers}}
+  autoPeers: {enabled: true, defaultGateways: false, asn: {{$.ToRASN}}, holdTime: 9s, keepaliveInterval: 3s, connectRetry: 1s{{$.PeerOpts}}}
+{{- else}}
   peers:
 {{- range $i, $p := .PeersV4}}
     - {address: "{{$p.Addr}}", asn: {{$.ToRASN}}, holdTime: 9s, keepaliveInterval: 3s, connectRetry: 1s{{$.PeerOpts}}}
     - {address: "{{(index $.PeersV6 $i).Addr}}", asn: {{$.ToRASN}}, holdTime: 9s, keepaliveInterval: 3s, connectRetry: 1s{{$.PeerOpts}}}
+{{- end}}
 {{- end}}
 routes: {protocol: 201, metric: 20}
 localAPI: {socket: {{.Dir}}/podrouter.sock}

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/podrouter/podrouter/config"
 )
@@ -69,6 +70,30 @@ func TestPodrouterConfigParses(t *testing.T) {
 	}
 	if c.LocalAPI.Socket != "/run/podrouter-lab/t1/node2/podrouter.sock" || c.Datapath.PinDir != "/run/podrouter-lab/t1/bpffs/node2" {
 		t.Errorf("paths: %q %q", c.LocalAPI.Socket, c.Datapath.PinDir)
+	}
+}
+
+// TestPodrouterConfigKubernetesAutoPeers: the Kubernetes-mode rendering
+// with autoPeers, deprefer drain and a per-node kubeconfig parses.
+func TestPodrouterConfigKubernetesAutoPeers(t *testing.T) {
+	s := Spec{Name: "t1", ToRs: 2, Kubeconfig: "/k/{node}.kubeconfig", AutoPeers: true, DrainWithdrawAfter: 3 * time.Second}.WithDefaults()
+	b, err := render(podrouterTmpl, s.nodeData(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Parse(b)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	ap := c.BGP.AutoPeers
+	if len(c.BGP.Peers) != 0 || !ap.Enabled || ap.ASN != ToRASN || *ap.DefaultGateways || strings.Join(ap.Interfaces, ",") != "up1,up2" {
+		t.Errorf("autoPeers: %+v peers %+v\n%s", ap, c.BGP.Peers, b)
+	}
+	if d := c.BGP.Drain; d.Mode != config.DrainDeprefer || d.WithdrawAfter.Duration != 3*time.Second || d.MED != 100 {
+		t.Errorf("drain: %+v", d)
+	}
+	if c.Kubernetes.Kubeconfig != "/k/node3.kubeconfig" || c.Kubernetes.ASNBase != 65000 {
+		t.Errorf("kubernetes: %+v", c.Kubernetes)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"time"
 )
 
 // Speakers a node can run.
@@ -53,6 +54,12 @@ type Spec struct {
 	// KubePasswordSecret (with Kubeconfig) takes the BGP password from this
 	// Secret in namespace "podrouter" instead of the password file.
 	KubePasswordSecret string `json:"kubePasswordSecret"`
+	// AutoPeers renders bgp.autoPeers instead of a peer list: each node
+	// finds its ToRs at the other end of its uplinks' /31 and /126.
+	AutoPeers bool `json:"autoPeers"`
+	// DrainWithdrawAfter, when set, renders bgp.drain in deprefer mode
+	// (AS-path prepend 3, MED 100, GRACEFUL_SHUTDOWN) with this delay.
+	DrainWithdrawAfter time.Duration `json:"drainWithdrawAfter"`
 	// NoWait makes Up return once everything is started, without waiting
 	// for BGP sessions and routes (useful when debugging a speaker).
 	NoWait bool `json:"noWait"`
@@ -146,9 +153,10 @@ func LinkV4(k, n int) (tor, node netip.Addr) {
 	return tor, tor.Next()
 }
 
-// LinkV6 returns the /64 addresses of the link between ToR k and node n.
+// LinkV6 returns the /126 addresses of the link between ToR k and node n
+// (::1 and ::2, the two hosts of the /126 like an IPv4 /30).
 func LinkV6(k, n int) (tor, node netip.Addr) {
-	p := netip.MustParsePrefix(fmt.Sprintf("fd00:%x:%x::/64", k, n))
+	p := netip.MustParsePrefix(fmt.Sprintf("fd00:%x:%x::/126", k, n))
 	tor = p.Addr().Next()
 	return tor, tor.Next()
 }

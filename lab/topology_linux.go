@@ -97,11 +97,11 @@ func (l *Lab) buildTopology(ctx context.Context) error {
 			t6, n6 := LinkV6(k, n)
 			torCmds[k] = append(torCmds[k],
 				fmt.Sprintf("addr add %s/31 dev %s", t4, down),
-				fmt.Sprintf("addr add %s/64 dev %s nodad", t6, down),
+				fmt.Sprintf("addr add %s/126 dev %s nodad", t6, down),
 				fmt.Sprintf("link set %s up", down))
 			nodeCmds[n] = append(nodeCmds[n],
 				fmt.Sprintf("addr add %s/31 dev %s", n4, up),
-				fmt.Sprintf("addr add %s/64 dev %s nodad", n6, up),
+				fmt.Sprintf("addr add %s/126 dev %s nodad", n6, up),
 				fmt.Sprintf("link set %s up", up))
 		}
 	}

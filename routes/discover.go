@@ -14,8 +14,9 @@ type DiscoveredPeer struct {
 }
 
 // otherEnd returns the other address of a point-to-point subnet: the mate
-// in an IPv4 /31 (RFC 3021) or IPv6 /127 (RFC 6164), the other host of an
-// IPv4 /30. It reports false for any other prefix length.
+// in an IPv4 /31 (RFC 3021) or IPv6 /127 (RFC 6164), the other of the two
+// hosts (.1 and .2, ::1 and ::2) of an IPv4 /30 or IPv6 /126. It reports
+// false for any other prefix length.
 func otherEnd(local netip.Prefix) (netip.Addr, bool) {
 	a := local.Addr()
 	switch {
@@ -24,17 +25,18 @@ func otherEnd(local netip.Prefix) (netip.Addr, bool) {
 		b[len(b)-1] ^= 1
 		o, _ := netip.AddrFromSlice(b)
 		return o, true
-	case a.Is4() && local.Bits() == 30:
-		b := a.As4()
-		switch b[3] & 3 {
+	case a.Is4() && local.Bits() == 30, a.Is6() && local.Bits() == 126:
+		b := a.AsSlice()
+		switch b[len(b)-1] & 3 {
 		case 1:
-			b[3]++
+			b[len(b)-1]++
 		case 2:
-			b[3]--
-		default: // network or broadcast address: not a host
+			b[len(b)-1]--
+		default: // network/broadcast (IPv6: subnet-router anycast): not a host
 			return netip.Addr{}, false
 		}
-		return netip.AddrFrom4(b), true
+		o, _ := netip.AddrFromSlice(b)
+		return o, true
 	}
 	return netip.Addr{}, false
 }

@@ -14,7 +14,8 @@ import (
 // configuration, for bgp.autoPeers:
 //
 //   - point-to-point: on each of links (every link when empty), the other
-//     end of each global address on an IPv4 /31 or /30 or an IPv6 /127, or
+//     end of each global address on an IPv4 /31 or /30 or an IPv6 /127 or
+//     /126, or
 //     the peer address of an address configured with one ("ip addr add A
 //     peer B");
 //   - default-gateway (when gateways is set): the gateways of every default

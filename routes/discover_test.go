@@ -20,7 +20,9 @@ func TestOtherEnd(t *testing.T) {
 		{"2001:db8::/127", "2001:db8::1"},
 		{"2001:db8::1/127", "2001:db8::"},
 		{"2001:db8::2/64", ""},
-		{"2001:db8::1/126", ""},
+		{"2001:db8::1/126", "2001:db8::2"},
+		{"2001:db8::2/126", "2001:db8::1"},
+		{"2001:db8::3/126", ""},
 	} {
 		got, ok := otherEnd(netip.MustParsePrefix(c.in))
 		if (c.want == "") != !ok || (ok && got != netip.MustParseAddr(c.want)) {
