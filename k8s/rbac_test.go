@@ -1,14 +1,10 @@
 package k8s_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -19,90 +15,87 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
-	"sigs.k8s.io/yaml"
 
 	"github.com/podrouter/podrouter/k8s"
 	"github.com/podrouter/podrouter/k8s/k8stest"
 )
 
-const manifestDir = "../deploy/kubernetes"
-
-// manifests reads every object the kustomization lists, in its order.
-func manifests(t *testing.T) []*unstructured.Unstructured {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(manifestDir, "kustomization.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var kz struct {
-		Resources []string `json:"resources"`
-	}
-	if err := yaml.Unmarshal(b, &kz); err != nil {
-		t.Fatalf("kustomization.yaml: %v", err)
-	}
-	var out []*unstructured.Unstructured
-	for _, f := range kz.Resources {
-		raw, err := os.ReadFile(filepath.Join(manifestDir, f))
-		if err != nil {
-			t.Fatalf("kustomization resource: %v", err)
-		}
-		d := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
-		for {
-			var obj map[string]any
-			if err := d.Decode(&obj); errors.Is(err, io.EOF) {
-				break
-			} else if err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
-			if obj == nil {
-				continue
-			}
-			out = append(out, &unstructured.Unstructured{Object: obj})
-		}
-	}
-	return out
+// applier server-side applies objects as a cluster admin, with strict
+// field validation.
+type applier struct {
+	dyn    *dynamic.DynamicClient
+	mapper meta.RESTMapper
 }
 
-// apply server-side applies objs (strict field validation), dry-run or
-// for real.
-func apply(t *testing.T, rc *rest.Config, objs []*unstructured.Unstructured, dryRun bool) {
-	t.Helper()
-	dyn := dynamic.NewForConfigOrDie(rc)
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(rc)))
+func newApplier(rc *rest.Config) *applier {
+	return &applier{
+		dyn:    dynamic.NewForConfigOrDie(rc),
+		mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(rc))),
+	}
+}
+
+// resource returns the client for o's resource, in o's namespace if the
+// resource is namespaced.
+func (a *applier) resource(o *unstructured.Unstructured) (dynamic.ResourceInterface, error) {
+	gvk := o.GroupVersionKind()
+	m, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		return nil, err
+	}
+	if m.Scope.Name() == meta.RESTScopeNameNamespace {
+		return a.dyn.Resource(m.Resource).Namespace(o.GetNamespace()), nil
+	}
+	return a.dyn.Resource(m.Resource), nil
+}
+
+// apply applies objs, dry-run or for real. It keeps going after a
+// failure and returns what the server answered for the objects it
+// accepted, and the failures joined.
+func (a *applier) apply(objs []*unstructured.Unstructured, dryRun bool) ([]*unstructured.Unstructured, error) {
 	opts := metav1.PatchOptions{FieldManager: "podrouter-test", Force: new(true), FieldValidation: "Strict"}
 	if dryRun {
 		opts.DryRun = []string{metav1.DryRunAll}
 	}
+	var accepted []*unstructured.Unstructured
+	var errs []error
 	for _, o := range objs {
-		gvk := o.GroupVersionKind()
-		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		got, err := a.applyOne(o, opts)
 		if err != nil {
-			t.Fatalf("%s %s: %v", gvk, o.GetName(), err)
+			errs = append(errs, fmt.Errorf("apply (dry-run %v) %s: %w", dryRun, objectID(o), err))
+			continue
 		}
-		data, err := o.MarshalJSON()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
-		if m.Scope.Name() == meta.RESTScopeNameNamespace {
-			ri = dyn.Resource(m.Resource).Namespace(o.GetNamespace())
-		}
-		if _, err := ri.Patch(context.Background(), o.GetName(), types.ApplyPatchType, data, opts); err != nil {
-			t.Fatalf("apply (dry-run %v) %s %s/%s: %v", dryRun, gvk.Kind, o.GetNamespace(), o.GetName(), err)
-		}
+		accepted = append(accepted, got)
 	}
+	return accepted, errors.Join(errs...)
 }
 
-// TestDeployManifestsAndRBAC applies deploy/kubernetes to a real API
-// server, then runs the adapter with a token of the podrouter
-// ServiceAccount: what it needs works, the rest is forbidden.
+func (a *applier) applyOne(o *unstructured.Unstructured, opts metav1.PatchOptions) (*unstructured.Unstructured, error) {
+	ri, err := a.resource(o)
+	if err != nil {
+		return nil, err
+	}
+	data, err := o.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	return ri.Patch(context.Background(), o.GetName(), types.ApplyPatchType, data, opts)
+}
+
+// objectID names an object for comparisons and messages.
+func objectID(o *unstructured.Unstructured) string {
+	return fmt.Sprintf("%s %s/%s", o.GroupVersionKind().GroupKind(), o.GetNamespace(), o.GetName())
+}
+
+// TestDeployManifestsAndRBAC applies the kustomize build of
+// deploy/kubernetes to a real API server, then runs the adapter with a
+// token of the podrouter ServiceAccount: what it needs works, the rest is
+// forbidden.
 func TestDeployManifestsAndRBAC(t *testing.T) {
 	srv := k8stest.Start(t)
 	admin := srv.Client(t)
@@ -117,14 +110,46 @@ func TestDeployManifestsAndRBAC(t *testing.T) {
 			t.Errorf("manifests lack a %s", k)
 		}
 	}
-	// The namespace must exist before namespaced objects can be dry-run.
-	apply(t, srv.Admin, objs[:1], true)
-	apply(t, srv.Admin, objs[:1], false)
-	apply(t, srv.Admin, objs, true)
-	apply(t, srv.Admin, objs, false)
+	a := newApplier(srv.Admin)
+	// Namespaced objects can only be dry-run in a namespace that exists.
+	var namespaces []*unstructured.Unstructured
+	for _, o := range objs {
+		if o.GetKind() == "Namespace" {
+			namespaces = append(namespaces, o)
+		}
+	}
+	for _, dryRun := range []bool{true, false} {
+		if _, err := a.apply(namespaces, dryRun); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every object of the build gets through server-side dry-run, and the
+	// dry run stores none of them.
+	accepted, err := a.apply(objs, true)
+	if err != nil {
+		t.Fatalf("server-side dry-run of the kustomize build:\n%v", err)
+	}
+	if got, want := idsOf(accepted), idsOf(objs); !slices.Equal(got, want) {
+		t.Fatalf("server-side dry-run answered for\n%v\nwant\n%v", got, want)
+	}
+	ctx := context.Background()
+	for _, o := range objs {
+		if o.GetKind() == "Namespace" {
+			continue
+		}
+		ri, err := a.resource(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ri.Get(ctx, o.GetName(), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("%s after the dry run: err = %v, want NotFound", objectID(o), err)
+		}
+	}
+	if _, err := a.apply(objs, false); err != nil {
+		t.Fatalf("server-side apply of the kustomize build:\n%v", err)
+	}
 	checkDaemonSet(t, admin)
 
-	ctx := context.Background()
 	for _, name := range []string{secretName, "unrelated"} {
 		if _, err := admin.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string][]byte{"password": []byte(name + "-pw")},
@@ -244,6 +269,15 @@ func TestDeployManifestsAndRBAC(t *testing.T) {
 			t.Errorf("node n2 changed by the service account: %+v %+v %v", n2.Spec, n2.Status.Conditions, err)
 		}
 	})
+}
+
+// idsOf returns the objectID of each of objs, in order.
+func idsOf(objs []*unstructured.Unstructured) []string {
+	var ids []string
+	for _, o := range objs {
+		ids = append(ids, objectID(o))
+	}
+	return ids
 }
 
 // checkDaemonSet asserts the security properties of the applied DaemonSet.

@@ -67,7 +67,7 @@ bgp:
 		ttl   uint8
 	}{
 		{"192.168.1.0", 65100, 30 * time.Second, "invalid IP", 0}, // explicit wins
-		{"fd00:7::", 65200, 6 * time.Second, "fd00:7::1", 255},   // discovered
+		{"fd00:7::", 65200, 6 * time.Second, "fd00:7::1", 255},    // discovered
 		{"203.0.113.1", 65300, 30 * time.Second, "invalid IP", 0}, // Node annotation (settings of the first peer)
 	}
 	for i, w := range want {

@@ -18,7 +18,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/base64"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -446,14 +445,5 @@ func (s *Server) dial(ctx context.Context, network, addr string) (net.Conn, erro
 // Kubeconfig writes a kubeconfig for the admin token to path.
 func (s *Server) Kubeconfig(t testing.TB, path string) {
 	t.Helper()
-	kc := fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters: [{name: test, cluster: {server: %q, certificate-authority-data: %s}}]
-users: [{name: admin, user: {token: %q}}]
-contexts: [{name: test, context: {cluster: test, user: admin}}]
-current-context: test
-`, s.host, base64.StdEncoding.EncodeToString(s.ca), s.Admin.BearerToken)
-	if err := os.WriteFile(path, []byte(kc), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	s.WriteKubeconfig(t, path, s.Admin)
 }
