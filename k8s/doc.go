@@ -32,6 +32,11 @@
 //	kubectl label node n1 podrouter.io/rack=7
 //	kubectl annotate node n1 podrouter.io/peers='[{"address":"192.0.2.1","asn":65001}]'
 //
+// A change is applied live: extra peers are added or removed without
+// touching the other sessions; a new local ASN or router ID restarts the
+// daemon's BGP server (every session resets, the kernel keeps the default
+// route meanwhile).
+//
 // A malformed override is not applied: the adapter keeps the last good
 // Peering (the NodeState is still updated), logs, and records a Warning
 // Event "InvalidPeeringOverride" on the Node naming the key and the problem.

@@ -40,6 +40,7 @@ type StatusReport struct {
 	ASN           uint32          `json:"asn"`
 	PodCIDRs      []netip.Prefix  `json:"podCIDRs"`
 	Advertised    []netip.Prefix  `json:"advertised"`
+	Drain         string          `json:"drain,omitempty"` // "depreferred (withdrawn in 12s)", "withdrawn"
 	Peers         []PeerReport    `json:"peers"`
 	Defaults      []DefaultReport `json:"defaults"`
 	LastReconcile time.Time       `json:"lastReconcile"`
@@ -79,11 +80,18 @@ type DefaultReport struct {
 func (d *daemon) status(ctx context.Context) StatusReport {
 	st := d.agent.Status()
 	pods, _ := d.cfg.Prefixes()
+	asn, rid := d.speaker.LocalIdentity() // the Node may have changed them
 	r := StatusReport{
-		Node: d.cfg.Node.Name, RouterID: d.cfg.Node.RouterID, ASN: d.cfg.BGP.ASN,
+		Node: d.cfg.Node.Name, RouterID: rid.String(), ASN: asn,
 		PodCIDRs: pods, Advertised: d.speaker.Advertised(),
 		LastReconcile: st.At, ReconcileTook: st.Duration.String(),
 		Reconciles: st.Reconciles, Errors: st.Errors, LastError: st.Err,
+	}
+	switch ds, in := d.speaker.DrainState(); ds {
+	case "depreferred":
+		r.Drain = fmt.Sprintf("depreferred (withdrawn in %s)", in.Round(time.Second))
+	case "withdrawn":
+		r.Drain = "withdrawn"
 	}
 	peers, err := d.speaker.Peers(ctx)
 	if err != nil {
@@ -271,6 +279,9 @@ func printStatus(out io.Writer, r StatusReport, now time.Time) {
 	fmt.Fprintf(w, "Node:\t%s (router-id %s, AS %d)\n", r.Node, r.RouterID, r.ASN)
 	fmt.Fprintf(w, "Pod CIDRs:\t%s\n", joinAny(r.PodCIDRs))
 	fmt.Fprintf(w, "Advertised:\t%s\n", joinAny(r.Advertised))
+	if r.Drain != "" {
+		fmt.Fprintf(w, "Drain:\t%s\n", r.Drain)
+	}
 	printFastPath(w, r.FastPath)
 	fmt.Fprintf(w, "Reconcile:\t%d runs, %d errors, last %s ago (%s)\n", r.Reconciles, r.Errors,
 		now.Sub(r.LastReconcile).Truncate(time.Millisecond), r.ReconcileTook)
