@@ -10,12 +10,20 @@ APT_PKGS := frr bird2 containernetworking-plugins iproute2 iputils-ping iptables
 	clang llvm libbpf-dev bpftool iperf3 sockperf tcpdump prometheus etcd-server
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build tools kube-apiserver deps lab lab-down lab-status converge test test-unit lint generate generate-check bench clean
+.PHONY: all build release tools kube-apiserver deps lab lab-down lab-status converge test test-unit lint generate generate-check bench clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/podrouter ./cmd/podrouter
+
+# What the container image ships (deploy/kubernetes/Dockerfile runs this):
+# static, stripped, reproducible podrouter and gobgp binaries in $(RELEASE_DIR).
+RELEASE_DIR ?= $(CURDIR)/out
+VERSION ?= dev
+release:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(RELEASE_DIR)/podrouter ./cmd/podrouter
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(RELEASE_DIR)/gobgp github.com/osrg/gobgp/v4/cmd/gobgp
 
 # The stock gobgp CLI at exactly the library's version (a go.mod tool).
 tools:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,10 +21,16 @@ import (
 )
 
 // TestKubernetesLab runs the three lab daemons in Kubernetes mode against a
-// real kube-apiserver: pod CIDRs come from the Node objects (the rendered
-// configs have none), a cordon withdraws the node's pod CIDRs from the FRR
-// ToR and an uncordon brings them back, the PodrouterReady condition turns
-// True and the CNI conflist is written from the Node's CIDRs.
+// real kube-apiserver, each with a token of the podrouter ServiceAccount
+// bound to a Pod on its Node (RBAC and the own-node admission policy as
+// deployed): pod CIDRs come from the Node objects (the rendered configs
+// have none), the peers from bgp.autoPeers (the other end of each uplink's
+// /31 and /126; the configs list none), a cordon deprefers then withdraws
+// the node's pod CIDRs at the FRR ToR and an uncordon brings them back, a
+// rack label moves a node to another ASN, a peers annotation changes the
+// peer set, a Secret rotation re-keys TCP-MD5, the PodrouterReady
+// condition turns True, Events are recorded and the CNI conflist is
+// written from the Node's CIDRs.
 //
 // etcd and the apiserver run in the ToR's namespace on its loopback address
 // 192.168.254.1, which every node reaches through its default route — the
@@ -41,22 +48,39 @@ func TestKubernetesLab(t *testing.T) {
 		}
 		api.CreateNode(t, lab.NodeName(n), cidrs)
 	}
-	kubeconfig := filepath.Join(l.StateDir(), "kubeconfig")
-	api.Kubeconfig(t, kubeconfig)
-	// The TCP-MD5 password comes from a Secret from now on.
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "podrouter"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	// The deployed RBAC: namespace, ServiceAccount, roles, the own-node
+	// admission policy. Each daemon gets a token bound to a Pod on its
+	// Node, as the kubelet would mint it.
+	deploy := filepath.Join("..", "deploy", "kubernetes") // go test runs in e2e/
+	api.Apply(t, filepath.Join(deploy, "namespace.yaml"), filepath.Join(deploy, "rbac.yaml"), filepath.Join(deploy, "own-node-policy.yaml"))
+	for n := 1; n <= 3; n++ {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "podrouter-" + lab.NodeName(n), Namespace: "podrouter"},
+			Spec: corev1.PodSpec{
+				NodeName: lab.NodeName(n), ServiceAccountName: "podrouter", HostNetwork: true,
+				Containers: []corev1.Container{{Name: "podrouter", Image: "podrouter"}},
+			},
+		}
+		pod, err := cs.CoreV1().Pods("podrouter").Create(ctx, pod, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		api.WriteKubeconfig(t, filepath.Join(l.StateDir(), "kubeconfig-"+lab.NodeName(n)), api.PodTokenConfig(t, pod))
 	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "bgp-md5", Namespace: "podrouter"}, Data: map[string][]byte{"password": []byte("rotate1")}}
+	// The TCP-MD5 password comes from the Secret the Role allows.
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "podrouter-bgp", Namespace: "podrouter"}, Data: map[string][]byte{"password": []byte("rotate1")}}
 	if _, err := cs.CoreV1().Secrets("podrouter").Create(ctx, secret, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	l.Spec.KubePasswordSecret = "bgp-md5"
 
 	// Move every node to Kubernetes mode: SIGTERM (graceful restart: the
 	// ToR keeps the routes meanwhile) and start with the rendered
-	// Kubernetes-mode config.
-	l.Spec.Kubeconfig = kubeconfig
+	// Kubernetes-mode config: peers discovered, deprefer drain.
+	const withdrawAfter = 3 * time.Second
+	l.Spec.Kubeconfig = filepath.Join(l.StateDir(), "kubeconfig-{node}")
+	l.Spec.KubePasswordSecret = "podrouter-bgp"
+	l.Spec.AutoPeers = true
+	l.Spec.DrainWithdrawAfter = withdrawAfter
 	for n := 1; n <= 3; n++ {
 		if err := l.StopSpeaker(ctx, n, syscall.SIGTERM); err != nil {
 			t.Fatal(err)
@@ -68,16 +92,28 @@ func TestKubernetesLab(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.Contains(string(conf), "podCIDRs") || !strings.Contains(string(conf), "kubernetes:") {
-			t.Fatalf("node%d config is not in Kubernetes mode:\n%s", n, conf)
+		if strings.Contains(string(conf), "podCIDRs") || strings.Contains(string(conf), "peers:") ||
+			!strings.Contains(string(conf), "kubernetes:") || !strings.Contains(string(conf), "autoPeers:") {
+			t.Fatalf("node%d config is not in Kubernetes mode with autoPeers:\n%s", n, conf)
 		}
 	}
 	for n := 1; n <= 3; n++ {
-		waitFor(t, lab.NodeName(n)+" advertising its Node's pod CIDRs", 60*time.Second, func() (bool, string) {
+		waitFor(t, lab.NodeName(n)+" advertising its Node's pod CIDRs to its discovered peers", 60*time.Second, func() (bool, string) {
 			out, _ := l.Exec(ctx, l.NodeNS(n), podrouterBin, "status", "-o", "json", "--socket", socket(l, n))
-			var st struct{ Advertised []string }
+			var st struct {
+				Advertised []string
+				Peers      []struct{ Address, State string }
+			}
 			_ = json.Unmarshal([]byte(out), &st) // an empty answer just means not yet
-			return len(st.Advertised) == 2, out
+			tor4, _ := lab.LinkV4(1, n)
+			tor6, _ := lab.LinkV6(1, n)
+			up := 0
+			for _, p := range st.Peers {
+				if p.State == "established" && (p.Address == tor4.String() || p.Address == tor6.String()) {
+					up++
+				}
+			}
+			return len(st.Advertised) == 2 && up == 2 && len(st.Peers) == 2, out
 		})
 	}
 	for n := 1; n <= 3; n++ {
@@ -127,7 +163,21 @@ func TestKubernetesLab(t *testing.T) {
 		}
 		start := time.Now()
 		patch(true)
-		waitFor(t, "node2's pod CIDRs withdrawn after cordon", 10*time.Second, func() (bool, string) {
+		// First the deprefer phase: still advertised, AS path prepended,
+		// MED and the GRACEFUL_SHUTDOWN community set.
+		v4 := lab.PodCIDRs(2)[0]
+		waitFor(t, "node2's pod CIDR depreferred at the ToR after cordon", 10*time.Second, func() (bool, string) {
+			p, ok := torPath(t, l, v4)
+			return ok && p.ASPath == "65002 65002 65002 65002" && p.MED == 100 && p.Community == "graceful-shutdown", fmt.Sprintf("%+v", p)
+		})
+		deprefAt := time.Since(start)
+		t.Logf("cordon: node2's pod CIDR depreferred at the ToR after %s", deprefAt.Round(time.Millisecond))
+		out, _ := l.Exec(ctx, l.NodeNS(2), podrouterBin, "status", "-o", "json", "--socket", socket(l, 2))
+		var st struct{ Drain string }
+		if err := json.Unmarshal([]byte(out), &st); err != nil || !strings.HasPrefix(st.Drain, "depreferred") {
+			t.Errorf("node2 status during the deprefer phase: drain %q (%v)", st.Drain, err)
+		}
+		waitFor(t, "node2's pod CIDRs withdrawn after the deprefer phase", withdrawAfter+10*time.Second, func() (bool, string) {
 			for _, p := range lab.PodCIDRs(2) {
 				if torHas(t, l, 1, p) {
 					return false, p.String() + " still at the ToR"
@@ -135,6 +185,9 @@ func TestKubernetesLab(t *testing.T) {
 			}
 			return true, ""
 		})
+		if took := time.Since(start); took < withdrawAfter {
+			t.Errorf("withdrawn %s after the cordon, before withdrawAfter %s", took, withdrawAfter)
+		}
 		t.Logf("cordon: node2's pod CIDRs left the ToR after %s", time.Since(start).Round(time.Millisecond))
 		// Sessions and the default route stay while drained.
 		if rs, _ := l.KernelRoutes(ctx, l.NodeNS(2), lab.IPv4, "default"); len(rs) != 1 {
@@ -187,6 +240,68 @@ func TestKubernetesLab(t *testing.T) {
 		waitFor(t, "extra peer gone after the annotation is removed", 20*time.Second, func() (bool, string) {
 			out, n := peers()
 			return n == 2, out
+		})
+	})
+
+	t.Run("a rack label moves a node to another ASN", func(t *testing.T) {
+		// The fabric side first: the ToR now expects node3 in AS 65013
+		// (its sessions drop), then the label: asnBase 65000 + rack 13.
+		n4, n6 := lab.LinkAddrNode(1, 3), func() netip.Addr { _, a := lab.LinkV6(1, 3); return a }()
+		if _, err := l.Exec(ctx, l.ToRNS(1), "vtysh", "-N", l.ToRNS(1), "-c", "configure terminal", "-c", "router bgp 65100",
+			"-c", "neighbor "+n4.String()+" remote-as 65013", "-c", "neighbor "+n6.String()+" remote-as 65013"); err != nil {
+			t.Fatal(err)
+		}
+		// node3's default route must stay while its BGP server restarts
+		// (the agent holds it): sample the kernel every 100 ms.
+		stop := make(chan struct{})
+		missing := make(chan int, 1)
+		go func() {
+			gaps := 0
+			for {
+				select {
+				case <-stop:
+					missing <- gaps
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+				if rs, _ := l.KernelRoutes(ctx, l.NodeNS(3), lab.IPv4, "default"); len(rs) == 0 {
+					gaps++
+				}
+			}
+		}()
+		start := time.Now()
+		if _, err := cs.CoreV1().Nodes().Patch(ctx, "node3", types.MergePatchType, []byte(`{"metadata":{"labels":{"podrouter.io/rack":"13"}}}`), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		v4 := lab.PodCIDRs(3)[0]
+		waitFor(t, "node3's pod CIDR at the ToR from AS 65013", 60*time.Second, func() (bool, string) {
+			p, ok := torPath(t, l, v4)
+			return ok && p.ASPath == "65013", fmt.Sprintf("%+v", p)
+		})
+		t.Logf("rack label: node3's pod CIDR back at the ToR from AS 65013 after %s", time.Since(start).Round(time.Millisecond))
+		waitFor(t, "node3's IPv6 pod CIDR back", 20*time.Second, func() (bool, string) { return torHas(t, l, 1, lab.PodCIDRs(3)[1]), "" })
+		close(stop)
+		if gaps := <-missing; gaps != 0 {
+			t.Errorf("node3 had no default route in %d samples while its BGP server restarted", gaps)
+		}
+		out, _ := l.Exec(ctx, l.NodeNS(3), podrouterBin, "status", "-o", "json", "--socket", socket(l, 3))
+		var st struct{ ASN uint32 }
+		if err := json.Unmarshal([]byte(out), &st); err != nil || st.ASN != 65013 {
+			t.Errorf("node3 status ASN %d (%v), want 65013", st.ASN, err)
+		}
+	})
+
+	t.Run("Events on the Node", func(t *testing.T) {
+		waitFor(t, "node2's Drained, Undrained and BGPSessionUp Events", 20*time.Second, func() (bool, string) {
+			evs, err := cs.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=node2"})
+			if err != nil {
+				return false, err.Error()
+			}
+			seen := map[string]bool{}
+			for _, e := range evs.Items {
+				seen[e.Reason] = true
+			}
+			return seen["Drained"] && seen["Undrained"] && seen["BGPSessionUp"], fmt.Sprint(seen)
 		})
 	})
 
@@ -247,4 +362,40 @@ func TestKubernetesLab(t *testing.T) {
 	// Back to file mode before the lab goes down (the API server goes
 	// first in the cleanup order otherwise and the daemons would log).
 	l.Spec.Kubeconfig = ""
+}
+
+// frrPath is the ToR's best path for one prefix.
+type frrPath struct {
+	ASPath    string
+	MED       int
+	Community string
+}
+
+// torPath returns ToR 1's best BGP path for p (FRR's view).
+func torPath(t *testing.T, l *lab.Lab, p netip.Prefix) (frrPath, bool) {
+	t.Helper()
+	fam := "ipv4"
+	if p.Addr().Is6() {
+		fam = "ipv6"
+	}
+	var out struct {
+		Paths []struct {
+			ASPath    struct{ String string } `json:"aspath"`
+			MED       int                     `json:"metric"`
+			Community struct{ String string } `json:"community"`
+			BestPath  struct {
+				Overall bool `json:"overall"`
+			} `json:"bestpath"`
+		} `json:"paths"`
+	}
+	if err := l.VtyshJSON(context.Background(), 1, "show bgp "+fam+" unicast "+p.String()+" json", &out); err != nil {
+		t.Logf("tor1 path %s: %v", p, err)
+		return frrPath{}, false
+	}
+	for _, x := range out.Paths {
+		if x.BestPath.Overall {
+			return frrPath{ASPath: x.ASPath.String, MED: x.MED, Community: x.Community.String}, true
+		}
+	}
+	return frrPath{}, false
 }
