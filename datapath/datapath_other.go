@@ -25,3 +25,8 @@ func (d *Datapath) Counters() ([]Counter, error) { return nil, ErrNotRunning }
 
 // Conntrack is unavailable off Linux.
 func (d *Datapath) Conntrack() ([]CTEntry, error) { return nil, ErrNotRunning }
+
+// Monitor is unavailable off Linux.
+func (d *Datapath) Monitor(ctx context.Context, types []string, sampleRate uint32, fn func(Event)) error {
+	return ErrNotRunning
+}

@@ -98,10 +98,33 @@ type fromEndpointPrEvent struct {
 	Sport     uint16
 	Dport     uint16
 	Proto     uint8
-	Pad       [3]uint8
+	Hdrs      uint8
+	Ttl       uint8
+	Tos       uint8
 	Len       uint32
-	Pad2      uint32
+	FlowLbl   uint32
+	IpLen     uint16
+	IpId      uint16
+	FragOff   uint16
+	TcpWin    uint16
+	TcpSeq    uint32
+	TcpAck    uint32
+	TcpFlags  uint8
+	IcmpType  uint8
+	IcmpCode  uint8
+	Pad       uint8
+	UdpLen    uint16
+	Pad2      uint16
+	IcmpData  uint32
+	Pad3      uint32
 }
+
+type fromEndpointPrEventHdrs uint32
+
+const (
+	fromEndpointPrEventHdrsPR_EVH_IP fromEndpointPrEventHdrs = 1
+	fromEndpointPrEventHdrsPR_EVH_L4 fromEndpointPrEventHdrs = 2
+)
 
 type fromEndpointPrEventType uint32
 

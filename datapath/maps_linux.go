@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"net"
 	"net/netip"
 	"time"
@@ -80,6 +81,8 @@ func mac6(m net.HardwareAddr) (out [6]uint8, ok bool) {
 }
 
 func ntohs(v uint16) uint16 { return v>>8 | v<<8 }
+
+func ntohl(v uint32) uint32 { return bits.ReverseBytes32(v) }
 
 // syncHash makes hash map m hold exactly want (add/update before delete).
 func syncHash[K comparable, V comparable](m *ebpf.Map, want map[K]V) error {
@@ -268,19 +271,6 @@ func gcConntrack(maps ...*ebpf.Map) (deleted, live int, err error) {
 	return deleted, live, errors.Join(errs...)
 }
 
-// Event is one trace/drop record from the ring buffer.
-type Event struct {
-	Type       string // from-endpoint, to-network, from-network, to-endpoint, drop, to-stack
-	CTVerdict  string // "", new, established, reply
-	Reason     string
-	IfIndex    int
-	Target     int
-	EndpointID uint32
-	Proto      uint8
-	Src, Dst   netip.AddrPort
-	Len        uint32
-}
-
 var eventTypeNames = [...]string{"", "from-endpoint", "to-network", "from-network", "to-endpoint", "drop", "to-stack"}
 var verdictNames = [...]string{"", "new", "established", "reply"}
 
@@ -307,5 +297,51 @@ func decodeEvent(raw []byte) (Event, error) {
 		ev.Src = netip.AddrPortFrom(wordsAddr(r.Saddr, r.Family), ntohs(r.Sport))
 		ev.Dst = netip.AddrPortFrom(wordsAddr(r.Daddr, r.Family), ntohs(r.Dport))
 	}
+	decodeHeaders(&ev, &r)
 	return ev, nil
+}
+
+const (
+	evhIP = uint8(fromEndpointPrEventHdrsPR_EVH_IP)
+	evhL4 = uint8(fromEndpointPrEventHdrsPR_EVH_L4)
+)
+
+// decodeHeaders sets ev's header fields from the ones pr_trace_hdrs filled.
+func decodeHeaders(ev *Event, r *eventRec) {
+	if r.Hdrs&evhIP == 0 {
+		return
+	}
+	ip := &IPHeader{TTL: r.Ttl, TOS: r.Tos, Length: uint32(ntohs(r.IpLen))}
+	if r.Family == 6 {
+		ip.Length += 40 // the fixed header; payload_len counts the rest
+		ip.FlowLabel = r.FlowLbl
+	} else {
+		frag := ntohs(r.FragOff)
+		ip.ID = ntohs(r.IpId)
+		ip.DF, ip.MF = frag&0x4000 != 0, frag&0x2000 != 0
+		ip.FragOff = (frag & 0x1fff) * 8
+	}
+	ev.IP = ip
+	if r.Hdrs&evhL4 == 0 {
+		return
+	}
+	switch r.Proto {
+	case unix.IPPROTO_TCP:
+		ev.TCP = &TCPHeader{Flags: r.TcpFlags, Seq: ntohl(r.TcpSeq), Ack: ntohl(r.TcpAck), Window: ntohs(r.TcpWin)}
+	case unix.IPPROTO_UDP:
+		ev.UDP = &UDPHeader{Length: ntohs(r.UdpLen)}
+	case unix.IPPROTO_ICMP, unix.IPPROTO_ICMPV6:
+		rest := ntohl(r.IcmpData)
+		ic := &ICMPHeader{Type: r.IcmpType, Code: r.IcmpCode}
+		switch {
+		case r.Proto == unix.IPPROTO_ICMP && (ic.Type == 0 || ic.Type == 8), // echo reply, request
+			r.Proto == unix.IPPROTO_ICMPV6 && (ic.Type == 128 || ic.Type == 129):
+			ic.ID, ic.Seq = uint16(rest>>16), uint16(rest)
+		case r.Proto == unix.IPPROTO_ICMP && ic.Type == 3 && ic.Code == 4: // fragmentation needed
+			ic.MTU = rest & 0xffff
+		case r.Proto == unix.IPPROTO_ICMPV6 && ic.Type == 2: // packet too big
+			ic.MTU = rest
+		}
+		ev.ICMP = ic
+	}
 }

@@ -157,6 +157,7 @@ func netnsChild(t *testing.T, arg string) {
 	if c["from-endpoint/fwd-redirect-peer"] < 6 {
 		t.Errorf("pod-to-pod: redirect_peer counter %d, want >= 6 (3 echo + 3 reply)", c["from-endpoint/fwd-redirect-peer"])
 	}
+	netnsMonitor(t, d, podA)
 	// Remote without a cached next hop: fib + redirect_neigh; replies come
 	// back through from-network -> redirect_peer.
 	ping(podA, "198.51.100.1")

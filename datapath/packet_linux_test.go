@@ -92,8 +92,38 @@ func l4(src, dst netip.Addr, proto uint8, sport, dport uint16, flags uint8, payl
 	return h
 }
 
+// tcpSeg builds a TCP header with the given flags, sequence and
+// acknowledgment numbers and window, with a valid checksum.
+func tcpSeg(src, dst netip.Addr, sport, dport uint16, flags uint8, seq, ack uint32, win uint16) []byte {
+	h := l4(src, dst, protoTCP, sport, dport, flags, nil)
+	binary.BigEndian.PutUint32(h[4:], seq)
+	binary.BigEndian.PutUint32(h[8:], ack)
+	binary.BigEndian.PutUint16(h[14:], win)
+	binary.BigEndian.PutUint16(h[16:], 0)
+	binary.BigEndian.PutUint16(h[16:], csumFold(csumAdd(pseudoSum(src, dst, protoTCP, len(h)), h)))
+	return h
+}
+
+// icmpMsg builds an ICMP (IPv4 src) or ICMPv6 message: type, code, header
+// bytes 4..7 (echo id << 16 | seq, or an MTU) and payload, valid checksum.
+func icmpMsg(src, dst netip.Addr, typ, code uint8, rest uint32, payload []byte) []byte {
+	h := make([]byte, 8, 8+len(payload))
+	h[0], h[1] = typ, code
+	binary.BigEndian.PutUint32(h[4:], rest)
+	h = append(h, payload...)
+	var sum uint32
+	if !src.Is4() {
+		sum = pseudoSum(src, dst, protoICMPv6, len(h))
+	}
+	binary.BigEndian.PutUint16(h[2:], csumFold(csumAdd(sum, h)))
+	return h
+}
+
 type frameOpts struct {
 	ttl     uint8
+	tos     uint8  // IPv4 TOS / IPv6 traffic class
+	id      uint16 // IPv4 identification
+	flow    uint32 // IPv6 flow label
 	fragOff uint16 // IPv4 flags+offset field
 	options []byte // IPv4 options (multiple of 4)
 	nextHdr uint8  // IPv6 next header override
@@ -109,7 +139,9 @@ func frame(dmac, smac net.HardwareAddr, src, dst netip.Addr, proto uint8, l4b []
 		b = append(b, 0x08, 0x00)
 		ip := make([]byte, 20+len(o.options))
 		ip[0] = 0x40 | uint8(len(ip)/4)
+		ip[1] = o.tos
 		binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)+len(l4b)))
+		binary.BigEndian.PutUint16(ip[4:], o.id)
 		binary.BigEndian.PutUint16(ip[6:], o.fragOff)
 		ip[8] = o.ttl
 		ip[9] = proto
@@ -121,7 +153,7 @@ func frame(dmac, smac net.HardwareAddr, src, dst netip.Addr, proto uint8, l4b []
 	}
 	b = append(b, 0x86, 0xdd)
 	ip := make([]byte, 40)
-	ip[0] = 0x60
+	binary.BigEndian.PutUint32(ip[0:], 6<<28|uint32(o.tos)<<20|o.flow&0xfffff)
 	binary.BigEndian.PutUint16(ip[4:], uint16(len(l4b)))
 	ip[6] = proto
 	if o.nextHdr != 0 {

@@ -163,7 +163,15 @@ struct pr_trace_cfg {
 	__u32 sample_rate; /* trace 1 of N packets (drops always); 0,1 = all */
 };
 
-/* Event sent on the ring buffer. */
+/* Which header fields of a pr_event are filled (pr_event.hdrs). */
+enum pr_event_hdrs {
+	PR_EVH_IP = 1, /* ttl .. frag_off: the IPv4/IPv6 header */
+	PR_EVH_L4 = 2, /* tcp_* (TCP), udp_len (UDP) or icmp_* (ICMP/ICMPv6) by proto */
+};
+
+/* Event sent on the ring buffer. The header fields (from ttl on) are read
+ * from the packet only when the event is written (pr_trace_hdrs), so they
+ * cost nothing while nobody traces. */
 struct pr_event {
 	__u64 ts_ns;     /* bpf_ktime_get_ns() */
 	__u8 type;       /* enum pr_event_type */
@@ -178,9 +186,28 @@ struct pr_event {
 	__u16 sport;     /* source port / ICMP id, network order */
 	__u16 dport;     /* destination port, network order */
 	__u8 proto;      /* IPPROTO_* */
-	__u8 pad[3];     /* explicit padding, always zero */
+	__u8 hdrs;       /* enum pr_event_hdrs: which header fields below are filled */
+	__u8 ttl;        /* IPv4 TTL / IPv6 hop limit as the packet arrived at the
+			  * hook, i.e. before the fast path decrements it, also
+			  * in to-* events (the packet leaves with ttl - cfg_ttl_dec) */
+	__u8 tos;        /* IPv4 TOS / IPv6 traffic class (DSCP << 2 | ECN) */
 	__u32 len;       /* skb->len */
-	__u32 pad2;      /* explicit tail padding, always zero */
+	__u32 flow_lbl;  /* IPv6 flow label, host order; 0 for IPv4 */
+	__u16 ip_len;    /* IPv4 total length / IPv6 payload length, network order */
+	__u16 ip_id;     /* IPv4 identification, network order; 0 for IPv6 */
+	__u16 frag_off;  /* IPv4 flags (DF 0x4000, MF 0x2000) and fragment offset, network order */
+	__u16 tcp_win;   /* TCP window as sent (unscaled), network order */
+	__u32 tcp_seq;   /* TCP sequence number, network order */
+	__u32 tcp_ack;   /* TCP acknowledgment number, network order */
+	__u8 tcp_flags;  /* TCP flags byte: CWR ECE URG ACK PSH RST SYN FIN */
+	__u8 icmp_type;  /* ICMP/ICMPv6 type */
+	__u8 icmp_code;  /* ICMP/ICMPv6 code */
+	__u8 pad;        /* explicit padding, always zero */
+	__u16 udp_len;   /* UDP length (header + payload), network order */
+	__u16 pad2;      /* explicit padding, always zero */
+	__u32 icmp_data; /* ICMP/ICMPv6 header bytes 4..7 (echo id and sequence,
+			  * or the next-hop MTU), network order */
+	__u32 pad3;      /* explicit tail padding, always zero */
 };
 
 /* BTF anchor: references the shared types that no map mentions so they
@@ -192,7 +219,7 @@ struct pr_btf_anchor {
 	enum pr_ct_verdict verdict;      /* conntrack verdict */
 	enum pr_event_type event_type;   /* event type */
 	enum pr_ct_flags ct_flags;       /* conntrack entry flags */
-	__u32 pad;                       /* explicit tail padding */
+	enum pr_event_hdrs event_hdrs;   /* event header fields */
 };
 volatile const struct pr_btf_anchor pr_btf_anchor_unused;
 
@@ -213,6 +240,9 @@ _Static_assert(sizeof(struct pr_addr_key) == 20, "pr_addr_key layout");
 _Static_assert(sizeof(struct pr_endpoint) == 24, "pr_endpoint layout");
 _Static_assert(sizeof(struct pr_nexthop) == 20, "pr_nexthop layout");
 _Static_assert(sizeof(struct pr_lpm_key) == 24, "pr_lpm_key layout");
-_Static_assert(sizeof(struct pr_event) == 72, "pr_event layout");
+_Static_assert(sizeof(struct pr_event) == 104, "pr_event layout");
+_Static_assert(__builtin_offsetof(struct pr_event, flow_lbl) == 68, "pr_event: header fields after len");
+_Static_assert(__builtin_offsetof(struct pr_event, icmp_data) == 96, "pr_event: icmp_data aligned");
+_Static_assert(sizeof(struct pr_btf_anchor) == 128, "pr_btf_anchor: no implicit padding");
 
 #endif /* PODROUTER_TYPES_H */

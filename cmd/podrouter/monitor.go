@@ -36,6 +36,88 @@ type MonitorEvent struct {
 	Src        netip.AddrPort `json:"src"`
 	Dst        netip.AddrPort `json:"dst"`
 	Len        uint32         `json:"len"`
+	// Decoded headers, as the packet arrived at the hook; absent when the
+	// event carries none (not IP, or the header was cut short).
+	IP   *MonitorIP   `json:"ip,omitempty"`
+	TCP  *MonitorTCP  `json:"tcp,omitempty"`
+	UDP  *MonitorUDP  `json:"udp,omitempty"`
+	ICMP *MonitorICMP `json:"icmp,omitempty"` // ICMP or ICMPv6, as proto says
+}
+
+// MonitorIP is the IPv4 or IPv6 header of a MonitorEvent's packet
+// (datapath.IPHeader with JSON names).
+type MonitorIP struct {
+	TTL       uint8  `json:"ttl"` // TTL / hop limit before the fast path decrements it, also in to-* events
+	TOS       uint8  `json:"tos"` // IPv4 TOS / IPv6 traffic class
+	Length    uint32 `json:"length"`
+	ID        uint16 `json:"id,omitempty"`
+	DF        bool   `json:"df,omitempty"`
+	MF        bool   `json:"mf,omitempty"`
+	FragOff   uint16 `json:"fragOffset,omitempty"`
+	FlowLabel uint32 `json:"flowLabel,omitempty"`
+}
+
+// MonitorTCP is the TCP header of a MonitorEvent's packet.
+type MonitorTCP struct {
+	Flags  []string `json:"flags"` // names from tcpFlags, in bit order
+	Seq    uint32   `json:"seq"`
+	Ack    uint32   `json:"ack"`
+	Window uint16   `json:"window"` // as sent, unscaled
+}
+
+// MonitorUDP is the UDP header of a MonitorEvent's packet (datapath.UDPHeader).
+type MonitorUDP struct {
+	Length uint16 `json:"length"`
+}
+
+// MonitorICMP is the ICMP or ICMPv6 header of a MonitorEvent's packet
+// (datapath.ICMPHeader).
+type MonitorICMP struct {
+	Type uint8  `json:"type"`
+	Code uint8  `json:"code"`
+	ID   uint16 `json:"id,omitempty"`  // echo
+	Seq  uint16 `json:"seq,omitempty"` // echo
+	MTU  uint32 `json:"mtu,omitempty"` // fragmentation needed, packet too big
+}
+
+// tcpFlags are the TCP flags in bit order (FIN is bit 0, as
+// datapath.TCPFlagFIN) with tcpdump's letters.
+var tcpFlags = [8]struct{ name, letter string }{
+	{"FIN", "F"}, {"SYN", "S"}, {"RST", "R"}, {"PSH", "P"}, {"ACK", "."}, {"URG", "U"}, {"ECE", "E"}, {"CWR", "W"},
+}
+
+// toMonitorEvent translates a datapath event for the /v1/monitor stream.
+func toMonitorEvent(ev datapath.Event, now time.Time, ifname func(int) string) MonitorEvent {
+	me := MonitorEvent{
+		Time: now, Type: ev.Type, CTVerdict: ev.CTVerdict, Reason: ev.Reason,
+		IfIndex: ev.IfIndex, IfName: ifname(ev.IfIndex), Target: ev.Target, EndpointID: ev.EndpointID,
+		Proto: ev.Proto, Src: ev.Src, Dst: ev.Dst, Len: ev.Len,
+	}
+	if ev.Target != 0 {
+		me.TargetName = ifname(ev.Target)
+	}
+	if ev.IP != nil {
+		ip := MonitorIP(*ev.IP)
+		me.IP = &ip
+	}
+	if ev.TCP != nil {
+		flags := []string{}
+		for i, f := range tcpFlags {
+			if ev.TCP.Flags&(1<<i) != 0 {
+				flags = append(flags, f.name)
+			}
+		}
+		me.TCP = &MonitorTCP{Flags: flags, Seq: ev.TCP.Seq, Ack: ev.TCP.Ack, Window: ev.TCP.Window}
+	}
+	if ev.UDP != nil {
+		udp := MonitorUDP(*ev.UDP)
+		me.UDP = &udp
+	}
+	if ev.ICMP != nil {
+		icmp := MonitorICMP(*ev.ICMP)
+		me.ICMP = &icmp
+	}
+	return me
 }
 
 // monitorTypes are the event types a filter may name.
@@ -112,14 +194,7 @@ func serveMonitor(dp *datapath.Datapath, ifname func(int) string) http.HandlerFu
 		}
 		enc := json.NewEncoder(w)
 		err = dp.Monitor(r.Context(), f.Types, 1, func(ev datapath.Event) {
-			me := MonitorEvent{
-				Time: time.Now(), Type: ev.Type, CTVerdict: ev.CTVerdict, Reason: ev.Reason,
-				IfIndex: ev.IfIndex, IfName: ifname(ev.IfIndex), Target: ev.Target, EndpointID: ev.EndpointID,
-				Proto: ev.Proto, Src: ev.Src, Dst: ev.Dst, Len: ev.Len,
-			}
-			if ev.Target != 0 {
-				me.TargetName = ifname(ev.Target)
-			}
+			me := toMonitorEvent(ev, time.Now(), ifname)
 			if !f.match(me) {
 				return
 			}
@@ -143,7 +218,8 @@ func protoName(p uint8) string {
 }
 
 // formatEvent renders one event like `cilium monitor` does: direction,
-// endpoint and interface, conntrack verdict, then the flow.
+// endpoint and interface, conntrack verdict, then the flow. Verbose adds
+// length and time, then one indented line per decoded header (tcpdump-like).
 func formatEvent(ev MonitorEvent, verbose bool) string {
 	iface := func(idx int, name string) string {
 		if name != "" {
@@ -183,6 +259,117 @@ func formatEvent(ev MonitorEvent, verbose bool) string {
 	fmt.Fprintf(&b, ": %s", flow)
 	if verbose {
 		fmt.Fprintf(&b, " len %d at %s", ev.Len, ev.Time.Format("15:04:05.000000"))
+		for _, l := range headerLines(ev) {
+			b.WriteString("\n  " + l)
+		}
+	}
+	return b.String()
+}
+
+// headerLines renders the decoded headers of ev, IP first.
+func headerLines(ev MonitorEvent) []string {
+	if ev.IP == nil {
+		return nil
+	}
+	var lines []string
+	var b strings.Builder
+	ip := ev.IP
+	if ev.Src.Addr().Is4() {
+		fmt.Fprintf(&b, "IPv4 ttl %d", ip.TTL)
+		if ip.TOS != 0 {
+			fmt.Fprintf(&b, " tos %#x", ip.TOS)
+		}
+		fmt.Fprintf(&b, " id %d", ip.ID)
+		if ip.DF {
+			b.WriteString(" DF")
+		}
+		if ip.MF {
+			b.WriteString(" MF")
+		}
+		if ip.FragOff != 0 {
+			fmt.Fprintf(&b, " offset %d", ip.FragOff)
+		}
+	} else {
+		fmt.Fprintf(&b, "IPv6 hlim %d", ip.TTL)
+		if ip.TOS != 0 {
+			fmt.Fprintf(&b, " tc %#x", ip.TOS)
+		}
+		if ip.FlowLabel != 0 {
+			fmt.Fprintf(&b, " flowlabel 0x%05x", ip.FlowLabel)
+		}
+	}
+	fmt.Fprintf(&b, " len %d", ip.Length)
+	lines = append(lines, b.String())
+	switch {
+	case ev.TCP != nil:
+		t := ev.TCP
+		letters, ack := "", false
+		for _, name := range t.Flags {
+			for _, f := range tcpFlags {
+				if f.name == name {
+					letters += f.letter
+				}
+			}
+			ack = ack || name == "ACK"
+		}
+		if letters == "" {
+			letters = "none"
+		}
+		l := fmt.Sprintf("TCP %s -> %s flags [%s] seq %d", ev.Src, ev.Dst, letters, t.Seq)
+		if ack {
+			l += fmt.Sprintf(" ack %d", t.Ack)
+		}
+		lines = append(lines, l+fmt.Sprintf(" win %d", t.Window))
+	case ev.UDP != nil:
+		lines = append(lines, fmt.Sprintf("UDP %s -> %s len %d", ev.Src, ev.Dst, ev.UDP.Length))
+	case ev.ICMP != nil:
+		lines = append(lines, icmpLine(ev.Proto == 58, ev.ICMP))
+	}
+	return lines
+}
+
+// ICMP and ICMPv6 type names, and code names by type.
+var (
+	icmp4Types = map[uint8]string{0: "echo reply", 3: "destination unreachable", 4: "source quench", 5: "redirect",
+		8: "echo request", 11: "time exceeded", 12: "parameter problem", 13: "timestamp request", 14: "timestamp reply"}
+	icmp4Codes = map[uint8]map[uint8]string{
+		3: {0: "net unreachable", 1: "host unreachable", 2: "protocol unreachable", 3: "port unreachable",
+			4: "fragmentation needed", 9: "net prohibited", 10: "host prohibited", 13: "administratively prohibited"},
+		5:  {0: "for net", 1: "for host"},
+		11: {0: "ttl exceeded in transit", 1: "fragment reassembly time exceeded"},
+	}
+	icmp6Types = map[uint8]string{1: "destination unreachable", 2: "packet too big", 3: "time exceeded",
+		4: "parameter problem", 128: "echo request", 129: "echo reply", 133: "router solicitation",
+		134: "router advertisement", 135: "neighbor solicitation", 136: "neighbor advertisement", 137: "redirect"}
+	icmp6Codes = map[uint8]map[uint8]string{
+		1: {0: "no route", 1: "administratively prohibited", 3: "address unreachable", 4: "port unreachable"},
+		3: {0: "hop limit exceeded in transit", 1: "fragment reassembly time exceeded"},
+	}
+)
+
+// icmpLine renders an ICMP header like `ICMP echo request id 7 seq 3`.
+func icmpLine(v6 bool, h *MonitorICMP) string {
+	proto, types, codes, echo := "ICMP", icmp4Types, icmp4Codes, h.Type == 0 || h.Type == 8
+	if v6 {
+		proto, types, codes, echo = "ICMPv6", icmp6Types, icmp6Codes, h.Type == 128 || h.Type == 129
+	}
+	var b strings.Builder
+	b.WriteString(proto)
+	if n, ok := types[h.Type]; ok {
+		b.WriteString(" " + n)
+	} else {
+		fmt.Fprintf(&b, " type %d", h.Type)
+	}
+	if echo {
+		fmt.Fprintf(&b, " id %d seq %d", h.ID, h.Seq)
+	}
+	if n, ok := codes[h.Type][h.Code]; ok {
+		fmt.Fprintf(&b, " code %d (%s)", h.Code, n)
+	} else if h.Code != 0 {
+		fmt.Fprintf(&b, " code %d", h.Code)
+	}
+	if h.MTU != 0 {
+		fmt.Fprintf(&b, " mtu %d", h.MTU)
 	}
 	return b.String()
 }
@@ -192,7 +379,7 @@ func cmdMonitor(ctx context.Context, args []string) error {
 	fs.SetOutput(io.Discard)
 	socket := fs.String("socket", config.DefaultSocket, "podrouter's local API socket")
 	output := fs.String("o", "text", "output: text or json")
-	verbose := fs.Bool("v", false, "verbose: lengths and timestamps")
+	verbose := fs.Bool("v", false, "verbose: lengths, timestamps and decoded IP/TCP/UDP/ICMP headers")
 	from := fs.String("from", "", "only events whose source address is this")
 	to := fs.String("to", "", "only events whose destination address is this")
 	var types stringList
