@@ -231,6 +231,9 @@ func formatEvent(ev MonitorEvent, verbose bool) string {
 	if ev.Proto == 6 || ev.Proto == 17 {
 		flow = fmt.Sprintf("%s -> %s %s", ev.Src, ev.Dst, protoName(ev.Proto))
 	}
+	if !ev.Src.Addr().IsValid() {
+		flow = "non-IP frame" // ARP and the like: the programs decode no addresses
+	}
 	var b strings.Builder
 	switch ev.Type {
 	case "drop":

@@ -34,6 +34,8 @@ func TestFormatEventGolden(t *testing.T) {
 			"xx drop (drop-malformed) on veth1a2b(12): 10.0.1.2:40000 -> 10.0.3.3:80 udp"},
 		{MonitorEvent{Type: "to-stack", Reason: "pass-ttl", IfIndex: 12, Proto: 58, Src: netip.MustParseAddrPort("[fd00:10:0:1::2]:0"), Dst: netip.MustParseAddrPort("[fd00:10:0:3::3]:0"), Time: at}, false,
 			"-> stack (pass-ttl) from ifindex 12: fd00:10:0:1::2 -> fd00:10:0:3::3 icmpv6"},
+		{MonitorEvent{Type: "to-stack", Reason: "pass-not-ip", IfIndex: 3, IfName: "up1", Time: at}, false,
+			"-> stack (pass-not-ip) from up1(3): non-IP frame"},
 	}
 	for _, c := range cases {
 		if got := formatEvent(c.ev, c.v); got != c.want {
