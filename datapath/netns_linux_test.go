@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -10,9 +11,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -189,34 +193,66 @@ func netnsChild(t *testing.T, arg string) {
 			}
 			return m
 		}
-		before := sums()
-		var out []byte
-		var err error
-		for try := 0; try < 20; try++ { // the daemonised server may not listen yet
-			out, err = exec.Command("ip", "netns", "exec", podA, "iperf3", "-c", "10.244.0.20", "-p", "5299", "-n", "32M").CombinedOutput()
-			if err == nil || !strings.Contains(string(out), "unable to connect") {
-				break
+		bulk := func(what string) (bytes, pkts uint64) {
+			before := sums()
+			var out []byte
+			var err error
+			for try := 0; try < 20; try++ { // the daemonised server may not listen yet
+				out, err = exec.Command("ip", "netns", "exec", podA, "iperf3", "-c", "10.244.0.20", "-p", "5299", "-n", "32M").CombinedOutput()
+				if err == nil || !strings.Contains(string(out), "unable to connect") {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
 			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		if err != nil {
-			t.Errorf("iperf3: %v\n%s", err, out)
-		}
-		after := sums()
-		var drops uint64
-		for k, a := range after {
-			if strings.Contains(k, "/drop-") {
-				drops += a.Packets - before[k].Packets
+			if err != nil {
+				t.Errorf("%s: iperf3: %v\n%s", what, err, out)
 			}
+			after := sums()
+			var drops uint64
+			for k, a := range after {
+				if strings.Contains(k, "/drop-") {
+					drops += a.Packets - before[k].Packets
+				}
+			}
+			k := "from-endpoint/fwd-redirect-peer"
+			pkts, bytes = after[k].Packets-before[k].Packets, after[k].Bytes-before[k].Bytes
+			if bytes < 16<<20 || drops != 0 { // the last segments may still be in flight
+				t.Errorf("%s: %d bytes in %d packets redirected, %d drops; iperf3:\n%s", what, bytes, pkts, drops, out)
+				return 0, 1
+			}
+			t.Logf("%s: %d bytes in %d packets through redirect_peer (%d bytes/packet)", what, bytes, pkts, bytes/pkts)
+			return bytes, pkts
 		}
-		k := "from-endpoint/fwd-redirect-peer"
-		pkts, bytes := after[k].Packets-before[k].Packets, after[k].Bytes-before[k].Bytes
-		if bytes < 16<<20 || drops != 0 { // the last segments may still be in flight
-			t.Errorf("tcp bulk: %d bytes in %d packets redirected, %d drops; iperf3:\n%s", bytes, pkts, drops, out)
-		} else if bytes/pkts < 3000 {
+		if bytes, pkts := bulk("tcp bulk"); bytes/pkts < 3000 {
 			t.Errorf("tcp bulk: %d bytes/packet, want GSO packets", bytes/pkts)
 		}
-		t.Logf("tcp bulk: %d bytes in %d packets through redirect_peer", bytes, pkts)
+		// IPv4 BIG TCP (Linux >= 6.3): GSO packets above 64 KB carry IP
+		// tot_len 0 and must be forwarded, not counted malformed.
+		if enableBigTCP(t, podA, "eth0", 196608) {
+			run(t, "ip", "netns", "exec", podB, "iperf3", "-s", "-1", "-D", "-p", "5299")
+			// The trace shows the packets' sizes: some must exceed 64 KB.
+			ctx, cancel := context.WithCancel(context.Background())
+			var biggest atomic.Uint32
+			traced := make(chan error, 1)
+			go func() {
+				traced <- d.Monitor(ctx, []string{"to-endpoint"}, 1, func(ev Event) {
+					if ev.Len > biggest.Load() {
+						biggest.Store(ev.Len)
+					}
+				})
+			}()
+			time.Sleep(200 * time.Millisecond) // the monitor turns tracing on
+			bulk("tcp bulk, BIG TCP")
+			cancel()
+			if err := <-traced; err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("monitor: %v", err)
+			}
+			if b := biggest.Load(); b <= 65535 {
+				t.Errorf("BIG TCP: largest packet redirected %d bytes, want above 64 KB", b)
+			} else {
+				t.Logf("BIG TCP: largest packet redirected %d bytes", b)
+			}
+		}
 	}
 	c = counters(d)
 	t.Logf("counters before restart: %v", c)
@@ -306,4 +342,32 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// enableBigTCP raises the GSO limits of link in netns ns (IPv4 BIG TCP);
+// it reports false, and logs why, on a kernel without IFLA_GSO_IPV4_MAX_SIZE.
+func enableBigTCP(t *testing.T, ns, link string, size int) bool {
+	t.Helper()
+	h, err := netns.GetFromName(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	nh, err := netlink.NewHandleAt(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nh.Close()
+	l, err := nh.LinkByName(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nh.LinkSetGSOMaxSize(l, size); err != nil {
+		t.Fatalf("gso_max_size: %v", err)
+	}
+	if err := nh.LinkSetGSOIPv4MaxSize(l, size); err != nil {
+		t.Logf("no IPv4 BIG TCP on this kernel (%v): not tested", err)
+		return false
+	}
+	return true
 }

@@ -127,7 +127,11 @@ static __always_inline int pr_parse_ip4(struct pr_cursor *c, struct pr_pkt *p)
 
 	if (!iph || iph->version != 4 || iph->ihl < 5)
 		return PR_DROP_MALFORMED;
-	if (bpf_ntohs(iph->tot_len) < sizeof(*iph) || bpf_ntohs(iph->tot_len) > l3_len)
+	/* IPv4 BIG TCP: a GSO packet above 64 KB carries tot_len 0 and its
+	 * real length is the skb's (the kernel's iph_totlen()); nothing else
+	 * that long can exist, so the length alone identifies it. */
+	if (!(iph->tot_len == 0 && l3_len > 0xffff) &&
+	    (bpf_ntohs(iph->tot_len) < sizeof(*iph) || bpf_ntohs(iph->tot_len) > l3_len))
 		return PR_DROP_MALFORMED;
 	if (iph->ihl != 5)
 		return PR_PASS_IP_OPTIONS;
