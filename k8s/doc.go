@@ -18,9 +18,13 @@
 //
 //	annotation podrouter.io/asn        local ASN, decimal 1..4294967294
 //	                                   (wins over the rack label)
-//	label      podrouter.io/rack       rack number N >= 0: local ASN = Config.ASNBase + N
-//	                                   (needs Config.ASNBase; the label is
-//	                                   selectable, e.g. for per-rack rollouts)
+//	label      podrouter.io/rack       rack number N >= 0: local ASN = Config.ASNBase + N,
+//	                                   and the ASN of the peers bgp.autoPeers
+//	                                   discovers = Config.PeerASNBase + N (needs
+//	                                   either base; the label is selectable,
+//	                                   e.g. for per-rack rollouts)
+//	annotation podrouter.io/peer-asn   ASN of the discovered peers (wins over
+//	                                   the rack label)
 //	annotation podrouter.io/router-id  BGP router ID (IPv4); default: the
 //	                                   node's first IPv4 InternalIP
 //	annotation podrouter.io/peers      extra BGP peers, a JSON list:

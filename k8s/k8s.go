@@ -37,6 +37,9 @@ type Config struct {
 	// ASNBase turns the podrouter.io/rack label into the local ASN
 	// (ASNBase + rack). 0: the rack label is rejected.
 	ASNBase uint32
+	// PeerASNBase turns the podrouter.io/rack label into the ASN of the
+	// peers bgp.autoPeers discovers (PeerASNBase + rack).
+	PeerASNBase uint32
 	// CNIConfPath is where the node's conflist is written, e.g.
 	// /etc/cni/net.d/10-podrouter.conflist. "" : no CNI config is written.
 	CNIConfPath string
@@ -151,7 +154,9 @@ func (c Config) validate() error {
 	return errors.Join(errs...)
 }
 
-func (c Config) options() Options { return Options{DrainTaint: c.DrainTaint, ASNBase: c.ASNBase} }
+func (c Config) options() Options {
+	return Options{DrainTaint: c.DrainTaint, ASNBase: c.ASNBase, PeerASNBase: c.PeerASNBase}
+}
 
 // podMTU is the MTU for the CNI conflist.
 func (c Config) podMTU() (int, error) {

@@ -20,6 +20,7 @@ const (
 	AnnotationASN      = "podrouter.io/asn"
 	AnnotationRouterID = "podrouter.io/router-id"
 	AnnotationPeers    = "podrouter.io/peers"
+	AnnotationPeerASN  = "podrouter.io/peer-asn"
 	LabelRack          = "podrouter.io/rack"
 	// LabelExcludeFromLB is the well-known label that takes a node out of
 	// external load balancers; podrouter withdraws its pod CIDRs then too.
@@ -33,6 +34,9 @@ type Peering struct {
 	Rack       int        // -1: no rack label
 	RouterID   netip.Addr // invalid: configured node.routerID
 	ExtraPeers []Peer     // in addition to the configured peers
+	// PeerASN is the ASN of the peers bgp.autoPeers discovers (this
+	// rack's ToRs); 0: the configured bgp.autoPeers.asn.
+	PeerASN uint32
 }
 
 // Peer is one extra BGP neighbour from the podrouter.io/peers annotation.
@@ -43,7 +47,8 @@ type Peer struct {
 
 // Equal reports whether two Peerings are the same.
 func (p Peering) Equal(q Peering) bool {
-	return p.ASN == q.ASN && p.Rack == q.Rack && p.RouterID == q.RouterID && slices.Equal(p.ExtraPeers, q.ExtraPeers)
+	return p.ASN == q.ASN && p.Rack == q.Rack && p.RouterID == q.RouterID && slices.Equal(p.ExtraPeers, q.ExtraPeers) &&
+		p.PeerASN == q.PeerASN
 }
 
 // Translation is what one Node says.
@@ -60,14 +65,17 @@ type Translation struct {
 func Translate(n *corev1.Node, opts Options) Translation {
 	var t Translation
 	t.State, t.StateErr = nodeState(n, opts.DrainTaint)
-	t.Peering, t.PeeringErrs = peering(n, opts.ASNBase)
+	t.Peering, t.PeeringErrs = peering(n, opts)
 	return t
 }
 
 // Options are the parts of Config that Translate uses.
 type Options struct {
 	DrainTaint string // "key" or "key=value"; "" disables
-	ASNBase    uint32 // 0: the rack label is an error
+	ASNBase    uint32 // rack label -> local ASN ASNBase + rack; 0: not from the rack
+	// PeerASNBase: rack label -> the discovered peers' ASN PeerASNBase +
+	// rack. With both bases 0 the rack label is an error.
+	PeerASNBase uint32
 }
 
 func nodeState(n *corev1.Node, drainTaint string) (agent.NodeState, error) {
@@ -113,7 +121,7 @@ func drained(n *corev1.Node, drainTaint string) bool {
 	return false
 }
 
-func peering(n *corev1.Node, asnBase uint32) (Peering, []error) {
+func peering(n *corev1.Node, opts Options) (Peering, []error) {
 	p := Peering{Rack: -1}
 	var errs []error
 	bad := func(kind, key, format string, a ...any) {
@@ -121,15 +129,30 @@ func peering(n *corev1.Node, asnBase uint32) (Peering, []error) {
 	}
 	if v, ok := n.Labels[LabelRack]; ok {
 		rack, err := strconv.Atoi(v)
+		beyond := func(base uint32) bool { return base != 0 && uint64(base)+uint64(rack) > 4294967294 }
 		switch {
 		case err != nil || rack < 0:
 			bad("label", LabelRack, "%q is not a rack number (want a non-negative integer)", v)
-		case asnBase == 0:
-			bad("label", LabelRack, "rack %d given but kubernetes.asnBase is not configured", rack)
-		case uint64(asnBase)+uint64(rack) > 4294967294:
-			bad("label", LabelRack, "asnBase %d + rack %d is beyond the 4-byte ASN range", asnBase, rack)
+		case opts.ASNBase == 0 && opts.PeerASNBase == 0:
+			bad("label", LabelRack, "rack %d given but neither kubernetes.asnBase nor kubernetes.peerASNBase is configured", rack)
+		case beyond(opts.ASNBase) || beyond(opts.PeerASNBase):
+			bad("label", LabelRack, "rack %d puts asnBase %d / peerASNBase %d beyond the 4-byte ASN range", rack, opts.ASNBase, opts.PeerASNBase)
 		default:
-			p.Rack, p.ASN = rack, asnBase+uint32(rack)
+			p.Rack = rack
+			if opts.ASNBase != 0 {
+				p.ASN = opts.ASNBase + uint32(rack)
+			}
+			if opts.PeerASNBase != 0 {
+				p.PeerASN = opts.PeerASNBase + uint32(rack)
+			}
+		}
+	}
+	if v, ok := n.Annotations[AnnotationPeerASN]; ok {
+		asn, err := parseASN(v)
+		if err != nil {
+			bad("annotation", AnnotationPeerASN, "%v", err)
+		} else {
+			p.PeerASN = asn
 		}
 	}
 	if v, ok := n.Annotations[AnnotationASN]; ok {

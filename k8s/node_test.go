@@ -69,6 +69,16 @@ func TestTranslate(t *testing.T) {
 		}, pods: dual, peering: Peering{Rack: -1, RouterID: netip.MustParseAddr("10.255.0.1"), ExtraPeers: []Peer{
 			{Address: netip.MustParseAddr("192.0.2.1"), ASN: 65001}, {Address: netip.MustParseAddr("2001:db8::1"), ASN: 65001},
 		}}},
+		{name: "rack label with peer ASN base", opts: &Options{ASNBase: 4200000000, PeerASNBase: 4200100000}, mut: func(n *corev1.Node) { n.Labels[LabelRack] = "7" },
+			pods: dual, peering: Peering{ASN: 4200000007, Rack: 7, RouterID: rid, PeerASN: 4200100007}},
+		{name: "rack label with only the peer ASN base", opts: &Options{PeerASNBase: 65100}, mut: func(n *corev1.Node) { n.Labels[LabelRack] = "7" },
+			pods: dual, peering: Peering{Rack: 7, RouterID: rid, PeerASN: 65107}},
+		{name: "peer-asn annotation wins over rack", opts: &Options{PeerASNBase: 65100}, mut: func(n *corev1.Node) {
+			n.Labels[LabelRack] = "7"
+			n.Annotations[AnnotationPeerASN] = "65200"
+		}, pods: dual, peering: Peering{Rack: 7, RouterID: rid, PeerASN: 65200}},
+		{name: "peer-asn annotation malformed", mut: func(n *corev1.Node) { n.Annotations[AnnotationPeerASN] = "4294967295" },
+			pods: dual, peerErrs: []string{`annotation podrouter.io/peer-asn: "4294967295" is not a usable ASN`}},
 		// Malformed overrides: the state is still good, the peering is not.
 		{name: "asn not a number", mut: func(n *corev1.Node) { n.Annotations[AnnotationASN] = "sixty-five" },
 			pods: dual, peerErrs: []string{`annotation podrouter.io/asn: "sixty-five" is not a usable ASN`}},
@@ -79,7 +89,7 @@ func TestTranslate(t *testing.T) {
 		{name: "rack negative", mut: func(n *corev1.Node) { n.Labels[LabelRack] = "-1" },
 			pods: dual, peerErrs: []string{"label podrouter.io/rack: \"-1\" is not a rack number"}},
 		{name: "rack without base", opts: &Options{}, mut: func(n *corev1.Node) { n.Labels[LabelRack] = "3" },
-			pods: dual, peerErrs: []string{"asnBase is not configured"}},
+			pods: dual, peerErrs: []string{"neither kubernetes.asnBase nor kubernetes.peerASNBase is configured"}},
 		{name: "rack beyond ASN range", mut: func(n *corev1.Node) { n.Labels[LabelRack] = "999999999" },
 			pods: dual, peerErrs: []string{"beyond the 4-byte ASN range"}},
 		{name: "router id v6", mut: func(n *corev1.Node) { n.Annotations[AnnotationRouterID] = "fd00::1" },
