@@ -6,4 +6,7 @@
 // which GoBGP also runs through the global import policy) and rejects the
 // rest; the global export policy sends only locally originated pod CIDRs, so
 // the node can never become transit for routes it learned.
+//
+// BFD (bfd.go) is GoBGP's single-hop BFD, switched on per session only
+// while it is established.
 package bgp

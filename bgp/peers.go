@@ -8,12 +8,14 @@ import (
 	"slices"
 
 	api "github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
 )
 
 // SetPeers makes the configured neighbours exactly peers, live: new ones
 // are added, removed ones are deleted (their session gets a Cease), and
 // changed ones (timers, password, ASN, …) are re-created, so a rotated
-// TCP-MD5 password re-keys that session. Unchanged peers are not touched.
+// TCP-MD5 password re-keys that session; a change of BFD settings alone is
+// applied without resetting the BGP session. Unchanged peers are not touched.
 // Keeps going after one failure and reports them all; what was applied is
 // what Peers shows.
 func (s *Speaker) SetPeers(ctx context.Context, peers []PeerConfig) error {
@@ -44,6 +46,13 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []PeerConfig) error {
 		switch {
 		case ok && old == p:
 			continue
+		case ok && sameButBFD(old, p):
+			// syncBFD below swaps the BFD session under the running BGP
+			// session.
+			drop(p.Address)
+			applied = append(applied, p)
+			s.log.Info("peer BFD settings changed", "peer", p.Address, "bfd", p.BFD.Enabled)
+			continue
 		case ok:
 			if err := srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: p.Address.String()}); err != nil {
 				errs = append(errs, fmt.Errorf("re-create peer %s: delete: %w", p.Address, err))
@@ -55,10 +64,14 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []PeerConfig) error {
 		default:
 			s.log.Info("peer added", "peer", p.Address, "peer_asn", p.ASN)
 		}
-		if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: toAPIPeer(p)}); err != nil {
+		// BFD starts once the session is established (syncBFD).
+		if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: toAPIPeer(withoutBFD(p))}); err != nil {
 			errs = append(errs, fmt.Errorf("add peer %s: %w", p.Address, err))
 			continue
 		}
+		s.bfdMu.Lock()
+		delete(s.bfdApplied, p.Address)
+		s.bfdMu.Unlock()
 		applied = append(applied, p)
 	}
 	for _, old := range have {
@@ -70,12 +83,24 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []PeerConfig) error {
 			continue
 		}
 		drop(old.Address)
+		s.bfdMu.Lock()
+		delete(s.bfdApplied, old.Address)
+		s.bfdMu.Unlock()
 		s.log.Info("peer removed", "peer", old.Address)
 	}
 	s.mu.Lock()
 	s.cfg.Peers = applied
 	s.mu.Unlock()
+	for _, p := range applied {
+		s.syncBFD(ctx, p.Address)
+	}
 	return errors.Join(errs...)
+}
+
+// sameButBFD reports whether a and b differ in their BFD settings only.
+func sameButBFD(a, b PeerConfig) bool {
+	a.BFD = b.BFD
+	return a == b
 }
 
 // LocalIdentity is the local ASN and router ID in force.
@@ -109,6 +134,7 @@ func (s *Speaker) SetIdentity(ctx context.Context, asn uint32, routerID netip.Ad
 	s.mu.Lock()
 	s.cfg.ASN, s.cfg.RouterID, s.cfg.Peers = asn, routerID, slices.Clone(peers)
 	s.advertised, s.policyFor, s.advDepref = nil, nil, false
+	s.peerState = map[netip.Addr]bgp.FSMState{} // the old server's sessions are gone
 	s.mu.Unlock()
 	err := s.start(runCtx, k)
 	if err == nil {

@@ -75,6 +75,19 @@ type PeerConfig struct {
 	MaxPrefix         uint32
 	MaxPrefixWarnPct  uint8
 	MaxPrefixRestart  time.Duration
+	BFD               BFDConfig
+}
+
+// BFDConfig is single-hop BFD (RFC 5880/5881) for a session, run by GoBGP:
+// control packets to UDP 3784 with TTL 255, from a source port in
+// 49152-65535; the peer is declared down after the peer's multiplier ×
+// max(MinRx, the peer's MinTx) without a packet, and GoBGP then resets the
+// BGP session. The zero value is off.
+type BFDConfig struct {
+	Enabled    bool
+	MinTx      time.Duration // desired minimum transmit interval
+	MinRx      time.Duration // required minimum receive interval
+	Multiplier uint8         // detection multiplier
 }
 
 // Kicker is told that something the agent derives state from has changed.
@@ -97,7 +110,10 @@ type PeerStatus struct {
 	// GracefulRestart is "disabled", "enabled", "peer-restarting" (we keep
 	// its routes as stale) or "local-restarting".
 	GracefulRestart string
-	LastError       string
+	// BFD is the BFD session state: "" (BFD off for this peer), "down",
+	// "init", "up" or "admin-down".
+	BFD       string
+	LastError string
 }
 
 // ErrNotRunning is returned by calls that need the speaker's server.
@@ -125,6 +141,9 @@ type Speaker struct {
 	peerState  map[netip.Addr]bgp.FSMState
 	pfxTrips   map[netip.Addr]uint64
 	lastReject map[netip.Addr]uint64
+
+	bfdMu      sync.Mutex               // serialises syncBFD; taken before mu
+	bfdApplied map[netip.Addr]BFDConfig // BFD running in GoBGP per peer; zero: off
 }
 
 // New validates cfg; it does no I/O.
@@ -141,6 +160,9 @@ func New(cfg Config, logger *slog.Logger) (*Speaker, error) {
 		}
 		if p.KeepaliveInterval <= 0 || p.HoldTime <= p.KeepaliveInterval {
 			return nil, fmt.Errorf("peer %v: keepalive %s must be below hold time %s", p.Address, p.KeepaliveInterval, p.HoldTime)
+		}
+		if b := p.BFD; b.Enabled && (b.MinTx < time.Millisecond || b.MinRx < time.Millisecond || b.Multiplier == 0) {
+			return nil, fmt.Errorf("peer %v: bfd needs intervals of at least 1ms and a multiplier, got %+v", p.Address, b)
 		}
 	}
 	return &Speaker{
@@ -211,8 +233,11 @@ func (s *Speaker) start(parent context.Context, k Kicker) error {
 	}, server.WatchPeer(), server.WatchPostUpdate(false, "", "")); err != nil {
 		return fail(fmt.Errorf("watch bgp events: %w", err))
 	}
+	s.bfdMu.Lock()
+	s.bfdApplied = map[netip.Addr]BFDConfig{}
+	s.bfdMu.Unlock()
 	for _, p := range s.cfg.Peers {
-		if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: toAPIPeer(p)}); err != nil {
+		if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: toAPIPeer(withoutBFD(p))}); err != nil {
 			return fail(fmt.Errorf("add peer %s: %w", p.Address, err))
 		}
 		s.log.Info("peer configured", "peer", p.Address, "peer_asn", p.ASN, "graceful_restart", p.GracefulRestart)
@@ -632,6 +657,14 @@ func (s *Speaker) onPeer(ctx context.Context, ev *apiutil.WatchEventMessage_Peer
 			log.Debug("peer state", "state", fsmName(st.SessionState))
 		}
 	}
+	if ev.Type == apiutil.PEER_EVENT_STATE && (!known || prev != st.SessionState) {
+		switch {
+		case st.SessionState == bgp.BGP_FSM_ESTABLISHED:
+			time.AfterFunc(bfdStartDelay, func() { s.syncBFD(ctx, addr) })
+		case known && prev == bgp.BGP_FSM_ESTABLISHED:
+			go s.syncBFD(ctx, addr) // never call GoBGP from its event callback
+		}
+	}
 	if tripped {
 		s.maxPrefixBackoff(ctx, addr)
 	}
@@ -715,6 +748,7 @@ func (s *Speaker) Peers(ctx context.Context) ([]PeerStatus, error) {
 					ps.UpdatesOut = m.Sent.Update
 				}
 			}
+			ps.BFD = bfdState(p.State.BfdState)
 			if p.State.DisconnectReason != api.PeerState_DISCONNECT_REASON_UNSPECIFIED {
 				ps.LastError = strings.TrimSpace(disconnectReason(p.State.DisconnectReason) + " " + p.State.DisconnectMessage)
 			}
@@ -800,6 +834,9 @@ func toAPIPeer(p PeerConfig) *api.Peer {
 			ConnectRetry:      secs(p.ConnectRetry),
 			HoldTime:          secs(p.HoldTime),
 			KeepaliveInterval: secs(p.KeepaliveInterval),
+			// A session we reset (BFD down does, with Cease/Administrative
+			// Reset) would otherwise stay Idle for GoBGP's default 30 s.
+			IdleHoldTimeAfterReset: secs(idleHoldAfterReset),
 		}},
 		Transport: &api.Transport{RemotePort: uint32(p.Port)},
 		AfiSafis:  []*api.AfiSafi{afi},
@@ -816,6 +853,16 @@ func toAPIPeer(p PeerConfig) *api.Peer {
 	if p.GracefulRestart {
 		peer.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: uint32(p.RestartTime / time.Second)}
 		afi.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
+	}
+	if b := p.BFD; b.Enabled {
+		// GoBGP takes the intervals in microseconds (RFC 5880's unit);
+		// Port 0 sends to 3784, the RFC 5881 single-hop port.
+		peer.Bfd = &api.BfdPeerConfig{
+			Enabled:                  true,
+			DesiredMinimumTxInterval: uint32(b.MinTx / time.Microsecond),
+			RequiredMinimumReceive:   uint32(b.MinRx / time.Microsecond),
+			DetectionMultiplier:      uint32(b.Multiplier),
+		}
 	}
 	if p.MaxPrefix > 0 {
 		afi.PrefixLimits = &api.PrefixLimit{Family: fam, MaxPrefixes: p.MaxPrefix, ShutdownThresholdPct: uint32(p.MaxPrefixWarnPct)}

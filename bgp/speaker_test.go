@@ -549,3 +549,66 @@ func TestSetIdentity(t *testing.T) {
 		t.Fatalf("identity changed by a refused call: %d", asn)
 	}
 }
+
+// TestBFD: BFD settings reach GoBGP in its units (microseconds); BFD runs
+// only while a session is established (a peer that never comes up has
+// none); the state shows per peer ("" without BFD, "down" while the ToR
+// runs none, which GoBGP does not hold the BGP session on); switching BFD
+// on and off is applied without resetting the BGP session.
+func TestBFD(t *testing.T) {
+	bfd := BFDConfig{Enabled: true, MinTx: 300 * time.Millisecond, MinRx: 250 * time.Millisecond, Multiplier: 3}
+	tor := newToR(t, "127.0.0.10", 65100, "127.0.0.1", 65001, "0.0.0.0/0")
+	pc := tor.peerConfig(65100)
+	pc.BFD = bfd
+	got := toAPIPeer(pc).Bfd
+	if got == nil || !got.Enabled || got.DesiredMinimumTxInterval != 300000 || got.RequiredMinimumReceive != 250000 ||
+		got.DetectionMultiplier != 3 || got.Port != 0 {
+		t.Fatalf("api BFD config: %v", got)
+	}
+	plain := withoutBFD(pc)
+	if toAPIPeer(plain).Bfd != nil {
+		t.Fatal("BFD config sent for a peer without BFD")
+	}
+	dead := pc // nobody listens there: never established
+	dead.Address, dead.Port = netip.MustParseAddr("127.0.0.11"), freePort(t, "127.0.0.11")
+	node := startNode(t, []PeerConfig{pc, dead}, "10.0.1.0/24")
+	established(t, node, 1)
+	ctx := context.Background()
+	peer := func(a netip.Addr) PeerStatus {
+		ps, err := node.Peers(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range ps {
+			if p.Address == a {
+				return p
+			}
+		}
+		t.Fatalf("no peer %s in %+v", a, ps)
+		return PeerStatus{}
+	}
+	eventually(t, "BFD state down (the ToR runs no BFD)", 10*time.Second, func() bool { return peer(pc.Address).BFD == "down" })
+	if p := peer(dead.Address); p.BFD != "" {
+		t.Errorf("BFD runs for a session that never came up: %+v", p)
+	}
+	time.Sleep(time.Second)
+	if err := node.SetPeers(ctx, []PeerConfig{plain, dead}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "BFD state gone", 5*time.Second, func() bool { return peer(pc.Address).BFD == "" })
+	if p := peer(pc.Address); p.State != "established" || p.Uptime < time.Second {
+		t.Fatalf("switching BFD off reset the session: %+v", p)
+	}
+	if err := node.SetPeers(ctx, []PeerConfig{pc, dead}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "BFD state down again", 5*time.Second, func() bool { return peer(pc.Address).BFD == "down" })
+	if p := peer(pc.Address); p.State != "established" || p.Uptime < time.Second {
+		t.Fatalf("switching BFD on reset the session: %+v", p)
+	}
+	if _, err := New(Config{RouterID: netip.MustParseAddr("192.0.2.1"), ASN: 65001,
+		Peers: []PeerConfig{{Address: tor.addr, ASN: 65100, HoldTime: 9 * time.Second, KeepaliveInterval: 3 * time.Second,
+			BFD: BFDConfig{Enabled: true}}}}, testLogger(t)); err == nil {
+		t.Error("New accepted BFD without intervals")
+	}
+}

@@ -139,6 +139,18 @@ type Peer struct {
 	PasswordFile      string          `yaml:"passwordFile"`
 	GracefulRestart   GracefulRestart `yaml:"gracefulRestart"`
 	MaxPrefix         MaxPrefix       `yaml:"maxPrefix"`
+	BFD               BFD             `yaml:"bfd"`
+}
+
+// BFD configures single-hop BFD (RFC 5880/5881) for a peer: a path failure
+// that leaves the link up is detected in about multiplier × minRx (the
+// peer's minTx when larger) instead of the BGP hold time, and the session is
+// reset. The ToR must run BFD for the session too.
+type BFD struct {
+	Enabled    bool     `yaml:"enabled"`
+	MinTx      Duration `yaml:"minTx"`      // desired minimum transmit interval; default 300ms
+	MinRx      Duration `yaml:"minRx"`      // required minimum receive interval; default 300ms
+	Multiplier int      `yaml:"multiplier"` // detection multiplier; default 3
 }
 
 // GracefulRestart configures RFC 4724 graceful restart for a peer.
@@ -256,8 +268,18 @@ const (
 	DefaultMetricsAddr  = "127.0.0.1:9842"
 	DefaultPinDir       = "/sys/fs/bpf/podrouter"
 	DefaultPrepend      = 3
+	DefaultBFDInterval  = 300 * time.Millisecond
+	DefaultBFDMult      = 3
 	DefaultWithdraw     = 30 * time.Second
 	MaxPrepend          = 10
+)
+
+// BFD interval bounds: FRR's bfdd accepts 10ms-60s, and GoBGP carries the
+// intervals in microseconds.
+const (
+	MinBFDInterval = 10 * time.Millisecond
+	MaxBFDInterval = 60 * time.Second
+	MaxBFDMult     = 255
 )
 
 // Load reads, strictly parses, defaults and validates a config file.
@@ -415,6 +437,17 @@ func (c *Config) ApplyDefaults() {
 		}
 		if p.GracefulRestart.RestartTime.Duration == 0 {
 			p.GracefulRestart.RestartTime.Duration = DefaultRestartTime
+		}
+		if b := &p.BFD; b.Enabled {
+			if b.MinTx.Duration == 0 {
+				b.MinTx.Duration = DefaultBFDInterval
+			}
+			if b.MinRx.Duration == 0 {
+				b.MinRx.Duration = DefaultBFDInterval
+			}
+			if b.Multiplier == 0 {
+				b.Multiplier = DefaultBFDMult
+			}
 		}
 		if p.MaxPrefix.Limit > 0 {
 			if p.MaxPrefix.WarningThresholdPercent == 0 {
@@ -724,7 +757,33 @@ func (p *Peer) validate(f string) (netip.Addr, error) {
 	if gr := p.GracefulRestart; gr.RestartTime.Duration > 4095*time.Second {
 		errs = append(errs, fieldErr(f+".gracefulRestart.restartTime", "at most 4095s (RFC 4724), got %s", gr.RestartTime.Duration))
 	}
+	errs = append(errs, p.BFD.validate(f+".bfd", p.EBGPMultihopTTL))
 	return addr, errors.Join(errs...)
+}
+
+// validate checks the BFD settings; values set while BFD is disabled are
+// checked too, so a typo does not wait for the day it is switched on.
+func (b BFD) validate(f string, multihop uint8) error {
+	var errs []error
+	for _, iv := range []struct {
+		name string
+		d    time.Duration
+	}{{"minTx", b.MinTx.Duration}, {"minRx", b.MinRx.Duration}} {
+		switch {
+		case iv.d == 0 && !b.Enabled:
+		case iv.d < MinBFDInterval || iv.d > MaxBFDInterval:
+			errs = append(errs, fieldErr(f+"."+iv.name, "want %s-%s, got %s", MinBFDInterval, MaxBFDInterval, iv.d))
+		case iv.d%time.Millisecond != 0:
+			errs = append(errs, fieldErr(f+"."+iv.name, "want whole milliseconds, got %s", iv.d))
+		}
+	}
+	if b.Multiplier < 0 || b.Multiplier > MaxBFDMult || b.Multiplier == 0 && b.Enabled {
+		errs = append(errs, fieldErr(f+".multiplier", "want 1-%d, got %d", MaxBFDMult, b.Multiplier))
+	}
+	if b.Enabled && multihop != 0 {
+		errs = append(errs, fieldErr(f+".enabled", "BFD is single-hop (RFC 5881, TTL 255): not with ebgpMultihopTTL"))
+	}
+	return errors.Join(errs...)
 }
 
 // ReadPassword reads a TCP-MD5 password file (trailing newline stripped).

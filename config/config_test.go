@@ -16,7 +16,7 @@ bgp:
   api: {address: "127.0.0.1:50051"}
   peers:
     - {address: 192.168.1.0, asn: 65100}
-    - {address: "fd00:1:1::1", asn: 65100, holdTime: 30s, keepaliveInterval: 10s, ttlMin: 255}
+    - {address: "fd00:1:1::1", asn: 65100, holdTime: 30s, keepaliveInterval: 10s, ttlMin: 255, bfd: {enabled: true, minRx: 50ms}}
 `
 
 func TestParseGoodAndDefaults(t *testing.T) {
@@ -43,10 +43,17 @@ func TestParseGoodAndDefaults(t *testing.T) {
 	if c.BGP.Drain.Mode != DrainWithdraw || c.BGP.AutoPeers.Enabled {
 		t.Errorf("drain/autoPeers defaults: %+v %+v", c.BGP.Drain, c.BGP.AutoPeers)
 	}
+	// BFD defaults only when enabled; set values are kept.
+	if b := c.BGP.Peers[0].BFD; b != (BFD{}) {
+		t.Errorf("disabled BFD got defaults: %+v", b)
+	}
+	if b := c.BGP.Peers[1].BFD; !b.Enabled || b.MinTx.Duration != 300*time.Millisecond || b.MinRx.Duration != 50*time.Millisecond || b.Multiplier != 3 {
+		t.Errorf("BFD defaults not applied: %+v", b)
+	}
 }
 
 func TestParseAutoPeersAndDeprefer(t *testing.T) {
-	c, err := Parse([]byte(good + `  autoPeers: {enabled: true, asn: 65100, ttlMin: 255}
+	c, err := Parse([]byte(good + `  autoPeers: {enabled: true, asn: 65100, ttlMin: 255, bfd: {enabled: true}}
   drain: {mode: deprefer, med: 100}
 datapath: {enabled: true, uplinks: [up1, up2]}
 `))
@@ -55,7 +62,7 @@ datapath: {enabled: true, uplinks: [up1, up2]}
 	}
 	ap := c.BGP.AutoPeers
 	if !*ap.DefaultGateways || strings.Join(ap.Interfaces, ",") != "up1,up2" || ap.HoldTime.Duration != 9*time.Second ||
-		!*ap.GracefulRestart.Enabled || ap.TTLMin != 255 {
+		!*ap.GracefulRestart.Enabled || ap.TTLMin != 255 || ap.BFD != (BFD{true, Duration{300 * time.Millisecond}, Duration{300 * time.Millisecond}, 3}) {
 		t.Errorf("autoPeers defaults not applied: %+v", ap)
 	}
 	d := c.BGP.Drain
@@ -131,6 +138,16 @@ func TestBadInput(t *testing.T) {
 		{"drain mode", base("{address: 10.1.0.0, asn: 65100}") + "  drain: {mode: prepend}\n", "bgp.drain.mode: want"},
 		{"drain prepend", base("{address: 10.1.0.0, asn: 65100}") + "  drain: {mode: deprefer, asPathPrepend: 50}\n", "bgp.drain.asPathPrepend: at most 10"},
 		{"drain duration", base("{address: 10.1.0.0, asn: 65100}") + "  drain: {mode: deprefer, withdrawAfter: soon}\n", "bgp.drain.withdrawAfter"},
+		{"bfd multiplier negative", base("{address: 10.1.0.0, asn: 65100, bfd: {enabled: true, multiplier: -1}}"), "bgp.peers[0].bfd.multiplier: want 1-255, got -1"},
+		{"bfd multiplier big", base("{address: 10.1.0.0, asn: 65100, bfd: {enabled: true, multiplier: 256}}"), "bgp.peers[0].bfd.multiplier: want 1-255, got 256"},
+		{"bfd multiplier when disabled", base("{address: 10.1.0.0, asn: 65100, bfd: {multiplier: 300}}"), "bgp.peers[0].bfd.multiplier"},
+		{"bfd min tx small", base("{address: 10.1.0.0, asn: 65100, bfd: {enabled: true, minTx: 5ms}}"), "bgp.peers[0].bfd.minTx: want 10ms-1m0s, got 5ms"},
+		{"bfd min rx big", base("{address: 10.1.0.0, asn: 65100, bfd: {enabled: true, minRx: 2m}}"), "bgp.peers[0].bfd.minRx: want 10ms-1m0s"},
+		{"bfd min rx fraction", base("{address: 10.1.0.0, asn: 65100, bfd: {enabled: true, minRx: 10500us}}"), "bgp.peers[0].bfd.minRx: want whole milliseconds"},
+		{"bfd duration", base("{address: 10.1.0.0, asn: 65100, bfd: {enabled: true, minTx: fast}}"), "bgp.peers[0].bfd.minTx: line 6"},
+		{"bfd unknown", base("{address: 10.1.0.0, asn: 65100, bfd: {enabled: true, interval: 300ms}}"), `unknown field "bgp.peers[0].bfd.interval"`},
+		{"bfd multihop", base("{address: 10.1.0.0, asn: 65100, ebgpMultihopTTL: 2, bfd: {enabled: true}}"), "bgp.peers[0].bfd.enabled: BFD is single-hop"},
+		{"auto peers bfd", base("{address: 10.1.0.0, asn: 65100}") + "  autoPeers: {enabled: true, asn: 65100, bfd: {enabled: true, multiplier: 0, minTx: 1ms}}\n", "bgp.autoPeers.bfd.minTx"},
 		{"datapath unknown field", base("{address: 10.1.0.0, asn: 65100}") + "datapath: {uplink: [up1]}\n", `unknown field "datapath.uplink"`},
 	}
 	for _, tc := range cases {

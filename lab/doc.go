@@ -34,8 +34,9 @@
 //
 // # ToRs
 //
-// Each ToR runs Debian's FRR (zebra + bgpd) in its namespace with its own
-// pathspace (-N <ns>; /var/run/frr/<ns>, /etc/frr/<ns>), configured from
+// Each ToR runs Debian's FRR (zebra + bgpd, + bfdd with Spec.BFD) in its
+// namespace with its own pathspace (-N <ns>; /var/run/frr/<ns>,
+// /etc/frr/<ns>), configured from
 // templates in render.go: separate IPv4 and IPv6 sessions per node in two
 // peer-groups, timers 3/9, graceful-restart helper (restart time 120), a
 // default-originate down, and explicit eBGP policy: out only 0.0.0.0/0

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"text/template"
 	"time"
 )
 
@@ -32,8 +33,9 @@ func frrIDs() (uid, gid int, err error) {
 	return uid, gid, nil
 }
 
-// startFRR renders ToR k's configs and starts zebra then bgpd in its
-// namespace. FRR daemonizes and returns once each daemon is up.
+// startFRR renders ToR k's configs and starts zebra, bfdd (with
+// Spec.BFD) and bgpd in its namespace. FRR daemonizes and returns once each
+// daemon is up.
 func (l *Lab) startFRR(ctx context.Context, k int) error {
 	s := l.Spec
 	ns := s.ToRNS(k)
@@ -58,11 +60,13 @@ func (l *Lab) startFRR(ctx context.Context, k int) error {
 	if err := os.Chown(vtyshConf, uid, gid); err != nil {
 		return err
 	}
-	for _, daemon := range []string{"zebra", "bgpd"} {
-		tmpl := zebraTmpl
-		if daemon == "bgpd" {
-			tmpl = bgpdTmpl
-		}
+	daemons := []string{"zebra", "bgpd"}
+	if s.BFD {
+		daemons = []string{"zebra", "bfdd", "bgpd"}
+	}
+	tmpls := map[string]*template.Template{"zebra": zebraTmpl, "bfdd": bfddTmpl, "bgpd": bgpdTmpl}
+	for _, daemon := range daemons {
+		tmpl := tmpls[daemon]
 		b, err := render(tmpl, d)
 		if err != nil {
 			return err

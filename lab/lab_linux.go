@@ -315,7 +315,11 @@ func (l *Lab) Status(ctx context.Context, w io.Writer) error {
 	fmt.Fprintf(w, "lab %s: %d ToR(s), %d node(s), %d pod(s)/node, speaker %s, state %s\n",
 		s.Name, s.ToRs, s.Nodes, s.PodsPerNode, s.Speaker, s.StateDir())
 	for k := 1; k <= s.ToRs; k++ {
-		for _, c := range []string{"show bgp summary", "show ip route bgp", "show ipv6 route bgp"} {
+		cmds := []string{"show bgp summary", "show ip route bgp", "show ipv6 route bgp"}
+		if s.BFD {
+			cmds = append(cmds, "show bfd peers brief")
+		}
+		for _, c := range cmds {
 			out, err := l.Vtysh(ctx, k, c)
 			section(fmt.Sprintf("%s: vtysh -N %s -c '%s'", ToRName(k), s.ToRNS(k), c), out, err)
 		}

@@ -31,6 +31,8 @@ type torData struct {
 	Password string
 	// GTSM turns on RFC 5082 TTL security (hops 1) on every node session.
 	GTSM bool
+	// BFD runs bfdd and BFD (profile NODES, 300ms x 3) on every node session.
+	BFD bool
 	// MateV4/MateV6 are the other ToR's addresses on the inter-ToR link
 	// (two ToRs only): an iBGP session standing in for the spine layer.
 	MateV4, MateV6 netip.Addr
@@ -38,7 +40,7 @@ type torData struct {
 
 func (s Spec) torData(k int) torData {
 	d := torData{NS: s.ToRNS(k), Dir: filepath.Join(s.StateDir(), ToRName(k)), ASN: ToRASN, RouterID: ToRRouterID(k),
-		Password: s.Password, GTSM: s.GTSM}
+		Password: s.Password, GTSM: s.GTSM, BFD: s.BFD}
 	for n := 1; n <= s.Nodes; n++ {
 		_, v4 := LinkV4(k, n)
 		_, v6 := LinkV6(k, n)
@@ -53,6 +55,31 @@ func (s Spec) torData(k int) torData {
 var zebraTmpl = template.Must(template.New("zebra").Parse(`frr defaults datacenter
 hostname {{.NS}}
 log file {{.Dir}}/zebra.log informational
+!
+`))
+
+// BFD timers of the lab, at the ToR (bfdd profile) and in the nodes.
+const (
+	labBFDIntervalMs = 300
+	labBFDMult       = 3
+)
+
+// bfdd: single-hop BFD for the node sessions, which bgpd registers with
+// "neighbor NODES4 bfd"; the profile sets the timers explicitly. (bgpd
+// registers each session again with its local address and interface once
+// BGP is established, and bfdd then replaces it: podrouter starts its BFD
+// only after that, see bgp/bfd.go.)
+var bfddTmpl = template.Must(template.New("bfdd").Parse(`frr defaults datacenter
+hostname {{.NS}}
+log file {{.Dir}}/bfdd.log informational
+!
+bfd
+ profile NODES
+  detect-multiplier ` + fmt.Sprint(labBFDMult) + `
+  receive-interval ` + fmt.Sprint(labBFDIntervalMs) + `
+  transmit-interval ` + fmt.Sprint(labBFDIntervalMs) + `
+ exit
+exit
 !
 `))
 
@@ -100,6 +127,12 @@ router bgp {{.ASN}}
 {{- if .GTSM}}
  neighbor NODES4 ttl-security hops 1
  neighbor NODES6 ttl-security hops 1
+{{- end}}
+{{- if .BFD}}
+ neighbor NODES4 bfd
+ neighbor NODES4 bfd profile NODES
+ neighbor NODES6 bfd
+ neighbor NODES6 bfd profile NODES
 {{- end}}
 {{- range .Peers}}
  neighbor {{.V4}} remote-as {{.ASN}}
@@ -186,6 +219,10 @@ func (s Spec) nodeData(n int) nodeData {
 	}
 	if s.GTSM {
 		d.PeerOpts += ", ttlMin: 255"
+	}
+	if s.BFD {
+		d.PeerOpts += fmt.Sprintf(", bfd: {enabled: true, minTx: %dms, minRx: %dms, multiplier: %d}",
+			labBFDIntervalMs, labBFDIntervalMs, labBFDMult)
 	}
 	// "{node}" in Kubeconfig is the node's name: one token per node.
 	d.Kubeconfig = strings.ReplaceAll(s.Kubeconfig, "{node}", NodeName(n))

@@ -141,3 +141,58 @@ func TestCNIConfList(t *testing.T) {
 		t.Errorf("unexpected conflist:\n%s", b)
 	}
 }
+
+// TestBFDConfig: with Spec.BFD the ToR renders a bfdd profile and turns
+// BFD on for both node peer groups, and the node config's peers (and
+// autoPeers) carry the same timers.
+func TestBFDConfig(t *testing.T) {
+	s := Spec{Name: "t1", ToRs: 2, BFD: true}.WithDefaults()
+	b, err := render(bgpdTmpl, s.torData(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{" neighbor NODES4 bfd", " neighbor NODES4 bfd profile NODES", " neighbor NODES6 bfd", " neighbor NODES6 bfd profile NODES"} {
+		if !strings.Contains(string(b), line+"\n") {
+			t.Errorf("bgpd config lacks %q:\n%s", line, b)
+		}
+	}
+	b, err = render(bfddTmpl, s.torData(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{"bfd", " profile NODES", "  detect-multiplier 3", "  receive-interval 300", "  transmit-interval 300"} {
+		if !strings.Contains(string(b), "\n"+line+"\n") {
+			t.Errorf("bfdd config lacks %q:\n%s", line, b)
+		}
+	}
+	want := config.BFD{Enabled: true, MinTx: config.Duration{Duration: 300 * time.Millisecond},
+		MinRx: config.Duration{Duration: 300 * time.Millisecond}, Multiplier: 3}
+	for _, auto := range []bool{false, true} {
+		s.AutoPeers = auto
+		b, err = render(podrouterTmpl, s.nodeData(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := config.Parse(b)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, b)
+		}
+		peers := append(c.BGP.Peers, c.BGP.AutoPeers.Peer)
+		if auto {
+			peers = peers[len(peers)-1:]
+		} else {
+			peers = peers[:len(peers)-1]
+		}
+		for _, p := range peers {
+			if p.BFD != want {
+				t.Errorf("autoPeers %v: peer %q bfd %+v, want %+v", auto, p.Address, p.BFD, want)
+			}
+		}
+	}
+	if b, _ := render(bgpdTmpl, Spec{Name: "t1"}.WithDefaults().torData(1)); strings.Contains(string(b), " bfd") {
+		t.Errorf("bgpd config without Spec.BFD mentions bfd:\n%s", b)
+	}
+	if err := (Spec{Name: "t1", Speaker: SpeakerBIRD, BFD: true}).WithDefaults().Validate(); err == nil {
+		t.Error("BFD with BIRD nodes accepted")
+	}
+}

@@ -57,6 +57,9 @@ type Spec struct {
 	// AutoPeers renders bgp.autoPeers instead of a peer list: each node
 	// finds its ToRs at the other end of its uplinks' /31 and /126.
 	AutoPeers bool `json:"autoPeers"`
+	// BFD runs FRR's bfdd on the ToRs and turns on BFD (300ms x 3) for
+	// every node session, at the ToR and in the podrouter node configs.
+	BFD bool `json:"bfd"`
 	// DrainWithdrawAfter, when set, renders bgp.drain in deprefer mode
 	// (AS-path prepend 3, MED 100, GRACEFUL_SHUTDOWN) with this delay.
 	DrainWithdrawAfter time.Duration `json:"drainWithdrawAfter"`
@@ -113,6 +116,9 @@ func (s Spec) Validate() error {
 	}
 	if s.Speaker == SpeakerBIRD && (s.Password != "" || s.GTSM) {
 		return fmt.Errorf("password and gtsm are rendered for podrouter nodes only")
+	}
+	if s.Speaker == SpeakerBIRD && s.BFD {
+		return fmt.Errorf("bfd is rendered for podrouter nodes only")
 	}
 	return nil
 }

@@ -42,7 +42,7 @@ type bgpCollector struct {
 
 	up, state, uptime, flaps, trips          *prometheus.Desc
 	received, accepted, rejected, advertised *prometheus.Desc
-	updatesIn, updatesOut, grState           *prometheus.Desc
+	updatesIn, updatesOut, grState, bfdUp    *prometheus.Desc
 }
 
 func newBGPCollector(src PeerSource, log *slog.Logger, timeout time.Duration) *bgpCollector {
@@ -72,12 +72,14 @@ func newBGPCollector(src PeerSource, log *slog.Logger, timeout time.Duration) *b
 			"BGP UPDATE messages sent to the peer (this session's counters).", peerLabels...),
 		grState: desc("bgp", "graceful_restart_state",
 			"Graceful restart state of the peer: 1 for the current state, 0 for the others.", append(peerLabels, "state")...),
+		bfdUp: desc("bgp", "bfd_up",
+			"Whether the session's BFD is up (1) or not (0); only for peers with BFD enabled.", peerLabels...),
 	}
 }
 
 func (c *bgpCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.state, c.uptime, c.flaps, c.trips,
-		c.received, c.accepted, c.rejected, c.advertised, c.updatesIn, c.updatesOut, c.grState, c.up} {
+		c.received, c.accepted, c.rejected, c.advertised, c.updatesIn, c.updatesOut, c.grState, c.bfdUp, c.up} {
 		ch <- d
 	}
 }
@@ -121,6 +123,13 @@ func (c *bgpCollector) Collect(ch chan<- prometheus.Metric) {
 				v = 1
 			}
 			gauge(c.grState, v, append(l, s)...)
+		}
+		if p.BFD != "" {
+			v := 0.0
+			if p.BFD == "up" {
+				v = 1
+			}
+			gauge(c.bfdUp, v, l...)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,8 +22,8 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 func fixture(t *testing.T) (*fakePeers, *fakeAgent, *fakeRoutes, *fakeDatapath) {
 	peers := &fakePeers{t: t, peers: []Peer{
 		{Address: netip.MustParseAddr("192.0.2.1"), ASN: 65001, AFI: "ipv4", State: "established",
-			Uptime: 90 * time.Second, Flaps: 2, Received: 10, Accepted: 1, Advertised: 1, MaxPrefixTrips: 1, UpdatesIn: 12, UpdatesOut: 3, GRState: "enabled"},
-		{Address: netip.MustParseAddr("2001:db8::1"), ASN: 65001, AFI: "ipv6", State: "active"},
+			Uptime: 90 * time.Second, Flaps: 2, Received: 10, Accepted: 1, Advertised: 1, MaxPrefixTrips: 1, UpdatesIn: 12, UpdatesOut: 3, GRState: "enabled", BFD: "up"},
+		{Address: netip.MustParseAddr("2001:db8::1"), ASN: 65001, AFI: "ipv6", State: "active", BFD: "down"},
 	}}
 	ag := &fakeAgent{st: AgentState{
 		Reconciles: 7, Errors: 1, LastAt: time.Unix(1700000000, 500e6), LastDuration: 1500 * time.Microsecond,
@@ -147,6 +148,29 @@ func TestRemovedPeerSeriesVanish(t *testing.T) {
 # TYPE podrouter_metrics_source_up gauge
 podrouter_metrics_source_up{source="bgp"} 0
 `)); err != nil {
+		t.Error(err)
+	}
+}
+
+// podrouter_bgp_bfd_up exists only for peers with BFD enabled: 1 up, 0 any
+// other BFD state.
+func TestBFDUpOnlyWithBFD(t *testing.T) {
+	peers, _, _, _ := fixture(t)
+	c := newBGPCollector(peers, slog.New(slog.DiscardHandler), time.Second)
+	const head = `
+# HELP podrouter_bgp_bfd_up Whether the session's BFD is up (1) or not (0); only for peers with BFD enabled.
+# TYPE podrouter_bgp_bfd_up gauge
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(head+`podrouter_bgp_bfd_up{afi="ipv4",peer="192.0.2.1",peer_asn="65001"} 1
+podrouter_bgp_bfd_up{afi="ipv6",peer="2001:db8::1",peer_asn="65001"} 0
+`), "podrouter_bgp_bfd_up"); err != nil {
+		t.Error(err)
+	}
+	ps := slices.Clone(peers.peers)
+	ps[0].BFD, ps[1].BFD = "", "init"
+	peers.set(ps, nil)
+	if err := testutil.CollectAndCompare(c, strings.NewReader(head+`podrouter_bgp_bfd_up{afi="ipv6",peer="2001:db8::1",peer_asn="65001"} 0
+`), "podrouter_bgp_bfd_up"); err != nil {
 		t.Error(err)
 	}
 }

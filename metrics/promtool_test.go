@@ -58,6 +58,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	for _, want := range []string{
 		`podrouter_build_info{goversion="go`,
 		`podrouter_bgp_session_state{afi="ipv4",peer="192.0.2.1",peer_asn="65001",state="established"} 1`,
+		`podrouter_bgp_bfd_up{afi="ipv4",peer="192.0.2.1",peer_asn="65001"} 1`,
 		`podrouter_datapath_map_pressure_ratio{map="ct_tcp"} 0.5`,
 		"go_goroutines ", "process_resident_memory_bytes ",
 	} {

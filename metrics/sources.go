@@ -57,6 +57,7 @@ type Peer struct {
 	UpdatesIn      uint64 // UPDATE messages received
 	UpdatesOut     uint64 // UPDATE messages sent
 	GRState        string // disabled, enabled, peer-restarting, local-restarting
+	BFD            string // "" (BFD off for this peer), down, init, up, admin-down
 }
 
 // GRStates are the values of the state label of

@@ -39,7 +39,7 @@ var (
 	addrs   = func(ss ...string) []netip.Addr { return mapSlice(ss, netip.MustParseAddr) }
 	pfxs    = func(ss ...string) []netip.Prefix { return mapSlice(ss, netip.MustParsePrefix) }
 	peersOK = []PeerReport{
-		{Address: netip.MustParseAddr("192.168.1.1"), ASN: 65000, State: "established", AdminState: "up", Uptime: "5m0s", Received: 1, Accepted: 1, Advertised: 1},
+		{Address: netip.MustParseAddr("192.168.1.1"), ASN: 65000, State: "established", AdminState: "up", Uptime: "5m0s", Received: 1, Accepted: 1, Advertised: 1, BFD: "up"},
 		{Address: netip.MustParseAddr("fd00:192:168:1::1"), ASN: 65000, State: "established", AdminState: "up", Uptime: "5m0s", Received: 1, Accepted: 1, Advertised: 1},
 	}
 )

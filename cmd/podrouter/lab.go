@@ -31,6 +31,7 @@ func cmdLab(ctx context.Context, args []string) error {
 	datapath := fs.Bool("datapath", false, "enable podrouter's eBPF fast path in the nodes")
 	password := fs.String("md5-password", "", "TCP-MD5 password on every node session")
 	gtsm := fs.Bool("gtsm", false, "GTSM (TTL security, RFC 5082) on every node session")
+	bfd := fs.Bool("bfd", false, "BFD (300ms x 3) on every node session: bfdd on the ToRs, bgp.peers[].bfd on the nodes")
 	runs := fs.Int("runs", 10, "converge: measurement rounds per speaker")
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError{err.Error()}
@@ -42,7 +43,7 @@ func cmdLab(ctx context.Context, args []string) error {
 	case "up":
 		l, err := lab.Up(ctx, lab.Spec{
 			Name: *name, ToRs: *tors, Nodes: *nodes, PodsPerNode: *pods,
-			Speaker: *speaker, Datapath: *datapath, Password: *password, GTSM: *gtsm,
+			Speaker: *speaker, Datapath: *datapath, Password: *password, GTSM: *gtsm, BFD: *bfd,
 		}, log)
 		if err != nil {
 			return err

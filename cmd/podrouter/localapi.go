@@ -63,6 +63,7 @@ type PeerReport struct {
 	Accepted       uint64     `json:"accepted"`
 	Advertised     uint64     `json:"advertised"`
 	MaxPrefixTrips uint64     `json:"maxPrefixTrips"`
+	BFD            string     `json:"bfd,omitempty"` // "" (off), down, init, up, admin-down
 	LastError      string     `json:"lastError,omitempty"`
 }
 
@@ -101,8 +102,11 @@ func (d *daemon) status(ctx context.Context) StatusReport {
 		r.Peers = append(r.Peers, PeerReport{
 			Address: p.Address, ASN: p.ASN, State: p.State, AdminState: p.AdminState,
 			Uptime: p.Uptime.String(), Received: p.Received, Accepted: p.Accepted, Advertised: p.Advertised,
-			MaxPrefixTrips: p.MaxPrefixTrips, LastError: p.LastError,
+			MaxPrefixTrips: p.MaxPrefixTrips, BFD: p.BFD, LastError: p.LastError,
 		})
+		if p.BFD != "" && p.BFD != "up" {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("peer %s: BFD is %s: a silent failure is detected by the hold timer only", p.Address, p.BFD))
+		}
 		if p.State != "established" {
 			r.Warnings = append(r.Warnings, fmt.Sprintf("peer %s is %s", p.Address, p.State))
 		}
@@ -288,13 +292,13 @@ func printStatus(out io.Writer, r StatusReport, now time.Time) {
 	w.Flush()
 	fmt.Fprintln(out, "\nBGP peers:")
 	w = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "  PEER\tAS\tSTATE\tUPTIME\tRCVD\tACCEPTED\tADV\tMAXPFX-TRIPS")
+	fmt.Fprintln(w, "  PEER\tAS\tSTATE\tBFD\tUPTIME\tRCVD\tACCEPTED\tADV\tMAXPFX-TRIPS")
 	for _, p := range r.Peers {
 		state := p.State
 		if p.AdminState != "" && p.AdminState != "up" {
 			state += "(" + p.AdminState + ")"
 		}
-		fmt.Fprintf(w, "  %s\t%d\t%s\t%s\t%d\t%d\t%d\t%d\n", p.Address, p.ASN, state, p.Uptime, p.Received, p.Accepted, p.Advertised, p.MaxPrefixTrips)
+		fmt.Fprintf(w, "  %s\t%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\n", p.Address, p.ASN, state, orDash(p.BFD), p.Uptime, p.Received, p.Accepted, p.Advertised, p.MaxPrefixTrips)
 	}
 	w.Flush()
 	fmt.Fprintln(out, "\nDefault routes:")

@@ -71,6 +71,7 @@ func (p peerSource) Peers(ctx context.Context) ([]metrics.Peer, error) {
 			Received: s.Received, Accepted: s.Accepted, Advertised: s.Advertised,
 			MaxPrefixTrips: s.MaxPrefixTrips,
 			UpdatesIn:      s.UpdatesIn, UpdatesOut: s.UpdatesOut, GRState: s.GracefulRestart,
+			BFD: s.BFD,
 		})
 	}
 	return out, nil

@@ -221,6 +221,10 @@ func peerConfig(p config.Peer, f string) (bgp.PeerConfig, error) {
 		MaxPrefixWarnPct:  p.MaxPrefix.WarningThresholdPercent,
 		MaxPrefixRestart:  p.MaxPrefix.RestartAfter.Duration,
 	}
+	if b := p.BFD; b.Enabled {
+		pc.BFD = bgp.BFDConfig{Enabled: true, MinTx: b.MinTx.Duration, MinRx: b.MinRx.Duration,
+			Multiplier: uint8(b.Multiplier)} // validated 1-255
+	}
 	if p.Address != "" {
 		pc.Address = p.PeerAddr()
 	}
