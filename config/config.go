@@ -43,6 +43,7 @@ type Kubernetes struct {
 	PasswordKey    string   `yaml:"passwordKey"`    // default "password"
 	DrainTaint     string   `yaml:"drainTaint"`     // "key" or "key=value": also drains
 	ASNBase        uint32   `yaml:"asnBase"`        // podrouter.io/rack label -> ASN = asnBase + rack
+	PeerASNBase    uint32   `yaml:"peerASNBase"`    // podrouter.io/rack label -> bgp.autoPeers ASN = peerASNBase + rack
 	CNIConfPath    string   `yaml:"cniConfPath"`    // "": do not write a CNI config
 	CNIDataDir     string   `yaml:"cniDataDir"`     // host-local IPAM state dir
 	MTU            int      `yaml:"mtu"`            // 0: the smallest uplink MTU
@@ -89,7 +90,8 @@ type BGP struct {
 // default routes podrouter did not install. The peer settings (asn, timers,
 // password, GTSM, …) are those of a bgp.peers entry, given inline; address
 // and localAddress are discovered. Explicit bgp.peers win for the same
-// address. Re-discovered every routes.resyncInterval.
+// address. Re-discovered every routes.resyncInterval (every second while
+// none is found).
 type AutoPeers struct {
 	Enabled bool `yaml:"enabled"`
 	// Interfaces to discover on; default: datapath.uplinks, and every

@@ -79,6 +79,9 @@ func (p *peering) Desired() bgp.Config {
 		}
 		pc := p.autoTmpl
 		pc.Address, pc.LocalAddress = d.Address, d.Local
+		if p.kube.PeerASN != 0 { // this rack's ToRs (rack label, peer-asn annotation)
+			pc.ASN = p.kube.PeerASN
+		}
 		want.Peers = append(want.Peers, pc)
 	}
 	applyPeering(&want, p.kube, p.password)
@@ -192,13 +195,20 @@ func (p *peering) Run(ctx context.Context, every time.Duration) error {
 		<-ctx.Done()
 		return nil
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
+	// While nothing is found (uplinks not addressed yet at boot), look
+	// again every second instead of every resync.
+	const retry = time.Second
 	for {
+		p.mu.Lock()
+		wait := every
+		if len(p.found) == 0 {
+			wait = min(every, retry)
+		}
+		p.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-time.After(wait):
 		}
 		if p.Discover(ctx) {
 			p.apply(ctx)

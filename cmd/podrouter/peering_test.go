@@ -77,4 +77,11 @@ bgp:
 			t.Errorf("peer %d = %+v, want %+v with the password", i, pc, w)
 		}
 	}
+	// This rack's ToRs have their own ASN (peerASNBase + rack, or the
+	// peer-asn annotation): only the discovered peer takes it.
+	p.SetKube(ctx, k8s.Peering{ASN: 65077, Rack: 7, PeerASN: 65107, ExtraPeers: []k8s.Peer{{Address: a("203.0.113.1"), ASN: 65300}}})
+	got = p.Desired()
+	if got.Peers[0].ASN != 65100 || got.Peers[1].ASN != 65107 || got.Peers[2].ASN != 65300 {
+		t.Errorf("peer ASNs with a rack peer ASN: %d %d %d, want 65100 65107 65300", got.Peers[0].ASN, got.Peers[1].ASN, got.Peers[2].ASN)
+	}
 }

@@ -265,7 +265,7 @@ func kubeConfig(c *config.Config) k8s.Config {
 	return k8s.Config{
 		Kubeconfig: k.Kubeconfig, NodeName: c.Node.Name, Namespace: k.Namespace,
 		PasswordSecret: k.PasswordSecret, PasswordKey: k.PasswordKey, DrainTaint: k.DrainTaint,
-		ASNBase: k.ASNBase, CNIConfPath: k.CNIConfPath, CNIDataDir: k.CNIDataDir, MTU: k.MTU,
+		ASNBase: k.ASNBase, PeerASNBase: k.PeerASNBase, CNIConfPath: k.CNIConfPath, CNIDataDir: k.CNIDataDir, MTU: k.MTU,
 		Uplinks: c.Datapath.Uplinks, StatusInterval: k.StatusInterval.Duration, Resync: k.Resync.Duration,
 	}
 }
