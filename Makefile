@@ -6,6 +6,7 @@ export PATH := $(BIN):$(PATH)
 LAB ?= lab
 TORS ?= 1
 DATAPATH ?= true
+BFD ?= false
 APT_PKGS := frr bird2 containernetworking-plugins iproute2 iputils-ping iptables conntrack procps \
 	clang llvm libbpf-dev bpftool iperf3 sockperf tcpdump prometheus etcd-server
 STATICCHECK_VERSION ?= v0.8.2
@@ -48,7 +49,7 @@ deps:
 
 # The 3-node lab: FRR ToR(s), three podrouter nodes, two CNI pods each.
 lab: build tools
-	$(BIN)/podrouter lab up --name $(LAB) --tors $(TORS) --datapath=$(DATAPATH)
+	$(BIN)/podrouter lab up --name $(LAB) --tors $(TORS) --datapath=$(DATAPATH) --bfd=$(BFD)
 
 lab-status: build tools
 	$(BIN)/podrouter lab status --name $(LAB)
