@@ -7,7 +7,7 @@ LAB ?= lab
 TORS ?= 1
 DATAPATH ?= true
 BFD ?= false
-APT_PKGS := frr bird2 containernetworking-plugins iproute2 iputils-ping iptables conntrack procps \
+APT_PKGS := frr bird2 containernetworking-plugins iproute2 iputils-ping iptables nftables conntrack procps \
 	clang llvm libbpf-dev bpftool iperf3 sockperf tcpdump prometheus etcd-server
 STATICCHECK_VERSION ?= v0.8.2
 
