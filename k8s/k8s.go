@@ -40,6 +40,9 @@ type Config struct {
 	// PeerASNBase turns the podrouter.io/rack label into the ASN of the
 	// peers bgp.autoPeers discovers (PeerASNBase + rack).
 	PeerASNBase uint32
+	// DrainWithdrawAfter is the deprefer phase of a drain (bgp.drain), for
+	// the Drained Event's message; 0: the pod CIDRs are withdrawn at once.
+	DrainWithdrawAfter time.Duration
 	// CNIConfPath is where the node's conflist is written, e.g.
 	// /etc/cni/net.d/10-podrouter.conflist. "" : no CNI config is written.
 	CNIConfPath string

@@ -170,7 +170,11 @@ func (r *run) syncNode() {
 		if !r.haveState || !sameState(r.state, t.State) {
 			if r.haveState && r.state.Drained != t.State.Drained {
 				if t.State.Drained {
-					r.event(corev1.EventTypeNormal, EventDrained, "pod CIDRs %v withdrawn from BGP (%s)", t.State.PodCIDRs, drainWhy(n, r.a.cfg.DrainTaint))
+					if d := r.a.cfg.DrainWithdrawAfter; d > 0 {
+						r.event(corev1.EventTypeNormal, EventDrained, "pod CIDRs %v depreferred over BGP, withdrawn in %s (%s)", t.State.PodCIDRs, d, drainWhy(n, r.a.cfg.DrainTaint))
+					} else {
+						r.event(corev1.EventTypeNormal, EventDrained, "pod CIDRs %v withdrawn from BGP (%s)", t.State.PodCIDRs, drainWhy(n, r.a.cfg.DrainTaint))
+					}
 				} else {
 					r.event(corev1.EventTypeNormal, EventUndrained, "pod CIDRs %v advertised over BGP again", t.State.PodCIDRs)
 				}

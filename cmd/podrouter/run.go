@@ -265,9 +265,18 @@ func kubeConfig(c *config.Config) k8s.Config {
 	return k8s.Config{
 		Kubeconfig: k.Kubeconfig, NodeName: c.Node.Name, Namespace: k.Namespace,
 		PasswordSecret: k.PasswordSecret, PasswordKey: k.PasswordKey, DrainTaint: k.DrainTaint,
-		ASNBase: k.ASNBase, PeerASNBase: k.PeerASNBase, CNIConfPath: k.CNIConfPath, CNIDataDir: k.CNIDataDir, MTU: k.MTU,
+		ASNBase: k.ASNBase, PeerASNBase: k.PeerASNBase, DrainWithdrawAfter: drainDelay(c),
+		CNIConfPath: k.CNIConfPath, CNIDataDir: k.CNIDataDir, MTU: k.MTU,
 		Uplinks: c.Datapath.Uplinks, StatusInterval: k.StatusInterval.Duration, Resync: k.Resync.Duration,
 	}
+}
+
+// drainDelay is the deprefer phase of a drain; 0 in withdraw mode.
+func drainDelay(c *config.Config) time.Duration {
+	if c.BGP.Drain.Mode == config.DrainDeprefer {
+		return c.BGP.Drain.WithdrawAfter.Duration
+	}
+	return 0
 }
 
 // routeAdapter turns routes' types into the agent's.
