@@ -109,15 +109,16 @@ type Agent struct {
 	routes  RouteInstaller
 	dp      Datapath // nil: no fast path
 	kick    chan struct{}
-	holdSet chan time.Duration // Hold asks Run to re-arm its hold timer
-
-	holdUntil atomicTime // the kernel's default is kept until then
+	holdSet chan struct{} // Hold asks Run to re-arm its hold timer
 
 	mu      sync.Mutex
 	node    NodeState
 	haveNS  bool
 	drained bool // what the speaker was last told
-	status  Status
+	// holdUntil: the kernel's default routes are kept until then while no
+	// peer offers one (startup hold, Hold).
+	holdUntil time.Time
+	status    Status
 }
 
 // New builds an agent; it does no I/O. dp may be nil (no fast path).
@@ -130,7 +131,7 @@ func New(cfg Config, logger *slog.Logger, speaker Speaker, routes RouteInstaller
 	}
 	return &Agent{
 		cfg: cfg, log: logger, speaker: speaker, routes: routes, dp: dp,
-		kick: make(chan struct{}, 1), holdSet: make(chan time.Duration, 1),
+		kick: make(chan struct{}, 1), holdSet: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -162,12 +163,13 @@ func (a *Agent) Status() Status {
 // offers a default (like the startup hold), for example while the BGP
 // server restarts with a new local ASN. It never shortens a running hold.
 func (a *Agent) Hold(d time.Duration) {
-	until := time.Now().Add(d)
-	if until.After(a.holdUntil.load()) {
-		a.holdUntil.store(until)
+	a.mu.Lock()
+	if until := time.Now().Add(d); until.After(a.holdUntil) {
+		a.holdUntil = until
 	}
+	a.mu.Unlock()
 	select {
-	case a.holdSet <- d:
+	case a.holdSet <- struct{}{}:
 	default:
 	}
 	a.log.Info("holding the kernel's default routes while sessions come back", "for", d)
@@ -188,29 +190,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-a.kick:
 		case <-t.C:
 		case <-hold.C:
-		case d := <-a.holdSet:
-			hold.Reset(d)
+		case <-a.holdSet:
+			a.mu.Lock()
+			hold.Reset(time.Until(a.holdUntil))
+			a.mu.Unlock()
 		}
 		a.reconcile(ctx)
 	}
-}
-
-// atomicTime is a time.Time safe for concurrent use.
-type atomicTime struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (t *atomicTime) load() time.Time {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.t
-}
-
-func (t *atomicTime) store(v time.Time) {
-	t.mu.Lock()
-	t.t = v
-	t.mu.Unlock()
 }
 
 // ReconcileOnce runs one pass now (tests, drain).
@@ -222,7 +208,7 @@ func (a *Agent) ReconcileOnce(ctx context.Context) Status {
 func (a *Agent) reconcile(ctx context.Context) {
 	start := time.Now()
 	a.mu.Lock()
-	node, haveNS, wasDrained := a.node, a.haveNS, a.drained
+	node, haveNS, wasDrained, holdUntil := a.node, a.haveNS, a.drained, a.holdUntil
 	a.mu.Unlock()
 	st := Status{
 		At: start, Node: node,
@@ -265,7 +251,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 	if err != nil {
 		errs = append(errs, fmt.Errorf("read learned defaults: %w", err))
 	} else {
-		inHold := time.Now().Before(a.holdUntil.load())
+		inHold := time.Now().Before(holdUntil)
 		for fam, gws := range map[Family][]netip.Addr{IPv4: v4, IPv6: v6} {
 			st.Learned[fam] = gws
 			if len(gws) == 0 && inHold {

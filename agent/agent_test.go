@@ -143,7 +143,7 @@ func newTestAgent(t *testing.T, hold time.Duration) (*Agent, *fakeSpeaker, *fake
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.holdUntil.store(time.Now().Add(hold))
+	a.holdUntil = time.Now().Add(hold)
 	return a, sp, rt
 }
 
@@ -206,7 +206,7 @@ func TestStartupHold(t *testing.T) {
 		t.Fatalf("learned default not installed during hold: %v", rt.kernel[IPv4])
 	}
 	sp.v4 = nil
-	a.holdUntil.store(time.Now().Add(-time.Second)) // hold over
+	a.holdUntil = time.Now().Add(-time.Second) // hold over
 	a.ReconcileOnce(ctx)
 	if len(rt.kernel[IPv4]) != 0 {
 		t.Fatalf("route kept after hold with no peer offering a default: %v", rt.kernel[IPv4])
@@ -250,7 +250,7 @@ func TestDatapathFollowsInstalled(t *testing.T) {
 		{nil, addrs("fd00:1:1::1", "fd00:2:1::1"), "fd00:1:1::1@if-fd00:1:1::1 fd00:2:1::1@if-fd00:2:1::1"},
 		{nil, nil, ""},
 	}
-	a.holdUntil.store(time.Now().Add(-time.Second)) // hold over
+	a.holdUntil = time.Now().Add(-time.Second) // hold over
 	for i, s := range steps {
 		sp.v4, sp.v6 = s.v4, s.v6
 		st := a.ReconcileOnce(ctx)
