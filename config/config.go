@@ -107,6 +107,15 @@ const (
 	DrainDeprefer = "deprefer"
 )
 
+// Delay is the deprefer phase of a drain: withdrawAfter in deprefer mode,
+// 0 when the pod CIDRs are withdrawn at once.
+func (d Drain) Delay() time.Duration {
+	if d.Mode == DrainDeprefer {
+		return d.WithdrawAfter.Duration
+	}
+	return 0
+}
+
 // Drain configures how the pod CIDRs leave the fabric.
 type Drain struct {
 	// Mode is "withdraw" (default: at once) or "deprefer": re-advertise them

@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/netip"
 	"os/exec"
 	"slices"
 	"strings"
@@ -12,7 +10,6 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"github.com/podrouter/podrouter/lab"
 )
@@ -89,16 +86,7 @@ func TestLabBFD(t *testing.T) {
 func silentFailure(t *testing.T, l *lab.Lab, timeout time.Duration) time.Duration {
 	t.Helper()
 	ctx := context.Background()
-	ns, err := netns.GetFromName(l.NodeNS(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+	h := nodeHandle(t, l, 1)
 	up1, err := h.LinkByName("up1")
 	if err != nil {
 		t.Fatal(err)
@@ -106,23 +94,15 @@ func silentFailure(t *testing.T, l *lab.Lab, timeout time.Duration) time.Duratio
 	// viaUp1 counts the families whose default route has a next hop over
 	// up1 (towards ToR 1).
 	viaUp1 := func() int {
+		links, err := defaultLinks(h)
+		if err != nil {
+			t.Logf("route list: %v", err)
+			return -1
+		}
 		n := 0
-		for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-			rs, err := h.RouteListFiltered(fam, &netlink.Route{Protocol: 201}, netlink.RT_FILTER_PROTOCOL)
-			if err != nil {
-				t.Logf("route list: %v", err)
-				return -1
-			}
-			for _, r := range rs {
-				if r.Dst != nil && !r.Dst.IP.IsUnspecified() {
-					continue
-				}
-				if r.LinkIndex == up1.Attrs().Index || slices.ContainsFunc(r.MultiPath, func(nh *netlink.NexthopInfo) bool {
-					return nh.LinkIndex == up1.Attrs().Index
-				}) {
-					n++
-					break
-				}
+		for _, ls := range links {
+			if slices.Contains(ls, up1.Attrs().Index) {
+				n++
 			}
 		}
 		return n
@@ -217,23 +197,4 @@ func torBFDUp(t *testing.T, l *lab.Lab, k, want int) (bool, string) {
 		}
 	}
 	return up == want && len(peers) == want, fmt.Sprintf("tor%d bfd peers: %+v", k, peers)
-}
-
-// bfdStatus is the part of `podrouter status -o json` used here.
-type bfdStatus struct {
-	Peers []struct {
-		Address netip.Addr `json:"address"`
-		State   string     `json:"state"`
-		BFD     string     `json:"bfd"`
-	} `json:"peers"`
-}
-
-func nodeStatus(t *testing.T, l *lab.Lab, n int) bfdStatus {
-	t.Helper()
-	var st bfdStatus
-	out := nodeExec(t, l, n, podrouterBin, "status", "--socket", socket(l, n), "-o", "json")
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		t.Fatalf("status json: %v\n%s", err, out)
-	}
-	return st
 }

@@ -99,17 +99,12 @@ func TestKubernetesLab(t *testing.T) {
 	}
 	for n := 1; n <= 3; n++ {
 		waitFor(t, lab.NodeName(n)+" advertising its Node's pod CIDRs to its discovered peers", 60*time.Second, func() (bool, string) {
-			out, _ := l.Exec(ctx, l.NodeNS(n), podrouterBin, "status", "-o", "json", "--socket", socket(l, n))
-			var st struct {
-				Advertised []string
-				Peers      []struct{ Address, State string }
-			}
-			_ = json.Unmarshal([]byte(out), &st) // an empty answer just means not yet
+			st, out, _ := readStatus(l, n) // an empty answer just means not yet
 			tor4, _ := lab.LinkV4(1, n)
 			tor6, _ := lab.LinkV6(1, n)
 			up := 0
 			for _, p := range st.Peers {
-				if p.State == "established" && (p.Address == tor4.String() || p.Address == tor6.String()) {
+				if p.State == "established" && (p.Address == tor4 || p.Address == tor6) {
 					up++
 				}
 			}
@@ -172,9 +167,7 @@ func TestKubernetesLab(t *testing.T) {
 		})
 		deprefAt := time.Since(start)
 		t.Logf("cordon: node2's pod CIDR depreferred at the ToR after %s", deprefAt.Round(time.Millisecond))
-		out, _ := l.Exec(ctx, l.NodeNS(2), podrouterBin, "status", "-o", "json", "--socket", socket(l, 2))
-		var st struct{ Drain string }
-		if err := json.Unmarshal([]byte(out), &st); err != nil || !strings.HasPrefix(st.Drain, "depreferred") {
+		if st, _, err := readStatus(l, 2); err != nil || !strings.HasPrefix(st.Drain, "depreferred") {
 			t.Errorf("node2 status during the deprefer phase: drain %q (%v)", st.Drain, err)
 		}
 		waitFor(t, "node2's pod CIDRs withdrawn after the deprefer phase", withdrawAfter+10*time.Second, func() (bool, string) {
@@ -208,11 +201,7 @@ func TestKubernetesLab(t *testing.T) {
 
 	t.Run("a peers annotation changes the peer set live", func(t *testing.T) {
 		peers := func() (string, int) {
-			out, _ := l.Exec(ctx, l.NodeNS(3), podrouterBin, "status", "-o", "json", "--socket", socket(l, 3))
-			var st struct {
-				Peers []struct{ Address, State string }
-			}
-			_ = json.Unmarshal([]byte(out), &st) // empty: not answered yet
+			st, out, _ := readStatus(l, 3) // empty: not answered yet
 			return out, len(st.Peers)
 		}
 		annotate := func(v string) {
@@ -284,9 +273,7 @@ func TestKubernetesLab(t *testing.T) {
 		if gaps := <-missing; gaps != 0 {
 			t.Errorf("node3 had no default route in %d samples while its BGP server restarted", gaps)
 		}
-		out, _ := l.Exec(ctx, l.NodeNS(3), podrouterBin, "status", "-o", "json", "--socket", socket(l, 3))
-		var st struct{ ASN uint32 }
-		if err := json.Unmarshal([]byte(out), &st); err != nil || st.ASN != 65013 {
+		if st, _, err := readStatus(l, 3); err != nil || st.ASN != 65013 {
 			t.Errorf("node3 status ASN %d (%v), want 65013", st.ASN, err)
 		}
 	})
@@ -336,11 +323,8 @@ func TestKubernetesLab(t *testing.T) {
 		// Re-keyed for real: every node's sessions are younger than the
 		// rotation (an old session with a stale key would be older).
 		for n := 1; n <= 3; n++ {
-			out, _ := l.Exec(ctx, l.NodeNS(n), podrouterBin, "status", "-o", "json", "--socket", socket(l, n))
-			var st struct {
-				Peers []struct{ Address, State, Uptime string }
-			}
-			if err := json.Unmarshal([]byte(out), &st); err != nil || len(st.Peers) != 2 {
+			st, out, err := readStatus(l, n)
+			if err != nil || len(st.Peers) != 2 {
 				t.Fatalf("node%d status: %v\n%s", n, err, out)
 			}
 			for _, p := range st.Peers {

@@ -633,36 +633,18 @@ func TestLabTwoToRs(t *testing.T) {
 	// Link down on node1's uplink to tor2, through netlink from this
 	// process (no exec in the measurement): time until both default routes
 	// have only tor1's next hop.
-	ns, err := netns.GetFromName(l.NodeNS(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+	h := nodeHandle(t, l, 1)
 	up2, err := h.LinkByName("up2")
 	if err != nil {
 		t.Fatal(err)
 	}
 	onlyUp1 := func() bool {
+		links, err := defaultLinks(h)
+		if err != nil {
+			return false
+		}
 		for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-			rs, err := h.RouteListFiltered(fam, &netlink.Route{Protocol: 201}, netlink.RT_FILTER_PROTOCOL)
-			if err != nil {
-				return false
-			}
-			n := 0
-			for _, r := range rs {
-				if r.Dst != nil && r.Dst.IP.IsUnspecified() || r.Dst == nil {
-					n++
-					if len(r.MultiPath) > 0 || r.LinkIndex == up2.Attrs().Index {
-						return false
-					}
-				}
-			}
-			if n != 1 {
+			if len(links[fam]) != 1 || links[fam][0] == up2.Attrs().Index {
 				return false
 			}
 		}
@@ -731,4 +713,79 @@ func waitForFast(t *testing.T, timeout time.Duration, f func() bool) {
 			t.Fatalf("timed out after %s", timeout)
 		}
 	}
+}
+
+// nodeHandle opens a netlink handle in node n's namespace, closed when the
+// test ends.
+func nodeHandle(t *testing.T, l *lab.Lab, n int) *netlink.Handle {
+	t.Helper()
+	ns, err := netns.GetFromName(l.NodeNS(n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close() // the handle keeps its own reference
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	return h
+}
+
+// defaultLinks returns, per netlink family, the link index of every next
+// hop of podrouter's default routes (protocol 201) in h's namespace.
+func defaultLinks(h *netlink.Handle) (map[int][]int, error) {
+	out := map[int][]int{}
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		rs, err := h.RouteListFiltered(fam, &netlink.Route{Protocol: 201}, netlink.RT_FILTER_PROTOCOL)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rs {
+			if r.Dst != nil && !r.Dst.IP.IsUnspecified() {
+				continue
+			}
+			if len(r.MultiPath) == 0 {
+				out[fam] = append(out[fam], r.LinkIndex)
+			}
+			for _, nh := range r.MultiPath {
+				out[fam] = append(out[fam], nh.LinkIndex)
+			}
+		}
+	}
+	return out, nil
+}
+
+// statusDoc is the part of `podrouter status -o json` the tests read.
+type statusDoc struct {
+	ASN        uint32   `json:"asn"`
+	Advertised []string `json:"advertised"`
+	Drain      string   `json:"drain"`
+	Peers      []struct {
+		Address netip.Addr `json:"address"`
+		State   string     `json:"state"`
+		Uptime  string     `json:"uptime"`
+		BFD     string     `json:"bfd"`
+	} `json:"peers"`
+}
+
+// readStatus runs `podrouter status -o json` on node n; the raw output
+// comes back too, for messages.
+func readStatus(l *lab.Lab, n int) (statusDoc, string, error) {
+	var st statusDoc
+	out, err := l.Exec(context.Background(), l.NodeNS(n), podrouterBin, "status", "-o", "json", "--socket", socket(l, n))
+	if err == nil {
+		err = json.Unmarshal([]byte(out), &st)
+	}
+	return st, out, err
+}
+
+// nodeStatus is readStatus that fails the test on an error.
+func nodeStatus(t *testing.T, l *lab.Lab, n int) statusDoc {
+	t.Helper()
+	st, out, err := readStatus(l, n)
+	if err != nil {
+		t.Fatalf("node%d status: %v\n%s", n, err, out)
+	}
+	return st
 }

@@ -2,7 +2,6 @@ package k8s_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -11,86 +10,14 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/restmapper"
 
 	"github.com/podrouter/podrouter/k8s"
 	"github.com/podrouter/podrouter/k8s/k8stest"
 )
-
-// applier server-side applies objects as a cluster admin, with strict
-// field validation.
-type applier struct {
-	dyn    *dynamic.DynamicClient
-	mapper meta.RESTMapper
-}
-
-func newApplier(rc *rest.Config) *applier {
-	return &applier{
-		dyn:    dynamic.NewForConfigOrDie(rc),
-		mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(rc))),
-	}
-}
-
-// resource returns the client for o's resource, in o's namespace if the
-// resource is namespaced.
-func (a *applier) resource(o *unstructured.Unstructured) (dynamic.ResourceInterface, error) {
-	gvk := o.GroupVersionKind()
-	m, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-	if err != nil {
-		return nil, err
-	}
-	if m.Scope.Name() == meta.RESTScopeNameNamespace {
-		return a.dyn.Resource(m.Resource).Namespace(o.GetNamespace()), nil
-	}
-	return a.dyn.Resource(m.Resource), nil
-}
-
-// apply applies objs, dry-run or for real. It keeps going after a
-// failure and returns what the server answered for the objects it
-// accepted, and the failures joined.
-func (a *applier) apply(objs []*unstructured.Unstructured, dryRun bool) ([]*unstructured.Unstructured, error) {
-	opts := metav1.PatchOptions{FieldManager: "podrouter-test", Force: new(true), FieldValidation: "Strict"}
-	if dryRun {
-		opts.DryRun = []string{metav1.DryRunAll}
-	}
-	var accepted []*unstructured.Unstructured
-	var errs []error
-	for _, o := range objs {
-		got, err := a.applyOne(o, opts)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("apply (dry-run %v) %s: %w", dryRun, objectID(o), err))
-			continue
-		}
-		accepted = append(accepted, got)
-	}
-	return accepted, errors.Join(errs...)
-}
-
-func (a *applier) applyOne(o *unstructured.Unstructured, opts metav1.PatchOptions) (*unstructured.Unstructured, error) {
-	ri, err := a.resource(o)
-	if err != nil {
-		return nil, err
-	}
-	data, err := o.MarshalJSON()
-	if err != nil {
-		return nil, err
-	}
-	return ri.Patch(context.Background(), o.GetName(), types.ApplyPatchType, data, opts)
-}
-
-// objectID names an object for comparisons and messages.
-func objectID(o *unstructured.Unstructured) string {
-	return fmt.Sprintf("%s %s/%s", o.GroupVersionKind().GroupKind(), o.GetNamespace(), o.GetName())
-}
 
 // TestDeployManifestsAndRBAC applies the kustomize build of
 // deploy/kubernetes to a real API server, then runs the adapter with a
@@ -110,7 +37,10 @@ func TestDeployManifestsAndRBAC(t *testing.T) {
 			t.Errorf("manifests lack a %s", k)
 		}
 	}
-	a := newApplier(srv.Admin)
+	a, err := k8stest.NewApplier(srv.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Namespaced objects can only be dry-run in a namespace that exists.
 	var namespaces []*unstructured.Unstructured
 	for _, o := range objs {
@@ -119,13 +49,13 @@ func TestDeployManifestsAndRBAC(t *testing.T) {
 		}
 	}
 	for _, dryRun := range []bool{true, false} {
-		if _, err := a.apply(namespaces, dryRun); err != nil {
+		if _, err := a.Apply(namespaces, dryRun); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Every object of the build gets through server-side dry-run, and the
 	// dry run stores none of them.
-	accepted, err := a.apply(objs, true)
+	accepted, err := a.Apply(objs, true)
 	if err != nil {
 		t.Fatalf("server-side dry-run of the kustomize build:\n%v", err)
 	}
@@ -137,15 +67,15 @@ func TestDeployManifestsAndRBAC(t *testing.T) {
 		if o.GetKind() == "Namespace" {
 			continue
 		}
-		ri, err := a.resource(o)
+		ri, err := a.Resource(o)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if _, err := ri.Get(ctx, o.GetName(), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-			t.Errorf("%s after the dry run: err = %v, want NotFound", objectID(o), err)
+			t.Errorf("%s after the dry run: err = %v, want NotFound", k8stest.ObjectID(o), err)
 		}
 	}
-	if _, err := a.apply(objs, false); err != nil {
+	if _, err := a.Apply(objs, false); err != nil {
 		t.Fatalf("server-side apply of the kustomize build:\n%v", err)
 	}
 	checkDaemonSet(t, admin)
@@ -275,7 +205,7 @@ func TestDeployManifestsAndRBAC(t *testing.T) {
 func idsOf(objs []*unstructured.Unstructured) []string {
 	var ids []string
 	for _, o := range objs {
-		ids = append(ids, objectID(o))
+		ids = append(ids, k8stest.ObjectID(o))
 	}
 	return ids
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/podrouter/podrouter/k8s"
 )
 
 // CNIPluginDir is where Debian's containernetworking-plugins lives.
@@ -74,12 +76,12 @@ func (s Spec) writeCNIConf(n int) error {
 	if err := os.MkdirAll(filepath.Join(dir, "ipam"), 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, CNINetworkName+".conflist"), b, 0o644)
+	return os.WriteFile(filepath.Join(dir, k8s.CNINetworkName+".conflist"), b, 0o644)
 }
 
 func (s Spec) loadPodNet(n int) (*podNet, error) {
 	dir := s.nodeCNIDir(n)
-	list, err := libcni.ConfListFromFile(filepath.Join(dir, CNINetworkName+".conflist"))
+	list, err := libcni.ConfListFromFile(filepath.Join(dir, k8s.CNINetworkName+".conflist"))
 	if err != nil {
 		return nil, fmt.Errorf("load conflist of %s: %w", NodeName(n), err)
 	}

@@ -2,13 +2,14 @@ package lab
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"path/filepath"
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/podrouter/podrouter/k8s"
 )
 
 // Config files are rendered from templates so that a reader can compare
@@ -341,53 +342,12 @@ func render(t *template.Template, data any) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// CNI network configuration list, as a runtime would find it in
-// /etc/cni/net.d: ptp + host-local, dual-stack, per-node IPAM state.
-type cniRange struct {
-	Subnet string `json:"subnet"`
-}
-
-type cniRoute struct {
-	Dst string `json:"dst"`
-}
-
-type cniIPAM struct {
-	Type    string       `json:"type"`
-	DataDir string       `json:"dataDir"`
-	Ranges  [][]cniRange `json:"ranges"`
-	Routes  []cniRoute   `json:"routes"`
-}
-
-type cniPlugin struct {
-	Type   string  `json:"type"`
-	IPMasq bool    `json:"ipMasq"`
-	MTU    int     `json:"mtu"`
-	IPAM   cniIPAM `json:"ipam"`
-}
-
-type cniConfList struct {
-	CNIVersion string      `json:"cniVersion"`
-	Name       string      `json:"name"`
-	Plugins    []cniPlugin `json:"plugins"`
-}
-
-// CNINetworkName is the name of the lab's CNI network.
-const CNINetworkName = "podrouter"
-
+// cniConfList is node n's CNI network configuration list, as a runtime
+// would find it in /etc/cni/net.d: the one podrouter writes in Kubernetes
+// mode (ptp + host-local, dual stack), with per-node IPAM state.
 func (s Spec) cniConfList(n int) ([]byte, error) {
-	cidrs := PodCIDRs(n)
-	c := cniConfList{
-		CNIVersion: "1.0.0",
-		Name:       CNINetworkName,
-		Plugins: []cniPlugin{{
-			Type: "ptp", IPMasq: false, MTU: 1500,
-			IPAM: cniIPAM{
-				Type:    "host-local",
-				DataDir: filepath.Join(s.StateDir(), NodeName(n), "cni", "ipam"),
-				Ranges:  [][]cniRange{{{Subnet: cidrs[0].String()}}, {{Subnet: cidrs[1].String()}}},
-				Routes:  []cniRoute{{Dst: "0.0.0.0/0"}, {Dst: "::/0"}},
-			},
-		}},
-	}
-	return json.MarshalIndent(c, "", "  ")
+	return k8s.CNIConfig{
+		PodCIDRs: PodCIDRs(n), MTU: 1500,
+		DataDir: filepath.Join(s.StateDir(), NodeName(n), "cni", "ipam"),
+	}.Render()
 }

@@ -130,7 +130,18 @@ func TestCNIConfList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var c cniConfList
+	var c struct {
+		CNIVersion, Name string
+		Plugins          []struct {
+			Type   string
+			IPMasq bool
+			MTU    int
+			IPAM   struct {
+				DataDir string
+				Ranges  [][]struct{ Subnet string }
+			}
+		}
+	}
 	if err := json.Unmarshal(b, &c); err != nil {
 		t.Fatal(err)
 	}

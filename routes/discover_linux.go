@@ -36,18 +36,16 @@ func (i *Installer) DiscoverPeers(ctx context.Context, links []string, gateways 
 	if err != nil {
 		return nil, nil, err
 	}
-	names := map[int]string{}
+	names := map[int]string{} // the links to look at, by index
+	present := map[string]bool{}
 	for _, l := range all {
+		present[l.Attrs().Name] = true
 		if len(links) == 0 || slices.Contains(links, l.Attrs().Name) {
 			names[l.Attrs().Index] = l.Attrs().Name
 		}
 	}
 	for _, want := range links {
-		found := false
-		for _, n := range names {
-			found = found || n == want
-		}
-		if !found {
+		if !present[want] {
 			skipped = append(skipped, want+": no such link")
 		}
 	}

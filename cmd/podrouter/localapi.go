@@ -179,11 +179,7 @@ func newLocalAPI(path string, log *slog.Logger, d *daemon) (*localAPI, error) {
 	mux.HandleFunc("POST /v1/drain", func(w http.ResponseWriter, r *http.Request) {
 		log.Info("drain requested over the local api")
 		// In deprefer mode the daemon exits only after withdrawAfter.
-		wait := time.Duration(0)
-		if dr := d.cfg.BGP.Drain; dr.Mode == config.DrainDeprefer {
-			wait = dr.WithdrawAfter.Duration
-		}
-		writeJSON(w, drainReply{Result: "draining", WithdrawAfter: wait.String()})
+		writeJSON(w, drainReply{Result: "draining", WithdrawAfter: d.cfg.BGP.Drain.Delay().String()})
 		d.drain()
 	})
 	return &localAPI{path: path, ln: ln, log: log, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}, nil

@@ -179,20 +179,13 @@ func (p *peering) apply(ctx context.Context) {
 		p.log.Error("apply the peer set", "err", err)
 		return
 	}
-	p.log.Debug("peering applied", "peers", len(want.Peers), "password_from_secret", want.Peers != nil && p.passwordSet())
-}
-
-func (p *peering) passwordSet() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.password != ""
+	p.log.Debug("peering applied", "peers", len(want.Peers))
 }
 
 // Run re-discovers bgp.autoPeers neighbours every interval and applies a
-// change. Without autoPeers it only waits for ctx.
+// change. Without autoPeers it returns at once.
 func (p *peering) Run(ctx context.Context, every time.Duration) error {
 	if !p.auto.Enabled {
-		<-ctx.Done()
 		return nil
 	}
 	// While nothing is found (uplinks not addressed yet at boot), look

@@ -108,9 +108,7 @@ func speakerConfig(c *config.Config) (bgp.Config, error) {
 		}
 		sc.Peers = append(sc.Peers, pc)
 	}
-	d := c.BGP.Drain
-	sc.Drain = bgp.DrainConfig{Mode: d.Mode}
-	if d.Mode == config.DrainDeprefer {
+	if d := c.BGP.Drain; d.Mode == config.DrainDeprefer {
 		sc.Drain = bgp.DrainConfig{
 			Mode: bgp.DrainDeprefer, ASPathPrepend: d.ASPathPrepend, MED: d.MED,
 			GracefulShutdown: *d.GracefulShutdownCommunity, WithdrawAfter: d.WithdrawAfter.Duration,
@@ -221,7 +219,7 @@ func cmdRun(ctx context.Context, args []string) error {
 		log.Info("draining: withdrawing pod CIDRs and closing sessions", "mode", cfg.BGP.Drain.Mode)
 		// deprefer mode: the pod CIDRs stay advertised, depreferred, for
 		// withdrawAfter (terminationGracePeriodSeconds must cover it).
-		dctx, cancel := context.WithTimeout(context.Background(), cfg.BGP.Drain.WithdrawAfter.Duration+5*time.Second)
+		dctx, cancel := context.WithTimeout(context.Background(), cfg.BGP.Drain.Delay()+5*time.Second)
 		defer cancel()
 		if derr := speaker.DrainAndWait(dctx); derr != nil {
 			log.Error("withdraw pod cidrs", "err", derr)
@@ -265,18 +263,10 @@ func kubeConfig(c *config.Config) k8s.Config {
 	return k8s.Config{
 		Kubeconfig: k.Kubeconfig, NodeName: c.Node.Name, Namespace: k.Namespace,
 		PasswordSecret: k.PasswordSecret, PasswordKey: k.PasswordKey, DrainTaint: k.DrainTaint,
-		ASNBase: k.ASNBase, PeerASNBase: k.PeerASNBase, DrainWithdrawAfter: drainDelay(c),
+		ASNBase: k.ASNBase, PeerASNBase: k.PeerASNBase, DrainWithdrawAfter: c.BGP.Drain.Delay(),
 		CNIConfPath: k.CNIConfPath, CNIDataDir: k.CNIDataDir, MTU: k.MTU,
 		Uplinks: c.Datapath.Uplinks, StatusInterval: k.StatusInterval.Duration, Resync: k.Resync.Duration,
 	}
-}
-
-// drainDelay is the deprefer phase of a drain; 0 in withdraw mode.
-func drainDelay(c *config.Config) time.Duration {
-	if c.BGP.Drain.Mode == config.DrainDeprefer {
-		return c.BGP.Drain.WithdrawAfter.Duration
-	}
-	return 0
 }
 
 // routeAdapter turns routes' types into the agent's.

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"testing"
-	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,21 +22,83 @@ import (
 	"k8s.io/client-go/restmapper"
 )
 
+// Applier server-side applies objects (like `kubectl apply
+// --server-side`), with strict field validation.
+type Applier struct {
+	dyn    *dynamic.DynamicClient
+	mapper meta.RESTMapper
+}
+
+// NewApplier applies with the credentials of rc.
+func NewApplier(rc *rest.Config) (*Applier, error) {
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	return &Applier{dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))}, nil
+}
+
+// Resource returns the client for o's resource, in o's namespace if the
+// resource is namespaced.
+func (a *Applier) Resource(o *unstructured.Unstructured) (dynamic.ResourceInterface, error) {
+	gvk := o.GroupVersionKind()
+	m, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		return nil, err
+	}
+	if m.Scope.Name() == meta.RESTScopeNameNamespace {
+		return a.dyn.Resource(m.Resource).Namespace(o.GetNamespace()), nil
+	}
+	return a.dyn.Resource(m.Resource), nil
+}
+
+// Apply applies objs in order, dry-run or for real. It keeps going after a
+// failure and returns what the server answered for the objects it
+// accepted, and the failures joined.
+func (a *Applier) Apply(objs []*unstructured.Unstructured, dryRun bool) ([]*unstructured.Unstructured, error) {
+	opts := metav1.PatchOptions{FieldManager: "podrouter-test", Force: new(true), FieldValidation: "Strict"}
+	if dryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	var accepted []*unstructured.Unstructured
+	var errs []error
+	for _, o := range objs {
+		got, err := a.applyOne(o, opts)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("apply (dry-run %v) %s: %w", dryRun, ObjectID(o), err))
+			continue
+		}
+		accepted = append(accepted, got)
+	}
+	return accepted, errors.Join(errs...)
+}
+
+func (a *Applier) applyOne(o *unstructured.Unstructured, opts metav1.PatchOptions) (*unstructured.Unstructured, error) {
+	ri, err := a.Resource(o)
+	if err != nil {
+		return nil, err
+	}
+	data, err := o.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	return ri.Patch(context.Background(), o.GetName(), types.ApplyPatchType, data, opts)
+}
+
+// ObjectID names an object for comparisons and messages.
+func ObjectID(o *unstructured.Unstructured) string {
+	return fmt.Sprintf("%s %s/%s", o.GroupVersionKind().GroupKind(), o.GetNamespace(), o.GetName())
+}
+
 // Apply server-side applies every object of the given YAML manifest files
-// as admin, in file order (field manager "k8stest").
+// as admin, in file order.
 func (s *Server) Apply(t testing.TB, files ...string) {
 	t.Helper()
-	dc, err := discovery.NewDiscoveryClientForConfig(s.Admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
-	dyn, err := dynamic.NewForConfig(s.Admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	var objs []*unstructured.Unstructured
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -45,33 +106,23 @@ func (s *Server) Apply(t testing.TB, files ...string) {
 		}
 		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
 		for {
-			var o unstructured.Unstructured
+			o := &unstructured.Unstructured{}
 			if err := dec.Decode(&o.Object); errors.Is(err, io.EOF) {
 				break
 			} else if err != nil {
 				t.Fatalf("%s: %v", f, err)
 			}
-			if len(o.Object) == 0 {
-				continue
-			}
-			gvk := o.GroupVersionKind()
-			m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-			if err != nil {
-				t.Fatalf("%s: %s: %v", f, gvk, err)
-			}
-			var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
-			if m.Scope.Name() == meta.RESTScopeNameNamespace {
-				ri = dyn.Resource(m.Resource).Namespace(o.GetNamespace())
-			}
-			data, err := o.MarshalJSON()
-			if err != nil {
-				t.Fatal(err)
-			}
-			force := true
-			if _, err := ri.Patch(ctx, o.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: "k8stest", Force: &force}); err != nil {
-				t.Fatalf("apply %s %s/%s from %s: %v", gvk.Kind, o.GetNamespace(), o.GetName(), f, err)
+			if len(o.Object) > 0 {
+				objs = append(objs, o)
 			}
 		}
+	}
+	a, err := NewApplier(s.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Apply(objs, false); err != nil {
+		t.Fatal(err)
 	}
 }
 
