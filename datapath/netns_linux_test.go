@@ -180,79 +180,79 @@ func netnsChild(t *testing.T, arg string) {
 	}
 	// Bulk TCP between the pods: GSO skbs whose linear data holds just the
 	// headers must be forwarded whole (no drop, no resegmentation).
-	if _, err := exec.LookPath("iperf3"); err == nil {
-		run(t, "ip", "netns", "exec", podB, "iperf3", "-s", "-1", "-D", "-p", "5299")
-		sums := func() map[string]Counter {
-			cs, err := d.Counters()
-			if err != nil {
-				t.Fatal(err)
-			}
-			m := map[string]Counter{}
-			for _, c := range cs {
-				m[c.Direction+"/"+c.Reason] = c
-			}
-			return m
+	if _, err := exec.LookPath("iperf3"); err != nil {
+		t.Fatalf("iperf3 missing (make deps installs it): %v", err)
+	}
+	run(t, "ip", "netns", "exec", podB, "iperf3", "-s", "-1", "-D", "-p", "5299")
+	sums := func() map[string]Counter {
+		cs, err := d.Counters()
+		if err != nil {
+			t.Fatal(err)
 		}
-		bulk := func(what string) (bytes, pkts uint64) {
-			before := sums()
-			var out []byte
-			var err error
-			for try := 0; try < 20; try++ { // the daemonised server may not listen yet
-				out, err = exec.Command("ip", "netns", "exec", podA, "iperf3", "-c", "10.244.0.20", "-p", "5299", "-n", "32M").CombinedOutput()
-				if err == nil || !strings.Contains(string(out), "unable to connect") {
-					break
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
-			if err != nil {
-				t.Errorf("%s: iperf3: %v\n%s", what, err, out)
-			}
-			after := sums()
-			var drops uint64
-			for k, a := range after {
-				if strings.Contains(k, "/drop-") {
-					drops += a.Packets - before[k].Packets
-				}
-			}
-			k := "from-endpoint/fwd-redirect-peer"
-			pkts, bytes = after[k].Packets-before[k].Packets, after[k].Bytes-before[k].Bytes
-			if bytes < 16<<20 || drops != 0 { // the last segments may still be in flight
-				t.Errorf("%s: %d bytes in %d packets redirected, %d drops; iperf3:\n%s", what, bytes, pkts, drops, out)
-				return 0, 1
-			}
-			t.Logf("%s: %d bytes in %d packets through redirect_peer (%d bytes/packet)", what, bytes, pkts, bytes/pkts)
-			return bytes, pkts
+		m := map[string]Counter{}
+		for _, c := range cs {
+			m[c.Direction+"/"+c.Reason] = c
 		}
-		if bytes, pkts := bulk("tcp bulk"); bytes/pkts < 3000 {
-			t.Errorf("tcp bulk: %d bytes/packet, want GSO packets", bytes/pkts)
-		}
-		// IPv4 BIG TCP (Linux >= 6.3): GSO packets above 64 KB carry IP
-		// tot_len 0 and must be forwarded, not counted malformed.
-		if enableBigTCP(t, podA, "eth0", 196608) {
-			run(t, "ip", "netns", "exec", podB, "iperf3", "-s", "-1", "-D", "-p", "5299")
-			// The trace shows the packets' sizes: some must exceed 64 KB.
-			ctx, cancel := context.WithCancel(context.Background())
-			var biggest atomic.Uint32
-			traced := make(chan error, 1)
-			go func() {
-				traced <- d.Monitor(ctx, []string{"to-endpoint"}, 1, func(ev Event) {
-					if ev.Len > biggest.Load() {
-						biggest.Store(ev.Len)
-					}
-				})
-			}()
-			time.Sleep(200 * time.Millisecond) // the monitor turns tracing on
-			bulk("tcp bulk, BIG TCP")
-			cancel()
-			if err := <-traced; err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("monitor: %v", err)
+		return m
+	}
+	bulk := func(what string) (bytes, pkts uint64) {
+		before := sums()
+		var out []byte
+		var err error
+		for try := 0; try < 20; try++ { // the daemonised server may not listen yet
+			out, err = exec.Command("ip", "netns", "exec", podA, "iperf3", "-c", "10.244.0.20", "-p", "5299", "-n", "32M").CombinedOutput()
+			if err == nil || !strings.Contains(string(out), "unable to connect") {
+				break
 			}
-			if b := biggest.Load(); b <= 65535 {
-				t.Errorf("BIG TCP: largest packet redirected %d bytes, want above 64 KB", b)
-			} else {
-				t.Logf("BIG TCP: largest packet redirected %d bytes", b)
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			t.Errorf("%s: iperf3: %v\n%s", what, err, out)
+		}
+		after := sums()
+		var drops uint64
+		for k, a := range after {
+			if strings.Contains(k, "/drop-") {
+				drops += a.Packets - before[k].Packets
 			}
 		}
+		k := "from-endpoint/fwd-redirect-peer"
+		pkts, bytes = after[k].Packets-before[k].Packets, after[k].Bytes-before[k].Bytes
+		if bytes < 16<<20 || drops != 0 { // the last segments may still be in flight
+			t.Errorf("%s: %d bytes in %d packets redirected, %d drops; iperf3:\n%s", what, bytes, pkts, drops, out)
+			return 0, 1
+		}
+		t.Logf("%s: %d bytes in %d packets through redirect_peer (%d bytes/packet)", what, bytes, pkts, bytes/pkts)
+		return bytes, pkts
+	}
+	if bytes, pkts := bulk("tcp bulk"); bytes/pkts < 3000 {
+		t.Errorf("tcp bulk: %d bytes/packet, want GSO packets", bytes/pkts)
+	}
+	// IPv4 BIG TCP (Linux >= 6.3): GSO packets above 64 KB carry IP
+	// tot_len 0 and must be forwarded, not counted malformed.
+	enableBigTCP(t, podA, "eth0", 196608)
+	run(t, "ip", "netns", "exec", podB, "iperf3", "-s", "-1", "-D", "-p", "5299")
+	// The trace shows the packets' sizes: some must exceed 64 KB.
+	mctx, stopMonitor := context.WithCancel(context.Background())
+	var biggest atomic.Uint32
+	traced := make(chan error, 1)
+	go func() {
+		traced <- d.Monitor(mctx, []string{"to-endpoint"}, 1, func(ev Event) {
+			if ev.Len > biggest.Load() {
+				biggest.Store(ev.Len)
+			}
+		})
+	}()
+	time.Sleep(200 * time.Millisecond) // the monitor turns tracing on
+	bulk("tcp bulk, BIG TCP")
+	stopMonitor()
+	if err := <-traced; err != nil && !errors.Is(err, context.Canceled) {
+		t.Errorf("monitor: %v", err)
+	}
+	if b := biggest.Load(); b <= 65535 {
+		t.Errorf("BIG TCP: largest packet redirected %d bytes, want above 64 KB", b)
+	} else {
+		t.Logf("BIG TCP: largest packet redirected %d bytes", b)
 	}
 	c = counters(d)
 	t.Logf("counters before restart: %v", c)
@@ -344,9 +344,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// enableBigTCP raises the GSO limits of link in netns ns (IPv4 BIG TCP);
-// it reports false, and logs why, on a kernel without IFLA_GSO_IPV4_MAX_SIZE.
-func enableBigTCP(t *testing.T, ns, link string, size int) bool {
+// enableBigTCP raises the GSO limits of link in netns ns (IPv4 BIG TCP,
+// Linux >= 6.3; the fast path's tcx hooks need 6.6 anyway).
+func enableBigTCP(t *testing.T, ns, link string, size int) {
 	t.Helper()
 	h, err := netns.GetFromName(ns)
 	if err != nil {
@@ -366,8 +366,6 @@ func enableBigTCP(t *testing.T, ns, link string, size int) bool {
 		t.Fatalf("gso_max_size: %v", err)
 	}
 	if err := nh.LinkSetGSOIPv4MaxSize(l, size); err != nil {
-		t.Logf("no IPv4 BIG TCP on this kernel (%v): not tested", err)
-		return false
+		t.Fatalf("gso_ipv4_max_size: %v", err)
 	}
-	return true
 }
