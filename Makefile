@@ -11,7 +11,7 @@ APT_PKGS := frr bird2 containernetworking-plugins iproute2 iputils-ping iptables
 	clang llvm libbpf-dev bpftool iperf3 sockperf tcpdump prometheus etcd-server
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build release tools kube-apiserver deps lab lab-down lab-status converge test test-unit lint generate generate-check bench clean
+.PHONY: all build release tools kube kube-apiserver deps lab lab-down lab-status converge test test-unit lint generate generate-check bench clean
 
 all: build
 
@@ -30,12 +30,16 @@ release:
 tools:
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/gobgp github.com/osrg/gobgp/v4/cmd/gobgp
 
-# A real kube-apiserver for the k8s/ tests (tools/kube-apiserver, its own
-# module): built once per machine, cached by the hash of its go.sum under
-# $(KUBE_CACHE), linked to bin/kube-apiserver. Cold ~10 min, warm ~1 s.
+# The real Kubernetes components for the tests and the Kubernetes lab
+# (tools/kube, its own module; one multi-command binary: kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl):
+# built once per machine, cached by the hash of its go.mod/go.sum/main.go
+# under $(KUBE_CACHE), linked as bin/kube and one bin/<component> symlink each.
 KUBE_CACHE ?= /var/cache/podrouter
-kube-apiserver:
-	PODROUTER_CACHE=$(KUBE_CACHE) GO=$(GO) tools/kube-apiserver/build.sh $(BIN)/kube-apiserver
+kube:
+	PODROUTER_CACHE=$(KUBE_CACHE) GO=$(GO) tools/kube/build.sh $(BIN)
+# Old name, kept for scripts.
+kube-apiserver: kube
 
 # Debian packages and Go tools the project needs; idempotent.
 deps:
@@ -63,7 +67,7 @@ lab-down: build
 	$(BIN)/podrouter lab down --name $(LAB)
 
 # All tiers: unit, in-process BGP, privileged netns/lab e2e (run as root).
-test: build tools kube-apiserver
+test: build tools kube
 	$(GO) test -count=1 -p 1 -timeout 60m ./...
 
 test-unit:

@@ -4,7 +4,7 @@
 // through the TokenRequest API. Every process and directory it makes is
 // removed by the test's cleanup.
 //
-// The kube-apiserver binary comes from `make kube-apiserver` (bin/ in the
+// The kube-apiserver binary comes from `make kube` (bin/ in the
 // repository, or $KUBE_APISERVER); etcd from Debian's etcd-server ($ETCD or
 // PATH). When one is missing the test is skipped with the reason, except
 // under CI (CI=true), where it fails: CI builds them first.
@@ -65,7 +65,7 @@ func Binaries() (apiserver, etcd string, err error) {
 		apiserver = filepath.Join(root, "bin", "kube-apiserver")
 	}
 	if _, err := os.Stat(apiserver); err != nil {
-		return "", "", fmt.Errorf("kube-apiserver binary %s missing: run `make kube-apiserver` (~10 min cold, cached per machine)", apiserver)
+		return "", "", fmt.Errorf("kube-apiserver binary %s missing: run `make kube` (~20 min cold, cached per machine)", apiserver)
 	}
 	etcd = os.Getenv("ETCD")
 	if etcd == "" {
