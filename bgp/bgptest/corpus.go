@@ -128,7 +128,7 @@ func asn4(as ...uint32) []byte {
 var (
 	origin      = attr(flagTransitive, 1, []byte{0})
 	asPath      = attr(flagTransitive, 2, cat([]byte{2, 1}, asn4(PeerASN))) // AS_SEQUENCE [65100]
-	nlriDefault = []byte{0}                                                // 0.0.0.0/0
+	nlriDefault = []byte{0}                                                 // 0.0.0.0/0
 )
 
 func nextHop(a netip.Addr) []byte { return attr(flagTransitive, 3, a.AsSlice()) }
