@@ -30,7 +30,8 @@ func IsDefault(p netip.Prefix) bool {
 
 // buildPolicies renders the complete routing policy for the given pod CIDRs:
 //
-//	import: accept our local routes; accept exactly 0.0.0.0/0 and ::/0; reject the rest.
+//	import: accept our local routes; reject what an external peer sent with
+//	        an empty AS_PATH; accept exactly 0.0.0.0/0 and ::/0; reject the rest.
 //	export: accept local routes that are one of our pod CIDRs; reject the rest.
 //
 // The statements are rebuilt whole whenever the pod CIDRs change, so an
@@ -49,6 +50,19 @@ func buildPolicies(podCIDRs []netip.Prefix) *api.SetPoliciesRequest {
 			Name:       "accept-local",
 			Conditions: &api.Conditions{RouteType: api.Conditions_ROUTE_TYPE_LOCAL},
 			Actions:    accept,
+		},
+		{
+			// An eBGP peer always prepends its own AS (RFC 4271 5.1.2), so
+			// an empty AS_PATH from one is malformed: treat-as-withdraw
+			// when the first-AS check is made (RFC 4271 6.3, RFC 7606
+			// 7.2). GoBGP makes no such check for non-confederation peers
+			// (the corpus case cve-2026-49838-empty-aspath).
+			Name: "reject-empty-as-path-from-ebgp",
+			Conditions: &api.Conditions{
+				RouteType:    api.Conditions_ROUTE_TYPE_EXTERNAL,
+				AsPathLength: &api.AsPathLength{Type: api.Comparison_COMPARISON_EQ, Length: 0},
+			},
+			Actions: &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_REJECT},
 		},
 		{
 			Name:       "accept-default-v4",

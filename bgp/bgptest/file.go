@@ -19,6 +19,13 @@ func (c Case) Format() []byte {
 		fmt.Fprintf(&b, " %d/%d", c.Code, c.Subcode)
 	}
 	b.WriteString("\n")
+	if c.Deviation != "" {
+		fmt.Fprintf(&b, "# gobgp v4: %s", c.GoBGP)
+		if c.GoBGP == SessionReset {
+			fmt.Fprintf(&b, " %d/%d", c.GoBGPCode, c.GoBGPSubco)
+		}
+		fmt.Fprintf(&b, " (%s)\n", c.Deviation)
+	}
 	h := hex.EncodeToString(c.Msg)
 	for len(h) > 64 {
 		b.WriteString(h[:64] + "\n")
