@@ -165,14 +165,14 @@ func peering(n *corev1.Node, opts Options) (Peering, []error) {
 	}
 	if v, ok := n.Annotations[AnnotationRouterID]; ok {
 		a, err := netip.ParseAddr(strings.TrimSpace(v))
-		if err != nil || !a.Is4() {
-			bad("annotation", AnnotationRouterID, "%q is not an IPv4 address", v)
+		if err != nil || !usableRouterID(a) {
+			bad("annotation", AnnotationRouterID, "%q is not an IPv4 address (unicast, not 0.0.0.0)", v)
 		} else {
 			p.RouterID = a
 		}
 	} else {
 		for _, a := range n.Status.Addresses {
-			if ip, err := netip.ParseAddr(a.Address); a.Type == corev1.NodeInternalIP && err == nil && ip.Is4() {
+			if ip, err := netip.ParseAddr(a.Address); a.Type == corev1.NodeInternalIP && err == nil && usableRouterID(ip) {
 				p.RouterID = ip
 				break
 			}
@@ -228,6 +228,10 @@ func parsePeers(v string) ([]Peer, error) {
 			errs = append(errs, fmt.Errorf("[%d].address: %q is not an IP address", i, addr))
 			continue
 		}
+		if a = a.Unmap(); a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() || a.IsLinkLocalUnicast() || a == broadcast4 {
+			errs = append(errs, fmt.Errorf("[%d].address: %s is not a global unicast address", i, a))
+			continue
+		}
 		if asn == 0 || asn == 23456 || asn == 4294967295 {
 			errs = append(errs, fmt.Errorf("[%d].asn: %d is not a usable ASN", i, asn))
 			continue
@@ -242,6 +246,14 @@ func parsePeers(v string) ([]Peer, error) {
 		return nil, joinErrs(errs)
 	}
 	return out, nil
+}
+
+var broadcast4 = netip.AddrFrom4([4]byte{255, 255, 255, 255})
+
+// usableRouterID: a BGP identifier is a non-zero 32-bit value (RFC 6286);
+// podrouter takes it from an IPv4 address, which must also be unicast.
+func usableRouterID(a netip.Addr) bool {
+	return a.Is4() && !a.IsUnspecified() && !a.IsMulticast() && a != broadcast4
 }
 
 // joinErrs joins errors on one line ("; "), for Event messages.
