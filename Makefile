@@ -10,8 +10,12 @@ BFD ?= false
 APT_PKGS := frr bird2 containernetworking-plugins iproute2 iputils-ping iptables nftables conntrack procps \
 	clang llvm libbpf-dev bpftool iperf3 sockperf tcpdump prometheus etcd-server
 STATICCHECK_VERSION ?= v0.8.2
+GOVULNCHECK_VERSION ?= v1.9.0
+# The Go vulnerability database as a module (golang.org/x/vulndb): bump to refresh.
+VULNDB_VERSION ?= v0.0.0-20261105234957-e22db6528018
+FUZZTIME ?= 60s
 
-.PHONY: all build release tools kube kube-apiserver deps lab lab-down lab-status converge test test-unit lint generate generate-check bench clean
+.PHONY: all build release tools kube kube-apiserver deps lab lab-down lab-status converge test test-unit lint vulncheck fuzz generate generate-check bench clean
 
 all: build
 
@@ -78,6 +82,20 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+# govulncheck on every package: called vulnerabilities fail unless
+# .govulncheck-allow names them with a reason (tools/vulncheck.sh).
+vulncheck:
+	GO=$(GO) VULNDB_VERSION=$(VULNDB_VERSION) GOVULNCHECK_VERSION=$(GOVULNCHECK_VERSION) PODROUTER_CACHE=$(KUBE_CACHE) tools/vulncheck.sh
+
+# Every fuzz target for FUZZTIME each (CI: 60s; a longer run: make fuzz FUZZTIME=10m).
+# New interesting inputs stay in the Go cache; crashers land in testdata/fuzz.
+FUZZ_TARGETS := ./bgp:FuzzLearnedPaths ./k8s:FuzzTranslate ./datapath:FuzzPrograms
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "== fuzz $$fn ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg 2>&1 | grep -v '^fuzz: elapsed: .*, gathering' | tail -n 4; \
+		test $${PIPESTATUS[0]} -eq 0; done
 
 generate:
 	$(GO) generate ./datapath/
