@@ -8,7 +8,7 @@ TORS ?= 1
 DATAPATH ?= true
 BFD ?= false
 APT_PKGS := frr bird2 containernetworking-plugins iproute2 iputils-ping iptables nftables conntrack procps \
-	clang llvm libbpf-dev bpftool iperf3 sockperf tcpdump prometheus etcd-server
+	clang llvm libbpf-dev bpftool iperf3 sockperf tcpdump prometheus etcd-server time
 STATICCHECK_VERSION ?= v0.8.2
 GOVULNCHECK_VERSION ?= v1.9.0
 # The Go vulnerability database as a module (golang.org/x/vulndb): bump to refresh.
