@@ -356,8 +356,8 @@ func goroutines(l *lab.Lab, n int) (int, error) {
 	return 0, fmt.Errorf("no go_goroutines in node%d metrics", n)
 }
 
-// torSampler samples ToR tor's table every interval for prefixes and
-// counts samples in which one is missing.
+// torSampler samples ToR tor's table every interval for prefixes; missing
+// has one entry per sample that lacked one of them.
 type torSampler struct {
 	stop    chan struct{}
 	done    chan struct{}
@@ -388,10 +388,14 @@ func sampleToR(l *lab.Lab, tor int, prefixes []netip.Prefix, every time.Duration
 				}
 			}
 			s.samples++
+			var miss []string
 			for _, p := range prefixes {
 				if !have[p] {
-					s.missing = append(s.missing, fmt.Sprintf("%s at %s", p, time.Now().Format("15:04:05.000")))
+					miss = append(miss, p.String())
 				}
+			}
+			if len(miss) > 0 {
+				s.missing = append(s.missing, fmt.Sprintf("%s at %s", strings.Join(miss, ","), time.Now().Format("15:04:05.000")))
 			}
 		}
 	}()
