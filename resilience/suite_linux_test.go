@@ -65,6 +65,7 @@ func TestMain(m *testing.M) {
 	start := time.Now()
 	code := m.Run()
 	shared.down()
+	downExtraLabs()
 	os.RemoveAll(dir)
 	printTable(time.Since(start))
 	os.Exit(code)
@@ -474,6 +475,9 @@ func startDaemon(t *testing.T, l *lab.Lab, n int, conf string) *daemon {
 		if t.Failed() {
 			t.Logf("node%d daemon (edited config):\n%s", n, tailLines(d.log.String(), 25))
 		}
+		if pid, _ := l.SpeakerPID(n); pid != 0 {
+			return // a later daemon's cleanup put it back already
+		}
 		if err := l.StartSpeaker(context.Background(), n); err != nil {
 			t.Errorf("restart the lab's speaker on node%d: %v", n, err)
 		}
@@ -505,4 +509,17 @@ func sortedKeys[M ~map[K]V, K interface{ ~string }, V any](m M) []K {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// extraLabs are labs shared by several tests, torn down after the run.
+var extraLabs []*lab.Lab
+
+func downExtraLabs() {
+	for _, l := range extraLabs {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		if err := l.Down(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "lab down:", err)
+		}
+		cancel()
+	}
 }
