@@ -196,6 +196,24 @@ func sharedLab(t *testing.T) *lab.Lab {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
 		shared.l, shared.err = lab.Up(ctx, spec, labLogger())
+		if shared.err != nil {
+			return
+		}
+		// The fast path attached everywhere: uplinks and pod veths.
+		for n := 1; n <= shared.l.Spec.Nodes; n++ {
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				ok, why := hooksOK(shared.l, n)
+				if ok {
+					break
+				}
+				if time.Now().After(deadline) {
+					shared.err = fmt.Errorf("node%d fast path not attached: %s", n, why)
+					return
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
 	})
 	if shared.err != nil {
 		t.Fatalf("shared lab: %v", shared.err)
