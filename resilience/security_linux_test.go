@@ -305,3 +305,9 @@ func TestMD5AndGTSM(t *testing.T) {
 	report(t, "10 MD5 and GTSM", pass, "%s … target never up and visible; 0 TCP handshakes and 0 sessions two hops away; rotation re-establishes", strings.Join(results, "; "))
 	_ = strconv.Itoa
 }
+
+// dialTTL connects to dst:179 with the given TTL.
+func dialTTL(dst netip.Addr, ttl int) (net.Conn, error) {
+	d := net.Dialer{Timeout: 2 * time.Second, Control: ttlControl(ttl)}
+	return d.Dial("tcp", netip.AddrPortFrom(dst, 179).String())
+}
