@@ -42,7 +42,7 @@ type hostileRig struct {
 	dir        string
 }
 
-func newHostileRig(t *testing.T, peers int, extra string) *hostileRig {
+func newHostileRig(t *testing.T, peers int, peerOpts, extra string) *hostileRig {
 	t.Helper()
 	id := rand.IntN(10000)
 	r := &hostileRig{node: fmt.Sprintf("rh%04d-n", id), peer: fmt.Sprintf("rh%04d-p", id), dir: t.TempDir(), log: &syncBuffer{}}
@@ -60,7 +60,7 @@ func newHostileRig(t *testing.T, peers int, extra string) *hostileRig {
 		a := netip.AddrFrom4([4]byte{192, 0, 2, byte(10 + i)})
 		r.addrs = append(r.addrs, a)
 		run(t, "ip", "-n", r.peer, "addr", "add", a.String()+"/24", "dev", "n1")
-		fmt.Fprintf(&peerConf, "    - {address: %s, asn: %d, holdTime: 9s, keepaliveInterval: 3s, connectRetry: 1s}\n", a, bgptest.PeerASN)
+		fmt.Fprintf(&peerConf, "    - {address: %s, asn: %d, holdTime: 9s, keepaliveInterval: 3s, connectRetry: 1s%s}\n", a, bgptest.PeerASN, peerOpts)
 	}
 	for _, a := range []netip.Addr{bgptest.NextHopBad, bgptest.NextHopDiscard} {
 		run(t, "ip", "-n", r.peer, "addr", "add", a.String()+"/24", "dev", "n1")
@@ -174,7 +174,7 @@ func TestMalformedUpdates(t *testing.T) {
 			cases = append(cases, c)
 		}
 	}
-	r := newHostileRig(t, len(cases), "")
+	r := newHostileRig(t, len(cases), "", "")
 	lns := make([]net.Listener, len(cases))
 	for i := range cases {
 		lns[i] = r.listen(t, r.addrs[i])
