@@ -34,6 +34,8 @@ type torData struct {
 	GTSM bool
 	// BFD runs bfdd and BFD (profile NODES, 300ms x 3) on every node session.
 	BFD bool
+	// GracefulRestart: the ToR restarts gracefully itself (not only a helper).
+	GracefulRestart bool
 	// MateV4/MateV6 are the other ToR's addresses on the inter-ToR link
 	// (two ToRs only): an iBGP session standing in for the spine layer.
 	MateV4, MateV6 netip.Addr
@@ -41,7 +43,7 @@ type torData struct {
 
 func (s Spec) torData(k int) torData {
 	d := torData{NS: s.ToRNS(k), Dir: filepath.Join(s.StateDir(), ToRName(k)), ASN: ToRASN, RouterID: ToRRouterID(k),
-		Password: s.Password, GTSM: s.GTSM, BFD: s.BFD}
+		Password: s.Password, GTSM: s.GTSM, BFD: s.BFD, GracefulRestart: s.ToRGracefulRestart}
 	for n := 1; n <= s.Nodes; n++ {
 		_, v4 := LinkV4(k, n)
 		_, v6 := LinkV6(k, n)
@@ -114,13 +116,22 @@ router bgp {{.ASN}}
  no bgp default ipv4-unicast
  bgp bestpath as-path multipath-relax
  bgp graceful-restart restart-time 120
+{{- if .GracefulRestart}}
+ bgp graceful-restart
+ bgp graceful-restart preserve-fw-state
+{{- end}}
  timers bgp 3 9
  neighbor NODES4 peer-group
  neighbor NODES4 timers 3 9
- neighbor NODES4 graceful-restart-helper
  neighbor NODES6 peer-group
  neighbor NODES6 timers 3 9
+{{- if .GracefulRestart}}
+ neighbor NODES4 graceful-restart
+ neighbor NODES6 graceful-restart
+{{- else}}
+ neighbor NODES4 graceful-restart-helper
  neighbor NODES6 graceful-restart-helper
+{{- end}}
 {{- if .Password}}
  neighbor NODES4 password {{.Password}}
  neighbor NODES6 password {{.Password}}

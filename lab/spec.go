@@ -63,6 +63,10 @@ type Spec struct {
 	// DrainWithdrawAfter, when set, renders bgp.drain in deprefer mode
 	// (AS-path prepend 3, MED 100, GRACEFUL_SHUTDOWN) with this delay.
 	DrainWithdrawAfter time.Duration `json:"drainWithdrawAfter"`
+	// ToRGracefulRestart makes the ToRs graceful-restart capable
+	// themselves (RFC 4724 restarting speaker with forwarding state kept),
+	// not only helpers: nodes then keep a restarting ToR's routes.
+	ToRGracefulRestart bool `json:"torGracefulRestart"`
 	// NoWait makes Up return once everything is started, without waiting
 	// for BGP sessions and routes (useful when debugging a speaker).
 	NoWait bool `json:"noWait"`
