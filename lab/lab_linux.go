@@ -76,7 +76,7 @@ func Up(ctx context.Context, spec Spec, logger *slog.Logger) (l *Lab, err error)
 			return l, err
 		}
 	}
-	if err := l.addPods(ctx); err != nil {
+	if err := l.addPodsUnlessLight(ctx); err != nil {
 		return l, err
 	}
 	for n := 1; n <= s.Nodes; n++ {

@@ -63,6 +63,9 @@ type Spec struct {
 	// DrainWithdrawAfter, when set, renders bgp.drain in deprefer mode
 	// (AS-path prepend 3, MED 100, GRACEFUL_SHUTDOWN) with this delay.
 	DrainWithdrawAfter time.Duration `json:"drainWithdrawAfter"`
+	// Light builds nodes without pods (no CNI, no pod namespaces, no fast
+	// path): a rack of up to 64 podrouter nodes for scale tests.
+	Light bool `json:"light"`
 	// ToRGracefulRestart makes the ToRs graceful-restart capable
 	// themselves (RFC 4724 restarting speaker with forwarding state kept),
 	// not only helpers: nodes then keep a restarting ToR's routes.
@@ -103,8 +106,11 @@ func (s Spec) Validate() error {
 	if s.ToRs < 1 || s.ToRs > 2 {
 		return fmt.Errorf("tors %d: want 1 or 2", s.ToRs)
 	}
-	if s.Nodes < 1 || s.Nodes > 9 {
-		return fmt.Errorf("nodes %d: want 1..9", s.Nodes)
+	if maxNodes := s.maxNodes(); s.Nodes < 1 || s.Nodes > maxNodes {
+		return fmt.Errorf("nodes %d: want 1..%d", s.Nodes, maxNodes)
+	}
+	if s.Light && s.Datapath {
+		return fmt.Errorf("light nodes have no pods: no datapath")
 	}
 	if s.PodsPerNode < 1 || s.PodsPerNode > 9 {
 		return fmt.Errorf("pods per node %d: want 1..9", s.PodsPerNode)

@@ -99,7 +99,7 @@ func TestConntrackFlood(t *testing.T) {
 		return hooksOK(l, 1)
 	})
 	ctx := context.Background()
-	dur := size(20*time.Second, 60*time.Second)
+	dur := size(15*time.Second, 60*time.Second)
 	rate := 10 * capacity / 60 // SYNs per second: 10 x capacity per minute
 	st := startStreams(t, l, 100, 7101)
 	dst, _ := l.PodIP(ctx, 2, 1, lab.IPv4)

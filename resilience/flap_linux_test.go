@@ -42,7 +42,7 @@ func TestUplinkFlap(t *testing.T) {
 	l := sharedLab(t)
 	ctx := context.Background()
 	const n = 3
-	flaps := size(10, 50)
+	flaps := size(6, 50)
 	// Settle, then the baseline.
 	time.Sleep(2 * time.Second)
 	start := nodeResources(t, l, n)
