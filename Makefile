@@ -15,7 +15,7 @@ GOVULNCHECK_VERSION ?= v1.9.0
 VULNDB_VERSION ?= v0.0.0-20261105234957-e22db6528018
 FUZZTIME ?= 60s
 
-.PHONY: all build release tools kube kube-apiserver deps lab lab-down lab-status converge test test-unit lint vulncheck fuzz generate generate-check bench clean
+.PHONY: all build release tools kube kube-apiserver deps lab lab-down lab-status converge test test-unit resilience lint vulncheck fuzz generate generate-check bench clean
 
 all: build
 
@@ -71,8 +71,17 @@ lab-down: build
 	$(BIN)/podrouter lab down --name $(LAB)
 
 # All tiers: unit, in-process BGP, privileged netns/lab e2e (run as root).
+# The resilience suite has its own target (CI runs it from .ci/run).
 test: build tools kube
-	$(GO) test -count=1 -p 1 -timeout 60m ./...
+	$(GO) test -count=1 -p 1 -timeout 60m $$($(GO) list ./... | grep -v /resilience$$)
+
+# The resilience and security suite (root; ~16 min CI-sized): one line per
+# test, `name: figure … target …`, then the table. LONG=1: the long versions
+# (30 min soak, 50 flaps, 10-minute fuzzing, 60 s SYN flood, 10 kill cycles).
+resilience: build tools
+	set -o pipefail; $(GO) test -count=1 -p 1 -timeout 90m -v ./resilience/ $(if $(LONG),-args -long) 2>&1 | \
+		grep -E '^(RESILIENCE |== |ok |MISSED |--- FAIL|FAIL|PASS|panic)|^\s+\S+_test\.go:[0-9]+: '
+
 
 test-unit:
 	$(GO) test -count=1 -short ./...
