@@ -108,11 +108,11 @@ func TestKernelConntrack(t *testing.T) {
 		proto   string
 		orig    [2]netip.AddrPort // nf_conntrack original tuple
 		nat     []string
-		p       pkt              // the packet the fast path sees first
-		ctOrig  netip.AddrPort   // podrouter entry: source as listed
-		ctReply netip.AddrPort   // podrouter entry: destination as listed
-		pkts    [2]uint64        // podrouter entry packets after the first packet
-		stack   bool             // expected: to the stack as pass-nat
+		p       pkt            // the packet the fast path sees first
+		ctOrig  netip.AddrPort // podrouter entry: source as listed
+		ctReply netip.AddrPort // podrouter entry: destination as listed
+		pkts    [2]uint64      // podrouter entry packets after the first packet
+		stack   bool           // expected: to the stack as pass-nat
 	}{
 		{
 			name: "clusterip reply from a remote backend (uplink)", proto: "tcp",
@@ -158,7 +158,7 @@ func TestKernelConntrack(t *testing.T) {
 		},
 		{
 			name: "nf_conntrack entry without nat stays on the fast path", proto: "udp",
-			orig: [2]netip.AddrPort{ap(podB4, 5000), ap(podA4, 53)},
+			orig:   [2]netip.AddrPort{ap(podB4, 5000), ap(podA4, 53)},
 			p:      pkt{false, protoUDP, ap(podB4, 5000), ap(podA4, 53)},
 			ctOrig: ap(podB4, 5000), ctReply: ap(podA4, 53), pkts: [2]uint64{1, 0},
 		},
