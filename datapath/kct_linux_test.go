@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf/btf"
 	"github.com/vishvananda/netns"
 )
 
@@ -283,4 +285,30 @@ func TestKernelConntrackAny(t *testing.T) {
 	if n := f.count(0, fromEndpointPrReasonPR_PASS_NAT); n != 2 {
 		t.Errorf("pass-nat counter %d, want 2", n)
 	}
+}
+
+// A kernel without the conntrack kfuncs cannot be had here (nf_conntrack
+// is built in), so the real collection spec is loaded with its kfunc
+// renamed to one no kernel has: cilium/ebpf then fails exactly as on such
+// a kernel, and the loader must say why.
+func TestMissingKfunc(t *testing.T) {
+	requireRoot(t)
+	ep, net, err := loadSpecs(Config{}.withDefaults(), loadOpts{ttlDec: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fn *btf.Func
+	if err := ep.Types.TypeByName("bpf_skb_ct_lookup", &fn); err != nil {
+		t.Fatal(err)
+	}
+	fn.Name = "pr_no_such_kfunc"
+	objs, err := loadCollections(ep, net, loadOpts{})
+	if err == nil {
+		objs.Close()
+		t.Fatal("loaded without the kfunc")
+	}
+	if !errors.Is(err, ErrNoConntrackKfunc) || !strings.Contains(err.Error(), "bpf_skb_ct_lookup") {
+		t.Errorf("error %q: want ErrNoConntrackKfunc naming bpf_skb_ct_lookup", err)
+	}
+	t.Logf("load error: %v", err)
 }

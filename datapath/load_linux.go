@@ -34,12 +34,12 @@ type loadOpts struct {
 // bypass netfilter's reverse translation and break every Service; the
 // programs are not loaded (Run's error wraps it and ErrUnavailable).
 var ErrNoConntrackKfunc = errors.New("kernel lacks the nf_conntrack kfunc bpf_skb_ct_lookup " +
-	"(needs CONFIG_NF_CONNTRACK with BTF, Linux >= 6.0; with nf_conntrack as a module, the module loaded)")
+	"(needs CONFIG_NF_CONNTRACK and kernel BTF; with nf_conntrack as a module, the module loaded)")
 
-// kfuncErr explains a load failure caused by a missing conntrack kfunc.
+// kfuncErr explains a load failure caused by a missing kfunc (the
+// conntrack ones are the only kfuncs the programs call).
 func kfuncErr(err error) error {
-	if errors.Is(err, ebpf.ErrNotSupported) &&
-		(strings.Contains(err.Error(), "bpf_skb_ct_lookup") || strings.Contains(err.Error(), "bpf_ct_release")) {
+	if errors.Is(err, ebpf.ErrNotSupported) && strings.Contains(err.Error(), "kfunc") {
 		return fmt.Errorf("%w: %w", ErrNoConntrackKfunc, err)
 	}
 	return err
