@@ -312,3 +312,56 @@ func TestMissingKfunc(t *testing.T) {
 	}
 	t.Logf("load error: %v", err)
 }
+
+// ICMP errors about a translated flow go to the stack (netfilter rewrites
+// the embedded header); those about other flows are still forwarded.
+func TestKernelConntrackICMPError(t *testing.T) {
+	requireRoot(t)
+	ns := enterNetns(t)
+	f := newFixture(t, Config{}, loadOpts{ttlDec: 1})
+	f.setNextHops(true)
+	vip4, vip6 := netip.MustParseAddr("10.96.0.10"), netip.MustParseAddr("fd00:96::10")
+	nfInsert(t, ns, "udp", ap(podA4, 5353), ap(vip4, 53), "--dst-nat", natTo(ap(podB4, 53)))
+	nfInsert(t, ns, "tcp", ap(podA6, 40000), ap(vip6, 80), "--dst-nat", natTo(ap(remote6, 8080)))
+	// embedded: the IP header and 8 bytes of L4 of a packet src -> dst.
+	embedded := func(proto uint8, src, dst netip.AddrPort) []byte {
+		b := frame(macPodA, macHostA, src.Addr(), dst.Addr(), proto, l4(src.Addr(), dst.Addr(), proto, src.Port(), dst.Port(), tcpSYN, nil), frameOpts{})[14:]
+		hl := 20
+		if src.Addr().Is6() {
+			hl = 40
+		}
+		return b[:hl+8]
+	}
+	for _, tc := range []struct {
+		name    string
+		fromNet bool
+		in      []byte
+		ret     uint32
+	}{
+		{"port unreachable from a local backend, about a service flow", false,
+			frame(macHostB, macPodB, podB4, podA4, protoICMP, icmpMsg(podB4, podA4, 3, 3, 0, embedded(protoUDP, ap(podA4, 5353), ap(podB4, 53))), frameOpts{}), actOK},
+		{"packet too big from a remote backend, about a service flow", true,
+			frame(macUp, macToR, remote6, podA6, protoICMPv6, icmpMsg(remote6, podA6, 2, 0, 1280, embedded(protoTCP, ap(podA6, 40000), ap(remote6, 8080))), frameOpts{}), actOK},
+		{"port unreachable about a plain pod flow", false,
+			frame(macHostB, macPodB, podB4, podA4, protoICMP, icmpMsg(podB4, podA4, 3, 3, 0, embedded(protoUDP, ap(podA4, 5354), ap(podB4, 53))), frameOpts{}), actRedirect},
+	} {
+		dir, prog := 0, f.objs.ep.FromEndpoint
+		if tc.fromNet {
+			dir, prog = 1, f.objs.net.FromNetwork
+		}
+		nat0 := f.count(dir, fromEndpointPrReasonPR_PASS_NAT)
+		if ret, _ := f.run(prog, tc.in); ret != tc.ret {
+			t.Errorf("%s: verdict %d, want %d", tc.name, ret, tc.ret)
+		}
+		want := nat0
+		if tc.ret == actOK {
+			want++
+		}
+		if n := f.count(dir, fromEndpointPrReasonPR_PASS_NAT); n != want {
+			t.Errorf("%s: pass-nat counter %d, want %d", tc.name, n, want)
+		}
+	}
+	if all, _ := readConntrack(f.objs.ep.PrCtTcp, f.objs.ep.PrCtOther); len(all) != 0 {
+		t.Errorf("ICMP errors created conntrack entries: %+v", all)
+	}
+}

@@ -3,6 +3,7 @@ package datapath
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -11,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -41,6 +43,7 @@ type svcFamily struct {
 	node                            netip.Addr // node address on the uplink (NodePort)
 	tor                             netip.Addr // ToR address on the uplink (the NodePort client)
 	vipLocal, vipRemote, vipHairpin netip.Addr
+	vipClosed                       netip.Addr // DNAT to a port nobody listens on
 	svcCIDR                         netip.Prefix
 }
 
@@ -49,19 +52,22 @@ var svcFamilies = []svcFamily{{
 	remote: netip.MustParseAddr("10.244.1.10"), gw: netip.MustParseAddr("10.244.0.1"),
 	node: netip.MustParseAddr("192.0.2.1"), tor: netip.MustParseAddr("192.0.2.2"),
 	vipLocal: netip.MustParseAddr("10.96.0.10"), vipRemote: netip.MustParseAddr("10.96.0.11"),
-	vipHairpin: netip.MustParseAddr("10.96.0.12"), svcCIDR: netip.MustParsePrefix("10.96.0.0/12"),
+	vipHairpin: netip.MustParseAddr("10.96.0.12"), vipClosed: netip.MustParseAddr("10.96.0.13"),
+	svcCIDR: netip.MustParsePrefix("10.96.0.0/12"),
 }, {
 	v6:   true,
 	podA: netip.MustParseAddr("fd00:10:244::10"), podB: netip.MustParseAddr("fd00:10:244::20"),
 	remote: netip.MustParseAddr("fd00:10:244:1::10"), gw: netip.MustParseAddr("fd00:10:244::1"),
 	node: netip.MustParseAddr("fd00:192:2::1"), tor: netip.MustParseAddr("fd00:192:2::2"),
 	vipLocal: netip.MustParseAddr("fd00:10:96::10"), vipRemote: netip.MustParseAddr("fd00:10:96::11"),
-	vipHairpin: netip.MustParseAddr("fd00:10:96::12"), svcCIDR: netip.MustParsePrefix("fd00:10:96::/112"),
+	vipHairpin: netip.MustParseAddr("fd00:10:96::12"), vipClosed: netip.MustParseAddr("fd00:10:96::13"),
+	svcCIDR: netip.MustParsePrefix("fd00:10:96::/112"),
 }}
 
 const (
 	svcPort        = 80    // Service port
 	backendPort    = 8080  // the backends' target port
+	closedPort     = 8081  // a target port nobody listens on
 	directPort     = 9090  // plain pod<->pod flows (the bypass proof counts these)
 	nodePortLocal  = 30080 // externalTrafficPolicy Local: DNAT only
 	nodePortSNAT   = 30081 // externalTrafficPolicy Cluster: DNAT + masquerade
@@ -69,7 +75,9 @@ const (
 	svcDialTimeout = 2 * time.Second
 )
 
-// svcCase is one client -> target exchange and the peer the backend must see.
+// svcCase is one client -> target exchange and the peer the backend must
+// see, or (invalid seen) a refusal the client must get: a TCP RST, or for
+// UDP the ICMP port unreachable, translated back by netfilter.
 type svcCase struct {
 	name     string
 	clientNS string
@@ -86,6 +94,7 @@ func (f svcFamily) cases(podA, tor string) []svcCase {
 		{"clusterip hairpin (masquerade)", podA, netip.AddrPortFrom(f.vipHairpin, svcPort), f.gw},
 		{"nodeport eTP=Local from outside", tor, netip.AddrPortFrom(f.node, nodePortLocal), f.tor},
 		{"nodeport eTP=Cluster from outside (snat)", tor, netip.AddrPortFrom(f.node, nodePortSNAT), f.node},
+		{"clusterip, backend port closed: refused", podA, netip.AddrPortFrom(f.vipClosed, svcPort), netip.Addr{}},
 	}
 }
 
@@ -101,6 +110,7 @@ func (f svcFamily) iptablesRules() [][]string {
 	for _, p := range []string{"tcp", "udp"} {
 		add(fmt.Sprintf("-t nat -A PREROUTING -d %s -p %s --dport %d -j DNAT --to-destination %s", f.vipLocal, p, svcPort, ep(f.podB)))
 		add(fmt.Sprintf("-t nat -A PREROUTING -d %s -p %s --dport %d -j DNAT --to-destination %s", f.vipRemote, p, svcPort, ep(f.remote)))
+		add(fmt.Sprintf("-t nat -A PREROUTING -d %s -p %s --dport %d -j DNAT --to-destination %s", f.vipClosed, p, svcPort, netip.AddrPortFrom(f.podB, closedPort)))
 		add(fmt.Sprintf("-t nat -A PREROUTING -s %s -d %s -p %s --dport %d -j MARK --set-xmark %s/%s", f.podA, f.vipHairpin, p, svcPort, masqMark, masqMark))
 		add(fmt.Sprintf("-t nat -A PREROUTING -d %s -p %s --dport %d -j DNAT --to-destination %s", f.vipHairpin, p, svcPort, ep(f.podA)))
 		add(fmt.Sprintf("-t nat -A PREROUTING -d %s -p %s --dport %d -j DNAT --to-destination %s", f.node, p, nodePortLocal, ep(f.podB)))
@@ -132,6 +142,7 @@ func (f svcFamily) nftRules() string {
 	for _, p := range []string{"tcp", "udp"} {
 		fmt.Fprintf(&b, "  %s daddr %s %s dport %d dnat to %s\n", l3, f.vipLocal, p, svcPort, ep(f.podB))
 		fmt.Fprintf(&b, "  %s daddr %s %s dport %d dnat to %s\n", l3, f.vipRemote, p, svcPort, ep(f.remote))
+		fmt.Fprintf(&b, "  %s daddr %s %s dport %d dnat to %s\n", l3, f.vipClosed, p, svcPort, strings.Replace(ep(f.podB), fmt.Sprint(backendPort), fmt.Sprint(closedPort), 1))
 		fmt.Fprintf(&b, "  %s saddr %s %s daddr %s %s dport %d meta mark set meta mark | %s dnat to %s\n", l3, f.podA, l3, f.vipHairpin, p, svcPort, masqMark, ep(f.podA))
 		fmt.Fprintf(&b, "  %s daddr %s %s dport %d dnat to %s\n", l3, f.vipHairpin, p, svcPort, ep(f.podA))
 		fmt.Fprintf(&b, "  %s daddr %s %s dport %d dnat to %s\n", l3, f.node, p, nodePortLocal, ep(f.podB))
@@ -374,7 +385,12 @@ func servicesChild(t *testing.T, arg string) {
 					for _, proto := range []string{"tcp", "udp"} {
 						total++
 						seen, err := exchange(c.clientNS, proto, c.target)
-						if err == nil && seen != c.seen {
+						switch {
+						case !c.seen.IsValid() && errors.Is(err, syscall.ECONNREFUSED):
+							err = nil
+						case !c.seen.IsValid() && err == nil:
+							err = fmt.Errorf("answered by %s, want connection refused", seen)
+						case err == nil && seen != c.seen:
 							err = fmt.Errorf("backend saw %s, want %s", seen, c.seen)
 						}
 						if err != nil {

@@ -83,4 +83,45 @@ static __attribute__((noinline)) int pr_kct_lookup(struct __sk_buff *skb, const 
 	return o.dir == IP_CT_DIR_REPLY ? PR_KCT_REPLY : PR_KCT_ORIG;
 }
 
+/* An ICMP error (pr_parse: forwarded, untracked) about a flow netfilter
+ * translates must cross netfilter too, which rewrites the embedded header:
+ * else a connected UDP socket never sees its port unreachable, and a TCP
+ * flow through a Service never sees its path MTU. The embedded packet is
+ * one the error's sender received, so its tuple inverted is the one the
+ * sender's replies carry: look that up. Only errors pay (they are rare);
+ * the outer header has no IPv4 options / IPv6 extension (pr_parse), the
+ * embedded one must have none either. */
+static __attribute__((noinline)) int pr_kct_icmp_error(struct __sk_buff *skb, const struct pr_pkt *p)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct pr_pkt in;
+	__u16 *ports;
+
+	__builtin_memset(&in, 0, sizeof(in));
+	if (p->family == 4) {
+		struct iphdr *ip = data + sizeof(struct ethhdr) + sizeof(struct iphdr) + 8;
+
+		ports = (__u16 *)(ip + 1);
+		if ((void *)(ports + 2) > end || ip->ihl != 5)
+			return PR_KCT_NONE;
+		in.proto = ip->protocol;
+		in.saddr[0] = ip->daddr;
+		in.daddr[0] = ip->saddr;
+	} else {
+		struct ipv6hdr *ip6 = data + sizeof(struct ethhdr) + sizeof(struct ipv6hdr) + 8;
+
+		ports = (__u16 *)(ip6 + 1);
+		if ((void *)(ports + 2) > end)
+			return PR_KCT_NONE;
+		in.proto = ip6->nexthdr;
+		__builtin_memcpy(in.saddr, &ip6->daddr, 16);
+		__builtin_memcpy(in.daddr, &ip6->saddr, 16);
+	}
+	in.family = p->family;
+	in.sport = ports[1];
+	in.dport = ports[0];
+	return pr_kct_lookup(skb, &in);
+}
+
 #endif /* PODROUTER_KCONNTRACK_H */
