@@ -190,19 +190,24 @@ func BenchmarkNoopNewFlow(b *testing.B) {
 // Every packet a new flow, warm caches (repeat runs through newFlowWrapper),
 // in chunks on fresh maps so that the LRU never fills.
 func BenchmarkFromEndpointCTMissCreateNewFlow(b *testing.B) {
-	const chunk = 1 << 16
+	benchNewFlows(b, loadOpts{ttlDec: 0}, benchUDP())
+}
+
+const newFlowChunk = 1 << 16
+
+func benchNewFlows(b *testing.B, o loadOpts, in []byte) {
 	var total time.Duration
-	for done := 0; done < b.N; done += chunk {
+	for done := 0; done < b.N; done += newFlowChunk {
 		b.StopTimer()
-		f := newFixture(b, Config{CTSizeOther: 2 * chunk}, loadOpts{ttlDec: 0})
+		f := newFixture(b, Config{CTSizeTCP: 2 * newFlowChunk, CTSizeOther: 2 * newFlowChunk}, o)
 		f.setNextHops(true)
 		w := newFlowWrapper(b, f.objs.ep.FromEndpoint)
 		b.StartTimer()
-		ret, d, err := w.Benchmark(benchUDP(), min(chunk, b.N-done), nil)
+		ret, d, err := w.Benchmark(in, min(newFlowChunk, b.N-done), nil)
 		if err != nil || ret != actRedirect {
 			b.Fatalf("verdict %d, err %v", ret, err)
 		}
-		total += d * time.Duration(min(chunk, b.N-done))
+		total += d * time.Duration(min(newFlowChunk, b.N-done))
 		w.Close()
 		f.objs.Close()
 	}
@@ -231,23 +236,7 @@ func BenchmarkFromEndpointCTMissLRUFullNewFlow(b *testing.B) {
 // The conntrack miss path with the nf_conntrack lookup compiled out (what
 // the programs did before): compare with BenchmarkFromEndpointCTMissCreateNewFlow.
 func BenchmarkFromEndpointCTMissCreateNewFlowNoKernelCT(b *testing.B) {
-	const chunk = 1 << 16
-	var total time.Duration
-	for done := 0; done < b.N; done += chunk {
-		b.StopTimer()
-		f := newFixture(b, Config{CTSizeOther: 2 * chunk}, loadOpts{ttlDec: 0, noKernelCT: true})
-		f.setNextHops(true)
-		w := newFlowWrapper(b, f.objs.ep.FromEndpoint)
-		b.StartTimer()
-		ret, d, err := w.Benchmark(benchUDP(), min(chunk, b.N-done), nil)
-		if err != nil || ret != actRedirect {
-			b.Fatalf("verdict %d, err %v", ret, err)
-		}
-		total += d * time.Duration(min(chunk, b.N-done))
-		w.Close()
-		f.objs.Close()
-	}
-	b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "ns/op")
+	benchNewFlows(b, loadOpts{ttlDec: 0, noKernelCT: true}, benchUDP())
 }
 
 // The pass-prefix LPM lookup on the from-endpoint path to a remote pod (CT
@@ -330,4 +319,10 @@ func benchKernelCTMiss(b *testing.B, kind string) {
 		total += d
 	}
 	b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "ns/op")
+}
+
+// As BenchmarkFromEndpointCTMissCreateNewFlow with TCP SYNs: a
+// connection's opening packet does not ask nf_conntrack.
+func BenchmarkFromEndpointCTMissCreateNewFlowTCPSyn(b *testing.B) {
+	benchNewFlows(b, loadOpts{ttlDec: 0}, frame(macHostA, macPodA, podA4, remote4, protoTCP, l4(podA4, remote4, protoTCP, 1000, 80, tcpSYN, nil), frameOpts{}))
 }

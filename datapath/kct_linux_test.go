@@ -93,6 +93,7 @@ func TestKernelConntrack(t *testing.T) {
 		fromNet  bool // uplink (from-network) or pod B's veth (from-endpoint)
 		proto    uint8
 		src, dst netip.AddrPort
+		synOnly  bool // TCP SYN without ACK (else SYN-ACK)
 	}
 	send := func(p pkt) (uint32, []byte, []byte) {
 		t.Helper()
@@ -100,8 +101,12 @@ func TestKernelConntrack(t *testing.T) {
 		if p.fromNet {
 			smac, dmac, prog = macToR, macUp, f.objs.net.FromNetwork
 		}
+		flags := uint8(tcpSYN | tcpACK)
+		if p.synOnly {
+			flags = tcpSYN
+		}
 		in := frame(dmac, smac, p.src.Addr(), p.dst.Addr(), p.proto,
-			l4(p.src.Addr(), p.dst.Addr(), p.proto, p.src.Port(), p.dst.Port(), tcpSYN|tcpACK, []byte("x")), frameOpts{})
+			l4(p.src.Addr(), p.dst.Addr(), p.proto, p.src.Port(), p.dst.Port(), flags, []byte("x")), frameOpts{})
 		ret, out := f.run(prog, in)
 		return ret, in, out
 	}
@@ -119,54 +124,62 @@ func TestKernelConntrack(t *testing.T) {
 		{
 			name: "clusterip reply from a remote backend (uplink)", proto: "tcp",
 			orig: [2]netip.AddrPort{ap(podA4, 40000), ap(vip4, 80)}, nat: []string{"--dst-nat", natTo(ap(remote4, 8080))},
-			p:      pkt{true, protoTCP, ap(remote4, 8080), ap(podA4, 40000)},
+			p:      pkt{true, protoTCP, ap(remote4, 8080), ap(podA4, 40000), false},
 			ctOrig: ap(podA4, 40000), ctReply: ap(remote4, 8080), pkts: [2]uint64{0, 1}, stack: true,
 		},
 		{
 			name: "clusterip reply from a local backend", proto: "tcp",
 			orig: [2]netip.AddrPort{ap(podA4, 40001), ap(vip4, 80)}, nat: []string{"--dst-nat", natTo(ap(podB4, 8080))},
-			p:      pkt{false, protoTCP, ap(podB4, 8080), ap(podA4, 40001)},
+			p:      pkt{false, protoTCP, ap(podB4, 8080), ap(podA4, 40001), false},
 			ctOrig: ap(podA4, 40001), ctReply: ap(podB4, 8080), pkts: [2]uint64{0, 1}, stack: true,
 		},
 		{
 			name: "dns over udp, local backend", proto: "udp",
 			orig: [2]netip.AddrPort{ap(podA4, 5353), ap(vip4, 53)}, nat: []string{"--dst-nat", natTo(ap(podB4, 53))},
-			p:      pkt{false, protoUDP, ap(podB4, 53), ap(podA4, 5353)},
+			p:      pkt{false, protoUDP, ap(podB4, 53), ap(podA4, 5353), false},
 			ctOrig: ap(podA4, 5353), ctReply: ap(podB4, 53), pkts: [2]uint64{0, 1}, stack: true,
 		},
 		{
 			name: "nodeport externalTrafficPolicy Local reply to an external client", proto: "tcp",
 			orig: [2]netip.AddrPort{ap(remote4, 5555), ap(node4, 30080)}, nat: []string{"--dst-nat", natTo(ap(podB4, 8080))},
-			p:      pkt{false, protoTCP, ap(podB4, 8080), ap(remote4, 5555)},
+			p:      pkt{false, protoTCP, ap(podB4, 8080), ap(remote4, 5555), false},
 			ctOrig: ap(remote4, 5555), ctReply: ap(podB4, 8080), pkts: [2]uint64{0, 1}, stack: true,
 		},
 		{
 			name: "snat, packet in the original direction", proto: "udp",
 			orig: [2]netip.AddrPort{ap(podB4, 7000), ap(remote4, 53)}, nat: []string{"--src-nat", node4.String()},
-			p:      pkt{false, protoUDP, ap(podB4, 7000), ap(remote4, 53)},
+			p:      pkt{false, protoUDP, ap(podB4, 7000), ap(remote4, 53), false},
 			ctOrig: ap(podB4, 7000), ctReply: ap(remote4, 53), pkts: [2]uint64{1, 0}, stack: true,
 		},
 		{
 			name: "ipv6 clusterip reply from a remote backend (uplink)", proto: "tcp",
 			orig: [2]netip.AddrPort{ap(podA6, 40000), ap(vip6, 80)}, nat: []string{"--dst-nat", natTo(ap(remote6, 8080))},
-			p:      pkt{true, protoTCP, ap(remote6, 8080), ap(podA6, 40000)},
+			p:      pkt{true, protoTCP, ap(remote6, 8080), ap(podA6, 40000), false},
 			ctOrig: ap(podA6, 40000), ctReply: ap(remote6, 8080), pkts: [2]uint64{0, 1}, stack: true,
 		},
 		{
 			name: "ipv6 dns over udp, local backend", proto: "udp",
 			orig: [2]netip.AddrPort{ap(podA6, 5353), ap(vip6, 53)}, nat: []string{"--dst-nat", natTo(ap(podB6, 53))},
-			p:      pkt{false, protoUDP, ap(podB6, 53), ap(podA6, 5353)},
+			p:      pkt{false, protoUDP, ap(podB6, 53), ap(podA6, 5353), false},
 			ctOrig: ap(podA6, 5353), ctReply: ap(podB6, 53), pkts: [2]uint64{0, 1}, stack: true,
 		},
 		{
 			name: "nf_conntrack entry without nat stays on the fast path", proto: "udp",
 			orig:   [2]netip.AddrPort{ap(podB4, 5000), ap(podA4, 53)},
-			p:      pkt{false, protoUDP, ap(podB4, 5000), ap(podA4, 53)},
+			p:      pkt{false, protoUDP, ap(podB4, 5000), ap(podA4, 53), false},
 			ctOrig: ap(podB4, 5000), ctReply: ap(podA4, 53), pkts: [2]uint64{1, 0},
 		},
 		{
+			// A connection's opening SYN never asks nf_conntrack (it cannot
+			// have crossed netfilter before): even a NATed entry is not seen.
+			name: "tcp syn without ack does not ask", proto: "tcp",
+			orig: [2]netip.AddrPort{ap(podB4, 40005), ap(remote4, 80)}, nat: []string{"--src-nat", node4.String()},
+			p:      pkt{false, protoTCP, ap(podB4, 40005), ap(remote4, 80), true},
+			ctOrig: ap(podB4, 40005), ctReply: ap(remote4, 80), pkts: [2]uint64{1, 0},
+		},
+		{
 			name:   "no nf_conntrack entry: fast path",
-			p:      pkt{false, protoTCP, ap(podB6, 8080), ap(podA6, 41000)},
+			p:      pkt{false, protoTCP, ap(podB6, 8080), ap(podA6, 41000), false},
 			ctOrig: ap(podB6, 8080), ctReply: ap(podA6, 41000), pkts: [2]uint64{1, 0},
 		},
 	} {

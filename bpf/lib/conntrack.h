@@ -116,7 +116,13 @@ static __always_inline int pr_ct_track_in(void *map, struct __sk_buff *skb, cons
 	 * packet of it is usually nf_conntrack's reply. */
 	int kct = PR_KCT_NONE;
 
-	if (cfg_kct_mode != PR_KCT_OFF)
+	/* Except a TCP SYN without ACK: a connection's opening packet
+	 * crosses the fast path before netfilter could know its flow (the
+	 * fast path never sees a packet the node's netfilter has already
+	 * handled in the same direction), so no lookup; this spares every
+	 * new TCP connection the kfunc. Its reply (SYN-ACK) asks. */
+	if (cfg_kct_mode != PR_KCT_OFF &&
+	    (p->proto != IPPROTO_TCP || (p->tcp_flags & (PR_TCP_SYN | PR_TCP_ACK)) != PR_TCP_SYN))
 		kct = pr_kct_lookup(skb, p);
 	/* The entry is oriented as nf_conntrack's original direction, so
 	 * `bpf ct list` shows the client as the source. */
