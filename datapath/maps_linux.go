@@ -37,6 +37,10 @@ const (
 	ctfStack   = uint8(fromEndpointPrCtFlagsPR_CTF_STACK)
 )
 
+// One name per enum pr_reason value: a new reason without a name (or the
+// reverse) does not compile.
+var _ [reasonMax]string = reasonNames
+
 // addrWords stores a in network order: IPv4 in word 0, IPv6 in words 0..3.
 func addrWords(a netip.Addr) (w [4]uint32, family uint8) {
 	a = a.Unmap()
