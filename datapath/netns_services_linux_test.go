@@ -376,7 +376,8 @@ func servicesChild(t *testing.T, arg string) {
 		echoServers(ctx, t, tor, []netip.Addr{f.remote}, backendPort, directPort)
 	}
 
-	// run walks every case; it returns the failures as table lines.
+	// runCases walks every case under both proxy modes and returns how many
+	// were answered right; with the fast path on it also checks the bypass.
 	runCases := func(fastPath string) (ok, total int) {
 		for _, mode := range svcModes {
 			mode.install(t)
