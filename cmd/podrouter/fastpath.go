@@ -82,12 +82,11 @@ func newFastPath(c *config.Config, log *slog.Logger) (*fastPath, error) {
 	if !c.Datapath.Enabled {
 		return f, nil
 	}
-	pods, _ := c.Prefixes() // validated
 	dp, err := datapath.New(datapath.Config{
 		PinDir:      c.Datapath.PinDir,
 		Uplinks:     c.Datapath.Uplinks,
-		PodCIDRs:    pods,
-		PassCIDRs:   c.Datapath.PassPrefixes(),
+		PodCIDRs:    c.PodCIDRs,
+		PassCIDRs:   c.Datapath.PassCIDRs,
 		CTSizeTCP:   c.Datapath.CTSizeTCP,
 		CTSizeOther: c.Datapath.CTSizeOther,
 	}, log)

@@ -80,7 +80,7 @@ type DefaultReport struct {
 
 func (d *daemon) status(ctx context.Context) StatusReport {
 	st := d.agent.Status()
-	pods, _ := d.cfg.Prefixes()
+	pods := d.cfg.PodCIDRs
 	asn, rid := d.speaker.LocalIdentity() // the Node may have changed them
 	r := StatusReport{
 		Node: d.cfg.Node.Name, RouterID: rid.String(), ASN: asn,

@@ -29,7 +29,7 @@ func startObservability(ctx context.Context, cfg *config.Config, log *slog.Logge
 	sp *bgp.Speaker, ag *agent.Agent, ri *routes.Installer, dp *datapath.Datapath,
 ) (run func(context.Context) error, err error) {
 	_ = ctx // nothing to do before run; kept so wiring can pass its context
-	if cfg.Metrics.Address == "" {
+	if !cfg.Metrics.Address.IsValid() {
 		return func(context.Context) error { return nil }, nil
 	}
 	src := metrics.Sources{
@@ -41,7 +41,7 @@ func startObservability(ctx context.Context, cfg *config.Config, log *slog.Logge
 		src.Datapath = &datapathSource{dp: dp, uplinks: cfg.Datapath.Uplinks, ctCapacity: ctCapacity(cfg.Datapath)}
 	}
 	srv, err := metrics.New(metrics.Config{
-		Address:          cfg.Metrics.Address,
+		Address:          cfg.Metrics.Address.String(),
 		AllowNonLoopback: cfg.Metrics.AllowNonLoopback,
 		Version:          version,
 	}, log.With("subsys", "metrics"), src)

@@ -98,7 +98,7 @@ func TestStartObservability(t *testing.T) {
 	}
 
 	addr := freeAddr(t)
-	cfg := &config.Config{Metrics: config.Metrics{Address: addr}, Datapath: config.Datapath{Enabled: true, Uplinks: []string{"lo"}}}
+	cfg := &config.Config{Metrics: config.Metrics{Address: netip.MustParseAddrPort(addr)}, Datapath: config.Datapath{Enabled: true, Uplinks: []string{"lo"}}}
 	run, err := startObservability(ctx, cfg, log, sp, ag, ri, dp)
 	if err != nil {
 		t.Fatal(err)
@@ -158,11 +158,11 @@ func TestStartObservabilityAddress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &config.Config{Metrics: config.Metrics{Address: "0.0.0.0:9842"}}
+	cfg := &config.Config{Metrics: config.Metrics{Address: netip.MustParseAddrPort("0.0.0.0:9842")}}
 	if _, err := startObservability(t.Context(), cfg, log, sp, ag, ri, nil); !errors.Is(err, metrics.ErrNonLoopback) {
 		t.Errorf("0.0.0.0: %v, want ErrNonLoopback", err)
 	}
-	cfg.Metrics.Address = ""
+	cfg.Metrics.Address = netip.AddrPort{}
 	run, err := startObservability(t.Context(), cfg, log, sp, ag, ri, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -54,7 +53,7 @@ type peering struct {
 func newPeering(log *slog.Logger, cfg *config.Config, base bgp.Config, disc peerDiscoverer) (*peering, error) {
 	p := &peering{
 		log: log, base: base, auto: cfg.BGP.AutoPeers, disc: disc,
-		hold: cfg.BGP.StartupHold.Duration, kube: k8s.Peering{Rack: -1},
+		hold: cfg.BGP.StartupHold, kube: k8s.Peering{Rack: -1},
 	}
 	p.base.Peers = slices.Clone(base.Peers)
 	if p.auto.Enabled {
@@ -213,33 +212,22 @@ func (p *peering) Run(ctx context.Context, every time.Duration) error {
 func peerConfig(p config.Peer, f string) (bgp.PeerConfig, error) {
 	pc := bgp.PeerConfig{
 		ASN:               p.ASN,
-		HoldTime:          p.HoldTime.Duration,
-		KeepaliveInterval: p.KeepaliveInterval.Duration,
-		ConnectRetry:      p.ConnectRetry.Duration,
+		HoldTime:          p.HoldTime,
+		KeepaliveInterval: p.KeepaliveInterval,
+		ConnectRetry:      p.ConnectRetry,
 		EBGPMultihopTTL:   p.EBGPMultihopTTL,
 		TTLMin:            p.TTLMin,
 		GracefulRestart:   *p.GracefulRestart.Enabled,
-		RestartTime:       p.GracefulRestart.RestartTime.Duration,
+		RestartTime:       p.GracefulRestart.RestartTime,
 		MaxPrefix:         p.MaxPrefix.Limit,
 		MaxPrefixWarnPct:  p.MaxPrefix.WarningThresholdPercent,
-		MaxPrefixRestart:  p.MaxPrefix.RestartAfter.Duration,
+		MaxPrefixRestart:  p.MaxPrefix.RestartAfter,
 	}
 	if b := p.BFD; b.Enabled {
-		pc.BFD = bgp.BFDConfig{Enabled: true, MinTx: b.MinTx.Duration, MinRx: b.MinRx.Duration,
+		pc.BFD = bgp.BFDConfig{Enabled: true, MinTx: b.MinTx, MinRx: b.MinRx,
 			Multiplier: uint8(b.Multiplier)} // validated 1-255
 	}
-	if p.Address != "" {
-		pc.Address = p.PeerAddr()
-	}
-	if p.LocalAddress != "" {
-		pc.LocalAddress = netip.MustParseAddr(p.LocalAddress)
-	}
-	if p.PasswordFile != "" {
-		pw, err := config.ReadPassword(p.PasswordFile)
-		if err != nil {
-			return pc, fmt.Errorf("%s.passwordFile: %w", f, err)
-		}
-		pc.Password = pw
-	}
+	pc.Address, pc.LocalAddress = p.Address.Unmap(), p.LocalAddress
+	pc.Password = p.Password()
 	return pc, nil
 }

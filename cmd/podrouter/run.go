@@ -22,50 +22,35 @@ import (
 	"github.com/podrouter/podrouter/routes"
 )
 
-// loadConfig reads the file named by --config and applies flag overrides,
-// then validates the result. Every error names the field.
+// loadConfig reads the file named by --config with the flags as
+// overrides: decode, overrides, defaults, then validation, once. Every
+// error names the field.
 func loadConfig(args []string, name string) (*config.Config, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	path := fs.String("config", "", "config file (YAML)")
-	nodeName := fs.String("node-name", "", "override node.name")
+	var o config.Overrides
+	fs.StringVar(&o.NodeName, "node-name", "", "override node.name")
 	routerID := fs.String("router-id", "", "override node.routerID")
-	logLevel := fs.String("log-level", "", "override log.level (debug, info, warn, error)")
-	logFormat := fs.String("log-format", "", "override log.format (text, json)")
-	apiAddr := fs.String("api-address", "", "override bgp.api.address (loopback ip:port or unix:///path)")
-	socket := fs.String("socket", "", "override localAPI.socket")
-	shutdown := fs.String("shutdown-mode", "", "override shutdown.mode (graceful-restart, drain)")
+	fs.StringVar(&o.LogLevel, "log-level", "", "override log.level (debug, info, warn, error)")
+	fs.StringVar(&o.LogFormat, "log-format", "", "override log.format (text, json)")
+	fs.StringVar(&o.APIAddress, "api-address", "", "override bgp.api.address (loopback ip:port or unix:///path)")
+	fs.StringVar(&o.Socket, "socket", "", "override localAPI.socket")
+	fs.StringVar(&o.ShutdownMode, "shutdown-mode", "", "override shutdown.mode (graceful-restart, drain)")
 	if err := fs.Parse(args); err != nil {
 		return nil, usageError{err.Error()}
 	}
 	if *path == "" {
 		return nil, usageError{"--config is required"}
 	}
-	b, err := os.ReadFile(*path)
-	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
-	}
-	cfg, err := config.Parse(b)
-	if err != nil {
-		return nil, err
-	}
-	for _, o := range []struct {
-		v   string
-		dst *string
-	}{
-		{*nodeName, &cfg.Node.Name}, {*routerID, &cfg.Node.RouterID},
-		{*logLevel, &cfg.Log.Level}, {*logFormat, &cfg.Log.Format},
-		{*apiAddr, &cfg.BGP.API.Address}, {*socket, &cfg.LocalAPI.Socket},
-		{*shutdown, &cfg.Shutdown.Mode},
-	} {
-		if o.v != "" {
-			*o.dst = o.v
+	if *routerID != "" {
+		a, err := netip.ParseAddr(*routerID)
+		if err != nil {
+			return nil, usageError{fmt.Sprintf("--router-id %q: not an IP address", *routerID)}
 		}
+		o.RouterID = a
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	return cfg, nil
+	return config.Load(*path, o)
 }
 
 func cmdCheck(args []string) error {
@@ -89,7 +74,7 @@ func newLogger(c config.Log) *slog.Logger {
 // speakerConfig translates the file's BGP section.
 func speakerConfig(c *config.Config) (bgp.Config, error) {
 	sc := bgp.Config{
-		RouterID:   parseOptionalAddr(c.Node.RouterID), // Kubernetes mode may leave it to the Node
+		RouterID:   c.Node.RouterID, // Kubernetes mode may leave it to the Node
 		ASN:        c.BGP.ASN,
 		ListenPort: c.BGP.ListenPort,
 		APIAddress: c.BGP.API.Address,
@@ -98,9 +83,7 @@ func speakerConfig(c *config.Config) (bgp.Config, error) {
 	if c.Log.Level == "debug" {
 		sc.LogLevel = slog.LevelDebug
 	}
-	for _, a := range c.BGP.ListenAddresses {
-		sc.ListenAddresses = append(sc.ListenAddresses, netip.MustParseAddr(a))
-	}
+	sc.ListenAddresses = c.BGP.ListenAddresses
 	for i, p := range c.BGP.Peers {
 		pc, err := peerConfig(p, fmt.Sprintf("bgp.peers[%d]", i))
 		if err != nil {
@@ -111,7 +94,7 @@ func speakerConfig(c *config.Config) (bgp.Config, error) {
 	if d := c.BGP.Drain; d.Mode == config.DrainDeprefer {
 		sc.Drain = bgp.DrainConfig{
 			Mode: bgp.DrainDeprefer, ASPathPrepend: d.ASPathPrepend, MED: d.MED,
-			GracefulShutdown: *d.GracefulShutdownCommunity, WithdrawAfter: d.WithdrawAfter.Duration,
+			GracefulShutdown: *d.GracefulShutdownCommunity, WithdrawAfter: d.WithdrawAfter,
 		}
 	}
 	return sc, nil
@@ -132,12 +115,9 @@ func cmdRun(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		cfg.PodCIDRs = nil
-		for _, p := range kube.Snapshot().State.PodCIDRs {
-			cfg.PodCIDRs = append(cfg.PodCIDRs, p.String())
-		}
+		cfg.PodCIDRs = kube.Snapshot().State.PodCIDRs
 	}
-	pods, _ := cfg.Prefixes() // validated (or taken from the Node)
+	pods := cfg.PodCIDRs
 	base, err := speakerConfig(cfg)
 	if err != nil {
 		return err
@@ -166,7 +146,7 @@ func cmdRun(ctx context.Context, args []string) error {
 		return err
 	}
 	ag, err := agent.New(agent.Config{
-		Resync: cfg.Routes.ResyncInterval.Duration, StartupHold: cfg.BGP.StartupHold.Duration,
+		Resync: cfg.Routes.ResyncInterval, StartupHold: cfg.BGP.StartupHold,
 	}, log.With("subsys", "agent"), speaker, routeAdapter{installer}, fp.agentDatapath())
 	if err != nil {
 		return err
@@ -207,7 +187,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	g.Go(func() error { return installer.Run(gctx, ag) })
 	g.Go(func() error { return api.Serve(gctx) })
 	g.Go(func() error { return fp.run(gctx, log.With("subsys", "datapath")) })
-	g.Go(func() error { return peers.Run(gctx, cfg.Routes.ResyncInterval.Duration) })
+	g.Go(func() error { return peers.Run(gctx, cfg.Routes.ResyncInterval) })
 	if kube != nil {
 		kubeRun := kube.Runner(ag, speaker, fp, peers)
 		g.Go(func() error { return kubeRun(gctx) })
@@ -251,12 +231,6 @@ func cmdRun(ctx context.Context, args []string) error {
 
 var errDrainRequested = errors.New("drain requested")
 
-// parseOptionalAddr parses a validated address; "" gives the zero Addr.
-func parseOptionalAddr(s string) netip.Addr {
-	a, _ := netip.ParseAddr(s) // validated by config; "" stays invalid
-	return a
-}
-
 // kubeConfig maps the config file's kubernetes section onto k8s.Config.
 func kubeConfig(c *config.Config) k8s.Config {
 	k := c.Kubernetes
@@ -265,7 +239,7 @@ func kubeConfig(c *config.Config) k8s.Config {
 		PasswordSecret: k.PasswordSecret, PasswordKey: k.PasswordKey, DrainTaint: k.DrainTaint,
 		ASNBase: k.ASNBase, PeerASNBase: k.PeerASNBase, DrainWithdrawAfter: c.BGP.Drain.Delay(),
 		CNIConfPath: k.CNIConfPath, CNIDataDir: k.CNIDataDir, MTU: k.MTU,
-		Uplinks: c.Datapath.Uplinks, StatusInterval: k.StatusInterval.Duration, Resync: k.Resync.Duration,
+		Uplinks: c.Datapath.Uplinks, StatusInterval: k.StatusInterval, Resync: k.Resync,
 	}
 }
 
