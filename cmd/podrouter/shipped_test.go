@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,7 +24,7 @@ func TestCheckShippedManifests(t *testing.T) {
 	if len(args) == 0 || args[0] != "run" {
 		t.Fatalf("DaemonSet args %q: want `run ...`", args)
 	}
-	if err := run(t.Context(), append([]string{"check"}, args[1:]...)); err != nil {
+	if err := execute(t.Context(), append([]string{"check"}, args[1:]...), io.Discard, io.Discard); err != nil {
 		t.Fatalf("podrouter check %s: %v", strings.Join(args[1:], " "), err)
 	}
 	// The same without the node name is refused, naming the field.
@@ -33,7 +34,7 @@ func TestCheckShippedManifests(t *testing.T) {
 			noName = append(noName, a)
 		}
 	}
-	if err := run(t.Context(), append([]string{"check"}, noName...)); err == nil || !strings.Contains(err.Error(), "node.name: required") {
+	if err := execute(t.Context(), append([]string{"check"}, noName...), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "node.name: required") {
 		t.Errorf("check without --node-name: %v, want node.name: required", err)
 	}
 }

@@ -69,7 +69,7 @@ func main() {
 	cpu := flag.Int("cpu", 1, "CPU that client and server are pinned to")
 	flag.Parse()
 	if err := run(*podrouter, *rounds, *secs, *cpu); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
+		fmt.Fprintln(os.Stderr, "podrouter-bench:", err)
 		os.Exit(1)
 	}
 }

@@ -8,6 +8,6 @@ import (
 )
 
 func main() {
-	fmt.Fprintln(os.Stderr, "bench: needs Linux (network namespaces, eBPF)")
+	fmt.Fprintln(os.Stderr, "podrouter-bench: needs Linux (network namespaces, eBPF)")
 	os.Exit(1)
 }

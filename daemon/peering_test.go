@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -37,10 +37,7 @@ bgp:
 	if err != nil {
 		t.Fatal(err)
 	}
-	base, err := speakerConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	base := speakerConfig(cfg)
 	disc := &fakeDiscoverer{peers: []routes.DiscoveredPeer{
 		{Address: a("192.168.1.0"), Local: a("192.168.1.1"), Link: "up1", Source: "point-to-point"},
 		{Address: a("fd00:7::"), Local: a("fd00:7::1"), Link: "up1", Source: "point-to-point"},

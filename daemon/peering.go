@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -36,8 +36,11 @@ type peering struct {
 	base     bgp.Config // the file's speaker config (explicit peers)
 	auto     config.AutoPeers
 	autoTmpl bgp.PeerConfig // settings of every discovered peer
-	disc     peerDiscoverer
-	hold     time.Duration
+	// extraTmpl are the settings of the Node's extra peers when the file
+	// lists no peer to copy them from: the config's defaults.
+	extraTmpl bgp.PeerConfig
+	disc      peerDiscoverer
+	hold      time.Duration
 
 	applyMu sync.Mutex // serialises apply
 
@@ -54,14 +57,11 @@ func newPeering(log *slog.Logger, cfg *config.Config, base bgp.Config, disc peer
 	p := &peering{
 		log: log, base: base, auto: cfg.BGP.AutoPeers, disc: disc,
 		hold: cfg.BGP.StartupHold, kube: k8s.Peering{Rack: -1},
+		extraTmpl: peerConfig(config.DefaultPeer()),
 	}
 	p.base.Peers = slices.Clone(base.Peers)
 	if p.auto.Enabled {
-		t, err := peerConfig(p.auto.Peer, "bgp.autoPeers")
-		if err != nil {
-			return nil, err
-		}
-		p.autoTmpl = t
+		p.autoTmpl = peerConfig(p.auto.Peer)
 	}
 	return p, nil
 }
@@ -83,7 +83,7 @@ func (p *peering) Desired() bgp.Config {
 		}
 		want.Peers = append(want.Peers, pc)
 	}
-	applyPeering(&want, p.kube, p.password)
+	applyPeering(&want, p.kube, p.password, p.extraTmpl)
 	return want
 }
 
@@ -206,28 +206,4 @@ func (p *peering) Run(ctx context.Context, every time.Duration) error {
 			p.apply(ctx)
 		}
 	}
-}
-
-// peerConfig converts one validated config peer; f names it in errors.
-func peerConfig(p config.Peer, f string) (bgp.PeerConfig, error) {
-	pc := bgp.PeerConfig{
-		ASN:               p.ASN,
-		HoldTime:          p.HoldTime,
-		KeepaliveInterval: p.KeepaliveInterval,
-		ConnectRetry:      p.ConnectRetry,
-		EBGPMultihopTTL:   p.EBGPMultihopTTL,
-		TTLMin:            p.TTLMin,
-		GracefulRestart:   *p.GracefulRestart.Enabled,
-		RestartTime:       p.GracefulRestart.RestartTime,
-		MaxPrefix:         p.MaxPrefix.Limit,
-		MaxPrefixWarnPct:  p.MaxPrefix.WarningThresholdPercent,
-		MaxPrefixRestart:  p.MaxPrefix.RestartAfter,
-	}
-	if b := p.BFD; b.Enabled {
-		pc.BFD = bgp.BFDConfig{Enabled: true, MinTx: b.MinTx, MinRx: b.MinRx,
-			Multiplier: uint8(b.Multiplier)} // validated 1-255
-	}
-	pc.Address, pc.LocalAddress = p.Address.Unmap(), p.LocalAddress
-	pc.Password = p.Password()
-	return pc, nil
 }

@@ -1,7 +1,8 @@
-// Command bench measures pod networking side by side in the netns lab
-// (`make bench`, as root): (a) node↔node, (b) pod↔pod on kernel routing,
-// (c) pod↔pod on kernel routing with a legacy-CNI iptables/conntrack
-// ruleset in both nodes, (d) pod↔pod on podrouter's eBPF fast path.
+// Command podrouter-bench measures pod networking side by side in the
+// netns lab (`make bench`, as root; a development tool, not in the shipped
+// image): (a) node↔node, (b) pod↔pod on kernel routing, (c) pod↔pod on
+// kernel routing with a legacy-CNI iptables/conntrack ruleset in both
+// nodes, (d) pod↔pod on podrouter's eBPF fast path.
 //
 // Two labs run at once: one without the fast path (4 nodes: a and b use
 // nodes 1→2, c uses nodes 3→4 which carry the ruleset) and one with it

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -12,22 +12,24 @@ import (
 
 	"github.com/podrouter/podrouter/agent"
 	"github.com/podrouter/podrouter/bgp"
+	"github.com/podrouter/podrouter/health"
 	"github.com/podrouter/podrouter/k8s"
 )
 
 // Kubernetes mode (kubernetes.enabled): the Node, not the config file, says
 // which pod CIDRs this node owns, whether it is drained, and its per-node
-// peering; the password comes from a Secret. Wiring in cmdRun, in order:
+// peering; the password comes from a Secret. Wiring in Run, in order:
 //
 //	kube, err := startKubernetes(ctx, kubeConfig(cfg), log.With("subsys", "k8s"))
-//	snap := kube.Snapshot()                 // pods := snap.State.PodCIDRs
-//	kube.InitPeering(peers)                 // the Node's overrides and password, before bgp.New
-//	...speaker, installer, fp, ag as today (fp needs snap.State.PodCIDRs)...
-//	ag.SetNodeState(snap.State)             // instead of the config's podCIDRs
-//	kubeRun := kube.Runner(ag, speaker, fp, peers)
-//	g.Go(func() error { return kubeRun(gctx) }) // with the other goroutines
+//	node := kube.Snapshot().State         // pod CIDRs (maybe none yet), drain
+//	kube.InitPeering(peers)               // the Node's overrides and password, before bgp.New
+//	...speaker, fast path, agent...
+//	ag.SetNodeState(node)                 // instead of the config's podCIDRs
+//	g.Go(kube.Runner(ag, d, peers))       // d: the daemon's health; later Node changes reach the agent
 //
-// where kubeConfig maps the config file's kubernetes section onto k8s.Config.
+// Pod CIDRs flow only through the agent's node state: a Node whose
+// spec.podCIDRs arrives after start is advertised, blackholed and hooked
+// in the datapath on the next reconcile.
 
 // kubeBootstrapTimeout bounds the first read of the Node and the Secret.
 const kubeBootstrapTimeout = 30 * time.Second
@@ -81,17 +83,13 @@ func (m *kubeMode) InitPeering(p *peering) {
 
 // applyPeering applies the Node's overrides to a speaker config: local
 // ASN, router ID, extra peers (with the settings of the first configured
-// peer), and the Secret's password on every peer.
-func applyPeering(sc *bgp.Config, p k8s.Peering, password string) {
+// peer, or tmpl's without one), and the Secret's password on every peer.
+func applyPeering(sc *bgp.Config, p k8s.Peering, password string, tmpl bgp.PeerConfig) {
 	if p.ASN != 0 {
 		sc.ASN = p.ASN
 	}
 	if p.RouterID.IsValid() {
 		sc.RouterID = p.RouterID
-	}
-	tmpl := bgp.PeerConfig{
-		HoldTime: 9 * time.Second, KeepaliveInterval: 3 * time.Second, ConnectRetry: 5 * time.Second,
-		GracefulRestart: true, RestartTime: 120 * time.Second,
 	}
 	if len(sc.Peers) > 0 {
 		tmpl = sc.Peers[0]
@@ -119,19 +117,18 @@ func applyPeering(sc *bgp.Config, p k8s.Peering, password string) {
 // nodeAgent is the agent as Kubernetes mode uses it (*agent.Agent).
 type nodeAgent interface {
 	SetNodeState(agent.NodeState)
-	Status() agent.Status
 }
 
-// Runner returns the adapter's run function for the daemon's errgroup.
-// speaker and fp may be nil (no peers, no fast path reported).
-func (m *kubeMode) Runner(ag nodeAgent, speaker *bgp.Speaker, fp *fastPath, p *peering) func(context.Context) error {
-	m.health.set(ag, speaker, fp)
+// Runner returns the adapter's run function for the daemon's errgroup;
+// the condition and Events render h's snapshots from now on.
+func (m *kubeMode) Runner(ag nodeAgent, h k8s.HealthSource, p *peering) func(context.Context) error {
+	m.health.set(h)
 	return func(ctx context.Context) error {
 		return m.adapter.Run(ctx, &kubeSink{ctx: ctx, agent: ag, peering: p})
 	}
 }
 
-// kubeSink hands the Node's state to the agent and its peering and the
+// kubeSink hands the Node's state to the agent, and its peering and the
 // Secret's password to the daemon's peering, which applies changes to the
 // running speaker: extra peers come and go and a rotated password re-keys
 // the sessions live; a new local ASN (rack label) or router ID restarts
@@ -146,49 +143,25 @@ func (s *kubeSink) SetNodeState(ns agent.NodeState) { s.agent.SetNodeState(ns) }
 func (s *kubeSink) SetPeering(p k8s.Peering)        { s.peering.SetKube(s.ctx, p) }
 func (s *kubeSink) SetPassword(pw string)           { s.peering.SetPassword(s.ctx, pw) }
 
-// kubeHealth reads the daemon's state for the PodrouterReady condition and
-// the Node Events. Until Runner is called it reports "not reconciled".
+// kubeHealth is the adapter's health source, the daemon once Runner has
+// handed it over; until then nothing is reconciled.
 type kubeHealth struct {
-	mu      sync.Mutex
-	agent   nodeAgent
-	speaker *bgp.Speaker
-	fp      *fastPath
+	mu  sync.Mutex
+	src k8s.HealthSource
 }
 
-func (h *kubeHealth) set(ag nodeAgent, sp *bgp.Speaker, fp *fastPath) {
+func (h *kubeHealth) set(src k8s.HealthSource) {
 	h.mu.Lock()
-	h.agent, h.speaker, h.fp = ag, sp, fp
+	h.src = src
 	h.mu.Unlock()
 }
 
-func (h *kubeHealth) Health(ctx context.Context) k8s.Health {
+func (h *kubeHealth) Snapshot(ctx context.Context) health.Snapshot {
 	h.mu.Lock()
-	ag, sp, fp := h.agent, h.speaker, h.fp
+	src := h.src
 	h.mu.Unlock()
-	if ag == nil {
-		return k8s.Health{}
+	if src == nil {
+		return health.Snapshot{}
 	}
-	st := ag.Status()
-	out := k8s.Health{
-		Reconciled:     st.Reconciles > 0,
-		DefaultV4:      len(st.Routes[agent.IPv4].Installed),
-		DefaultV6:      len(st.Routes[agent.IPv6].Installed),
-		ForeignDefault: st.Routes[agent.IPv4].ForeignPresent || st.Routes[agent.IPv6].ForeignPresent,
-		Datapath:       k8s.DatapathDisabled,
-	}
-	if sp != nil {
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		peers, err := sp.Peers(pctx)
-		cancel()
-		if err == nil {
-			for _, p := range peers {
-				out.Peers = append(out.Peers, k8s.PeerHealth{Address: p.Address, Established: p.State == "established", MaxPrefixTrips: p.MaxPrefixTrips})
-			}
-		}
-	}
-	if fp != nil {
-		r := fp.Report()
-		out.Datapath, out.DatapathReason = r.State, r.Reason
-	}
-	return out
+	return src.Snapshot(ctx)
 }

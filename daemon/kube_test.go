@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 	"github.com/podrouter/podrouter/agent"
 	"github.com/podrouter/podrouter/bgp"
 	"github.com/podrouter/podrouter/config"
+	"github.com/podrouter/podrouter/health"
 	"github.com/podrouter/podrouter/k8s"
 	"github.com/podrouter/podrouter/k8s/k8stest"
 )
@@ -29,10 +30,11 @@ func TestApplyPeering(t *testing.T) {
 	sc := bgp.Config{RouterID: a("10.0.0.9"), ASN: 64512, Peers: []bgp.PeerConfig{{
 		Address: a("192.0.2.1"), ASN: 65000, LocalAddress: a("192.0.2.9"), HoldTime: 6 * time.Second, KeepaliveInterval: 2 * time.Second, TTLMin: 255,
 	}}}
+	tmpl := peerConfig(config.DefaultPeer())
 	applyPeering(&sc, k8s.Peering{ASN: 4200000003, Rack: 3, RouterID: a("10.1.0.3"), ExtraPeers: []k8s.Peer{
 		{Address: a("192.0.2.1"), ASN: 1}, // already configured: kept as configured
 		{Address: a("192.0.2.2"), ASN: 65001},
-	}}, "pw")
+	}}, "pw", tmpl)
 	if sc.ASN != 4200000003 || sc.RouterID != a("10.1.0.3") || len(sc.Peers) != 2 {
 		t.Fatalf("config = %+v", sc)
 	}
@@ -43,9 +45,17 @@ func TestApplyPeering(t *testing.T) {
 	}
 	// No overrides: nothing changes.
 	before := fmt.Sprintf("%+v", sc)
-	applyPeering(&sc, k8s.Peering{Rack: -1}, "")
+	applyPeering(&sc, k8s.Peering{Rack: -1}, "", tmpl)
 	if after := fmt.Sprintf("%+v", sc); after != before {
 		t.Errorf("empty overrides changed the config:\n%s\n%s", before, after)
+	}
+	// Without a configured peer to copy, an extra peer has the config's
+	// defaults (declared once, in config).
+	none := bgp.Config{RouterID: a("10.0.0.9"), ASN: 64512}
+	applyPeering(&none, k8s.Peering{Rack: -1, ExtraPeers: []k8s.Peer{{Address: a("192.0.2.2"), ASN: 65001}}}, "", tmpl)
+	if p := none.Peers[0]; p.HoldTime != config.DefaultHoldTime || p.KeepaliveInterval != config.DefaultHoldTime/3 ||
+		p.ConnectRetry != config.DefaultConnectRetry || !p.GracefulRestart || p.RestartTime != config.DefaultRestartTime {
+		t.Errorf("extra peer without a template: %+v", p)
 	}
 }
 
@@ -109,7 +119,7 @@ current-context: x
 	}
 	ag := &fakeAgent{}
 	done := make(chan error, 1)
-	go func() { done <- kube.Runner(ag, nil, nil, pr)(ctx) }()
+	go func() { done <- kube.Runner(ag, nil, pr)(ctx) }()
 	if _, err := c.CoreV1().Nodes().Patch(ctx, "n1", "application/strategic-merge-patch+json", []byte(`{"spec":{"unschedulable":true}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -130,31 +140,21 @@ current-context: x
 	}
 }
 
-type statusAgent struct{ st agent.Status }
+type fixedHealth health.Snapshot
 
-func (statusAgent) SetNodeState(agent.NodeState) {}
-func (a statusAgent) Status() agent.Status       { return a.st }
+func (f fixedHealth) Snapshot(context.Context) health.Snapshot { return health.Snapshot(f) }
 
+// TestKubeHealth: until the daemon hands its health over, the condition
+// says "not reconciled"; then it renders the daemon's snapshot.
 func TestKubeHealth(t *testing.T) {
-	gw := netip.MustParseAddr("10.0.0.1")
 	h := &kubeHealth{}
-	if got := h.Health(context.Background()); got.Reconciled || got.Datapath != "" {
+	if got := h.Snapshot(context.Background()); got.Reconcile.Count != 0 || got.Condition().Reason != health.ReasonNotReconciled {
 		t.Errorf("before Runner: %+v", got)
 	}
-	fp := &fastPath{state: fastPathUnavailable, reason: "pin dir not on bpffs"}
-	h.set(statusAgent{agent.Status{Reconciles: 3, Routes: map[agent.Family]agent.DefaultResult{
-		agent.IPv4: {Installed: []netip.Addr{gw, netip.MustParseAddr("10.0.0.2")}},
-		agent.IPv6: {ForeignPresent: true},
-	}}}, nil, fp)
-	got := h.Health(context.Background())
-	want := k8s.Health{Reconciled: true, DefaultV4: 2, ForeignDefault: true, Datapath: k8s.DatapathUnavailable, DatapathReason: "pin dir not on bpffs"}
-	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
-		t.Errorf("health = %+v\nwant     %+v", got, want)
-	}
-	// The fast path's states are the adapter's datapath modes.
-	for _, s := range []string{fastPathDisabled, fastPathStarting, fastPathActive, fastPathUnavailable} {
-		if !slices.Contains([]string{k8s.DatapathDisabled, k8s.DatapathStarting, k8s.DatapathActive, k8s.DatapathUnavailable}, s) {
-			t.Errorf("fast path state %q is not a k8s datapath mode", s)
-		}
+	want := health.Snapshot{Reconcile: health.Reconcile{Count: 3},
+		Datapath: health.Datapath{State: health.DatapathUnavailable, Reason: "pin dir not on bpffs"}}
+	h.set(fixedHealth(want))
+	if got := h.Snapshot(context.Background()); got.Reconcile.Count != 3 || got.Datapath.Reason != "pin dir not on bpffs" {
+		t.Errorf("after Runner: %+v", got)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 	"github.com/podrouter/podrouter/agent"
 	"github.com/podrouter/podrouter/bgp"
 	"github.com/podrouter/podrouter/config"
-	"github.com/podrouter/podrouter/datapath"
+	"github.com/podrouter/podrouter/health"
 	"github.com/podrouter/podrouter/metrics"
 	"github.com/podrouter/podrouter/routes"
 )
@@ -24,12 +24,12 @@ import (
 // never touches the host's routing table.
 type noRoutes struct{}
 
-func (noRoutes) SetDefault(context.Context, agent.Family, []netip.Addr) (agent.DefaultResult, error) {
-	return agent.DefaultResult{}, nil
+func (noRoutes) SetDefault(context.Context, routes.Family, []netip.Addr) (routes.Result, error) {
+	return routes.Result{}, nil
 }
 
-func (noRoutes) Current(context.Context, agent.Family) ([]agent.NextHop, error) { return nil, nil }
-func (noRoutes) SetBlackholes(context.Context, []netip.Prefix) (bool, error)    { return false, nil }
+func (noRoutes) Current(context.Context, routes.Family) ([]routes.NextHop, error) { return nil, nil }
+func (noRoutes) SetBlackholes(context.Context, []netip.Prefix) (bool, error)      { return false, nil }
 
 type nopKicker struct{}
 
@@ -89,17 +89,21 @@ func TestStartObservability(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dp, err := datapath.New(datapath.Config{PinDir: t.TempDir() + "/pins", Uplinks: []string{"lo"}}, log)
+	addr := freeAddr(t)
+	cfg := &config.Config{Metrics: config.Metrics{Address: netip.MustParseAddrPort(addr)},
+		Datapath: config.Datapath{Enabled: true, Uplinks: []string{"lo"}, PinDir: t.TempDir() + "/pins", CTSizeTCP: 1024, CTSizeOther: 1024}}
+	fp, err := newFastPath(cfg.Datapath, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := dp.Run(ctx); !errors.Is(err, datapath.ErrUnavailable) {
-		t.Fatalf("datapath on a non-bpffs pin dir: %v, want ErrUnavailable", err)
+	fpDone := make(chan error, 1)
+	go func() { fpDone <- fp.run(ctx) }() // not on bpffs: unavailable, and it says so
+	defer func() { cancel(); <-fpDone }()
+	for fp.health().State != health.DatapathUnavailable {
+		time.Sleep(10 * time.Millisecond)
 	}
-
-	addr := freeAddr(t)
-	cfg := &config.Config{Metrics: config.Metrics{Address: netip.MustParseAddrPort(addr)}, Datapath: config.Datapath{Enabled: true, Uplinks: []string{"lo"}}}
-	run, err := startObservability(ctx, cfg, log, sp, ag, ri, dp)
+	d := &daemon{cfg: cfg, speaker: sp, agent: ag, fastPath: fp}
+	run, err := startObservability(cfg, "v-test", log, d, ri, fp.dp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,30 +163,20 @@ func TestStartObservabilityAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := &config.Config{Metrics: config.Metrics{Address: netip.MustParseAddrPort("0.0.0.0:9842")}}
-	if _, err := startObservability(t.Context(), cfg, log, sp, ag, ri, nil); !errors.Is(err, metrics.ErrNonLoopback) {
+	fp, err := newFastPath(cfg.Datapath, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{cfg: cfg, speaker: sp, agent: ag, fastPath: fp}
+	if _, err := startObservability(cfg, "v-test", log, d, ri, nil); !errors.Is(err, metrics.ErrNonLoopback) {
 		t.Errorf("0.0.0.0: %v, want ErrNonLoopback", err)
 	}
 	cfg.Metrics.Address = netip.AddrPort{}
-	run, err := startObservability(t.Context(), cfg, log, sp, ag, ri, nil)
+	run, err := startObservability(cfg, "v-test", log, d, ri, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := run(t.Context()); err != nil {
 		t.Errorf("disabled listener: %v", err)
-	}
-}
-
-func TestPeerOnlyError(t *testing.T) {
-	for s, want := range map[string]bool{
-		"": false,
-		"read learned defaults: bgp speaker not running":        true,
-		"read learned defaults: a\nread learned defaults: b":    true,
-		"read learned defaults: a\nipv4 default route: foreign": false,
-		"advertise pod cidrs: advertise 10.0.0.0/24: boom":      false,
-		"datapath next hops: ebpf fast path unavailable":        false,
-	} {
-		if got := peerOnlyError(s); got != want {
-			t.Errorf("peerOnlyError(%q) = %v, want %v", s, got, want)
-		}
 	}
 }
