@@ -53,5 +53,12 @@
 // datapath mode. Events are recorded on the Node when a session comes up or
 // goes down, a peer trips its max-prefix limit, a default route podrouter
 // did not install appears, the eBPF fast path falls back to the kernel path,
-// and the node is drained or undrained.
+// and the node is drained or undrained. The condition and the health
+// Events render the daemon's health.Snapshot (HealthSource).
+//
+// Owns: client-go (and klog, which client-go logs through), the Node
+// informer, the CNI conflist, the password Secret, the condition patch and
+// Events. Hands the agent its NodeState.
+//
+// Imports (podrouter): agent, health.
 package k8s

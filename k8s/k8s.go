@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
 	"github.com/podrouter/podrouter/agent"
 	"github.com/podrouter/podrouter/health"
@@ -98,11 +99,13 @@ type Adapter struct {
 
 // New validates cfg and builds a client from cfg.Kubeconfig (or the
 // in-cluster service account). It reads the kubeconfig file but talks to
-// no server. health may be nil.
+// no server. client-go logs through klog, a process-wide logger: New sends
+// it to logger instead of stderr. health may be nil.
 func New(cfg Config, logger *slog.Logger, health HealthSource) (*Adapter, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	klog.SetSlogLogger(logger.With("component", "client-go"))
 	var rc *rest.Config
 	var err error
 	if cfg.Kubeconfig == "" {

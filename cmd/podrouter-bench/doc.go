@@ -12,4 +12,8 @@
 // received (iperf3 -u -b 0) and one TCP stream (iperf3). Client and server
 // are pinned to the same CPU. The table shows min/median/max over rounds
 // and the median of the per-round ratios to (a) and to (b).
+//
+// Owns: the benchmark's rounds, measurements and table.
+//
+// Imports (podrouter): lab.
 package main
