@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -93,7 +92,7 @@ type HealthSource interface {
 type Adapter struct {
 	cfg    Config
 	log    *slog.Logger
-	client kubernetes.Interface
+	client *coreClient
 	health HealthSource // nil: no condition, no health Events
 }
 
@@ -128,7 +127,7 @@ func NewForConfig(cfg Config, rc *rest.Config, logger *slog.Logger, health Healt
 	if rc.UserAgent == "" {
 		rc.UserAgent = "podrouter/" + cfg.NodeName
 	}
-	client, err := kubernetes.NewForConfig(rc)
+	client, err := newCoreClient(rc)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
@@ -195,7 +194,7 @@ type Snapshot struct {
 // Bootstrap reads this node's Node and the password Secret once.
 func (a *Adapter) Bootstrap(ctx context.Context) (Snapshot, error) {
 	var s Snapshot
-	n, err := a.client.CoreV1().Nodes().Get(ctx, a.cfg.NodeName, metaGet)
+	n, err := a.client.getNode(ctx, a.cfg.NodeName)
 	if err != nil {
 		return s, fmt.Errorf("get node %s: %w", a.cfg.NodeName, err)
 	}
@@ -208,7 +207,7 @@ func (a *Adapter) Bootstrap(ctx context.Context) (Snapshot, error) {
 		s.Peering, s.PeeringError = Peering{Rack: -1}, joinErrs(t.PeeringErrs)
 	}
 	if a.cfg.PasswordSecret != "" {
-		sec, err := a.client.CoreV1().Secrets(a.cfg.Namespace).Get(ctx, a.cfg.PasswordSecret, metaGet)
+		sec, err := a.client.getSecret(ctx, a.cfg.Namespace, a.cfg.PasswordSecret)
 		if err != nil {
 			return s, fmt.Errorf("get secret %s/%s: %w", a.cfg.Namespace, a.cfg.PasswordSecret, err)
 		}
