@@ -171,6 +171,7 @@ type Datapath struct {
 	explicitEPs []Endpoint     // last SetEndpoints input
 	nextHops    []NextHop      // last SetNextHops input
 	passCIDRs   []netip.Prefix // last SetPassCIDRs input
+	kctMode     KernelCTMode   // last SetKernelConntrack input (Config.KernelConntrack at first)
 	status      Status
 	impl        *loaded // non-nil while Run holds loaded objects (Linux)
 }
@@ -184,7 +185,7 @@ func New(cfg Config, logger *slog.Logger) (*Datapath, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Datapath{cfg: cfg, log: logger, kick: make(chan struct{}, 1), podCIDRs: slices.Clone(cfg.PodCIDRs)}, nil
+	return &Datapath{cfg: cfg, log: logger, kick: make(chan struct{}, 1), podCIDRs: slices.Clone(cfg.PodCIDRs), kctMode: cfg.KernelConntrack}, nil
 }
 
 func (c Config) withDefaults() Config {
