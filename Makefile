@@ -15,12 +15,17 @@ GOVULNCHECK_VERSION ?= v1.9.0
 VULNDB_VERSION ?= v0.0.0-20261105234957-e22db6528018
 FUZZTIME ?= 60s
 
-.PHONY: all build release tools kube kube-apiserver deps lab lab-down lab-status converge test test-unit resilience lint vulncheck fuzz generate generate-check bench clean
+.PHONY: all build lab-tool release tools kube kube-apiserver deps lab lab-down lab-status converge test test-unit resilience lint vulncheck fuzz generate generate-check bench clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/podrouter ./cmd/podrouter
+
+# The lab driver (cmd/podrouter-lab): a development tool, not shipped; it
+# runs bin/podrouter in the lab's nodes.
+lab-tool: build
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/podrouter-lab ./cmd/podrouter-lab
 
 # What the container image ships (deploy/kubernetes/Dockerfile runs this):
 # static, stripped, reproducible podrouter and gobgp binaries in $(RELEASE_DIR).
@@ -56,19 +61,19 @@ deps:
 	$(MAKE) tools
 
 # The 3-node lab: FRR ToR(s), three podrouter nodes, two CNI pods each.
-lab: build tools
-	$(BIN)/podrouter lab up --name $(LAB) --tors $(TORS) --datapath=$(DATAPATH) --bfd=$(BFD)
+lab: lab-tool tools
+	$(BIN)/podrouter-lab up --name $(LAB) --tors $(TORS) --datapath=$(DATAPATH) --bfd=$(BFD)
 
-lab-status: build tools
-	$(BIN)/podrouter lab status --name $(LAB)
+lab-status: lab-tool tools
+	$(BIN)/podrouter-lab status --name $(LAB)
 
 # Side by side: podrouter vs BIRD as the node's speaker, time from start to
 # pod CIDR installed at the FRR ToR, interleaved rounds, plus RSS.
-converge: build
-	$(BIN)/podrouter lab converge --runs $(or $(RUNS),10)
+converge: lab-tool
+	$(BIN)/podrouter-lab converge --runs $(or $(RUNS),10)
 
-lab-down: build
-	$(BIN)/podrouter lab down --name $(LAB)
+lab-down: lab-tool
+	$(BIN)/podrouter-lab down --name $(LAB)
 
 # All tiers: unit, in-process BGP, privileged netns/lab e2e (run as root).
 # The resilience suite has its own target (CI runs it from .ci/run).
@@ -117,7 +122,7 @@ generate-check: generate
 # pod routing, kernel + legacy-CNI iptables/conntrack, podrouter's fast path;
 # then the BPF_PROG_RUN per-packet microbenchmarks.
 bench: build
-	$(GO) run ./bench --podrouter $(BIN)/podrouter
+	$(GO) run ./cmd/podrouter-bench --podrouter $(BIN)/podrouter
 	$(GO) test -run '^$$' -bench . -count 5 ./datapath/
 
 clean:

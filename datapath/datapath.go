@@ -1,18 +1,33 @@
 package datapath
 
 import (
+	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 )
 
-// DefaultPinDir is where maps and links are pinned unless Config.PinDir says otherwise.
-const DefaultPinDir = "/sys/fs/bpf/podrouter"
+// Defaults and limits of Config.
+const (
+	// DefaultPinDir is where maps and links are pinned unless Config.PinDir says otherwise.
+	DefaultPinDir = "/sys/fs/bpf/podrouter"
+	// DefaultCTSizeTCP and DefaultCTSizeOther are the conntrack map sizes
+	// for a zero Config.CTSizeTCP and CTSizeOther.
+	DefaultCTSizeTCP   = 262144
+	DefaultCTSizeOther = 65536
+	// MaxCTSize bounds each conntrack map.
+	MaxCTSize = 1 << 24
+	// MaxPrefixes bounds Config.PassCIDRs and NextHopCIDRs (PR_LPM_MAX in
+	// bpf/lib/maps.h).
+	MaxPrefixes = maxLPM
+)
 
 // ErrUnavailable wraps every failure to load or attach the BPF programs: the
 // caller logs it and keeps the kernel forwarding path.
@@ -28,19 +43,26 @@ type Config struct {
 	PinDir string
 	// Uplinks are the node's uplink interfaces (from-network is attached there).
 	Uplinks []string
-	// PodCIDRs are this node's pod prefixes; endpoint discovery looks for
-	// /32 and /128 routes inside them.
+	// PodCIDRs are this node's pod prefixes at start; endpoint discovery
+	// looks for /32 and /128 routes inside them. SetPodCIDRs replaces them
+	// while running.
 	PodCIDRs []netip.Prefix
 	// NodeAddrs are addresses of the node itself: traffic to them goes to
 	// the stack. Addresses found on the uplinks are added automatically.
 	NodeAddrs []netip.Addr
 	// PassCIDRs are destinations always handed to the stack (e.g. the
-	// Kubernetes service CIDR, which kube-proxy translates).
+	// Kubernetes service CIDR, which kube-proxy translates). They are the
+	// static part of the set: SetPassCIDRs adds learned ones live.
 	PassCIDRs []netip.Prefix
+	// KernelConntrack says which new flows the fast path hands to the
+	// kernel stack after looking them up in nf_conntrack (default
+	// KernelCTNAT: those netfilter translates).
+	KernelConntrack KernelCTMode
 	// NextHopCIDRs, when set, limits the cached next hop to these
 	// destinations (e.g. the cluster's pod supernet); others use the FIB.
 	NextHopCIDRs []netip.Prefix
-	// CTSizeTCP and CTSizeOther are the conntrack map sizes (defaults 262144, 65536).
+	// CTSizeTCP and CTSizeOther are the conntrack map sizes (defaults
+	// DefaultCTSizeTCP, DefaultCTSizeOther).
 	CTSizeTCP, CTSizeOther int
 	// CTTimeouts are the conntrack lifetimes; zero fields take defaults.
 	CTTimeouts CTTimeouts
@@ -51,6 +73,33 @@ type Config struct {
 	ResyncInterval time.Duration
 	// GCInterval is the period of the conntrack GC (default 30s).
 	GCInterval time.Duration
+}
+
+// KernelCTMode selects the flows that go through the kernel stack because
+// nf_conntrack knows them. The fast path asks nf_conntrack (the
+// bpf_skb_ct_lookup kfunc) on every conntrack miss and remembers the answer
+// in its own entry.
+type KernelCTMode uint8
+
+const (
+	// KernelCTNAT sends flows that netfilter translates (SNAT, DNAT:
+	// kube-proxy's iptables and nftables modes) through the stack.
+	KernelCTNAT KernelCTMode = iota
+	// KernelCTAny sends every flow nf_conntrack knows through the stack:
+	// for proxies that translate without nf_nat's status bits (kube-proxy's
+	// IPVS mode with conntrack on). Costs the fast path for any flow the
+	// stack saw first.
+	KernelCTAny
+)
+
+func (m KernelCTMode) String() string {
+	switch m {
+	case KernelCTNAT:
+		return "nat"
+	case KernelCTAny:
+		return "any"
+	}
+	return fmt.Sprintf("KernelCTMode(%d)", uint8(m))
 }
 
 // CTTimeouts are conntrack entry lifetimes.
@@ -86,14 +135,17 @@ type Counter struct {
 
 // CTEntry is one conntrack entry, oriented as the flow's originator sent it.
 type CTEntry struct {
-	Proto        uint8 // IP protocol number
-	Src, Dst     netip.AddrPort
-	Packets      [2]uint64 // [original, reply]
-	Bytes        [2]uint64
-	Expires      time.Duration // remaining lifetime (negative: expired, GC pending)
-	Age          time.Duration
-	SeenReply    bool
-	Closing      bool
+	Proto     uint8 // IP protocol number
+	Src, Dst  netip.AddrPort
+	Packets   [2]uint64 // [original, reply]
+	Bytes     [2]uint64
+	Expires   time.Duration // remaining lifetime (negative: expired, GC pending)
+	Age       time.Duration
+	SeenReply bool
+	Closing   bool
+	// Stack: every packet of the flow goes to the kernel stack, because
+	// nf_conntrack translates it (a Service) or knows it (KernelCTAny).
+	Stack        bool
 	IngressIndex int
 }
 
@@ -115,8 +167,11 @@ type Datapath struct {
 	kick chan struct{}
 
 	mu          sync.Mutex
-	explicitEPs []Endpoint // last SetEndpoints input
-	nextHops    []NextHop  // last SetNextHops input
+	podCIDRs    []netip.Prefix // where endpoints are discovered (Config.PodCIDRs, SetPodCIDRs)
+	explicitEPs []Endpoint     // last SetEndpoints input
+	nextHops    []NextHop      // last SetNextHops input
+	passCIDRs   []netip.Prefix // last SetPassCIDRs input
+	kctMode     KernelCTMode   // last SetKernelConntrack input (Config.KernelConntrack at first)
 	status      Status
 	impl        *loaded // non-nil while Run holds loaded objects (Linux)
 }
@@ -130,7 +185,7 @@ func New(cfg Config, logger *slog.Logger) (*Datapath, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Datapath{cfg: cfg, log: logger, kick: make(chan struct{}, 1)}, nil
+	return &Datapath{cfg: cfg, log: logger, kick: make(chan struct{}, 1), podCIDRs: slices.Clone(cfg.PodCIDRs), kctMode: cfg.KernelConntrack}, nil
 }
 
 func (c Config) withDefaults() Config {
@@ -138,10 +193,10 @@ func (c Config) withDefaults() Config {
 		c.PinDir = DefaultPinDir
 	}
 	if c.CTSizeTCP == 0 {
-		c.CTSizeTCP = 262144
+		c.CTSizeTCP = DefaultCTSizeTCP
 	}
 	if c.CTSizeOther == 0 {
-		c.CTSizeOther = 65536
+		c.CTSizeOther = DefaultCTSizeOther
 	}
 	t := &c.CTTimeouts
 	def := func(d *time.Duration, v time.Duration) {
@@ -168,23 +223,15 @@ func (c Config) validate() error {
 	if !filepath.IsAbs(c.PinDir) {
 		errs = append(errs, fmt.Errorf("pin dir %q: not an absolute path", c.PinDir))
 	}
-	if c.CTSizeTCP < 1 || c.CTSizeOther < 1 || c.CTSizeTCP > 1<<24 || c.CTSizeOther > 1<<24 {
-		errs = append(errs, fmt.Errorf("conntrack sizes %d/%d: want 1..%d", c.CTSizeTCP, c.CTSizeOther, 1<<24))
+	if c.CTSizeTCP < 1 || c.CTSizeOther < 1 || c.CTSizeTCP > MaxCTSize || c.CTSizeOther > MaxCTSize {
+		errs = append(errs, fmt.Errorf("conntrack sizes %d/%d: want 1..%d", c.CTSizeTCP, c.CTSizeOther, MaxCTSize))
 	}
-	for _, p := range c.PodCIDRs {
-		if !p.IsValid() || p != p.Masked() {
-			errs = append(errs, fmt.Errorf("pod cidr %s: not a masked prefix", p))
-		}
-	}
+	errs = append(errs, validPodCIDRs(c.PodCIDRs))
 	for _, l := range [][]netip.Prefix{c.PassCIDRs, c.NextHopCIDRs} {
-		if len(l) > maxLPM {
-			errs = append(errs, fmt.Errorf("%d prefixes: at most %d", len(l), maxLPM))
-		}
-		for _, p := range l {
-			if !p.IsValid() {
-				errs = append(errs, fmt.Errorf("prefix %s: invalid", p))
-			}
-		}
+		errs = append(errs, validatePrefixes(l))
+	}
+	if c.KernelConntrack > KernelCTAny {
+		errs = append(errs, fmt.Errorf("kernel conntrack mode %s: unknown", c.KernelConntrack))
 	}
 	for _, u := range c.Uplinks {
 		if u == "" || len(u) > 15 {
@@ -198,6 +245,80 @@ func (c Config) validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validatePrefixes checks one LPM map's prefixes: valid, not IPv4-mapped
+// IPv6 (ambiguous family), at most maxLPM distinct ones.
+func validatePrefixes(l []netip.Prefix) error {
+	var errs []error
+	for _, p := range l {
+		switch {
+		case !p.IsValid():
+			errs = append(errs, fmt.Errorf("prefix %s: invalid", p))
+		case p.Addr().Is4In6():
+			errs = append(errs, fmt.Errorf("prefix %s: IPv4-mapped IPv6, write the IPv4 prefix", p))
+		}
+	}
+	if len(errs) == 0 {
+		if n := len(mergePrefixes(l)); n > maxLPM {
+			errs = append(errs, fmt.Errorf("%d prefixes: at most %d", n, maxLPM))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func validPodCIDRs(ps []netip.Prefix) error {
+	var errs []error
+	for _, p := range ps {
+		if !p.IsValid() || p != p.Masked() {
+			errs = append(errs, fmt.Errorf("pod cidr %s: not a masked prefix", p))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// mergePrefixes returns the distinct masked prefixes of the lists, sorted.
+func mergePrefixes(lists ...[]netip.Prefix) []netip.Prefix {
+	seen := map[netip.Prefix]bool{}
+	var out []netip.Prefix
+	for _, l := range lists {
+		for _, p := range l {
+			if p = p.Masked(); !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int {
+		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+	})
+	return out
+}
+
+// SetPodCIDRs replaces the node's pod prefixes (whole desired state), for
+// pod CIDRs that arrive or change after start (Kubernetes assigns them to
+// the Node): endpoints are discovered inside them from now on. Applied now
+// when running, else at Run; the same set again is a no-op.
+func (d *Datapath) SetPodCIDRs(ctx context.Context, ps []netip.Prefix) error {
+	if err := validPodCIDRs(ps); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	same := slices.Equal(d.podCIDRs, ps)
+	d.podCIDRs = slices.Clone(ps)
+	d.mu.Unlock()
+	if same {
+		return nil
+	}
+	d.log.Info("pod cidrs set", "pod_cidrs", ps)
+	return d.applyNow(ctx)
+}
+
+// pods returns the pod prefixes endpoints are discovered in.
+func (d *Datapath) pods() []netip.Prefix {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.podCIDRs)
 }
 
 // Status returns the current state of the fast path.
@@ -223,7 +344,7 @@ var reasonNames = [...]string{
 	"fwd-redirect-peer", "fwd-nexthop", "fwd-redirect-neigh",
 	"pass-not-ip", "pass-fragment", "pass-ip-options", "pass-ipv6-exthdr", "pass-ttl",
 	"pass-proto", "pass-icmp-ctrl", "pass-non-unicast", "pass-node-local",
-	"pass-not-endpoint", "pass-fib", "pass-prefix",
+	"pass-not-endpoint", "pass-fib", "pass-prefix", "pass-nat",
 	"drop-malformed", "drop-redirect",
 }
 

@@ -5,6 +5,7 @@ package datapath
 import (
 	"context"
 	"fmt"
+	"net/netip"
 )
 
 type loaded struct{}
@@ -20,6 +21,14 @@ func (d *Datapath) SetEndpoints(ctx context.Context, eps []Endpoint) error { ret
 // SetNextHops records the desired next hops (no effect off Linux).
 func (d *Datapath) SetNextHops(ctx context.Context, nhs []NextHop) error { return ErrNotRunning }
 
+// SetPassCIDRs has no effect off Linux.
+func (d *Datapath) SetPassCIDRs(ctx context.Context, prefixes []netip.Prefix) error {
+	return ErrNotRunning
+}
+
+// PassCIDRs is unavailable off Linux.
+func (d *Datapath) PassCIDRs() ([]netip.Prefix, error) { return nil, ErrNotRunning }
+
 // Counters is unavailable off Linux.
 func (d *Datapath) Counters() ([]Counter, error) { return nil, ErrNotRunning }
 
@@ -30,3 +39,12 @@ func (d *Datapath) Conntrack() ([]CTEntry, error) { return nil, ErrNotRunning }
 func (d *Datapath) Monitor(ctx context.Context, types []string, sampleRate uint32, fn func(Event)) error {
 	return ErrNotRunning
 }
+
+// applyNow has nothing to apply off Linux.
+func (d *Datapath) applyNow(context.Context) error { return nil }
+
+// SetKernelConntrack has no effect off Linux.
+func (d *Datapath) SetKernelConntrack(m KernelCTMode) error { return ErrNotRunning }
+
+// KernelConntrack is unavailable off Linux.
+func (d *Datapath) KernelConntrack() (KernelCTMode, error) { return 0, ErrNotRunning }

@@ -44,6 +44,7 @@ const (
 	fromEndpointPrCtFlagsPR_CTF_ORIG_IS_A  fromEndpointPrCtFlags = 1
 	fromEndpointPrCtFlagsPR_CTF_SEEN_REPLY fromEndpointPrCtFlags = 2
 	fromEndpointPrCtFlagsPR_CTF_CLOSING    fromEndpointPrCtFlags = 4
+	fromEndpointPrCtFlagsPR_CTF_STACK      fromEndpointPrCtFlags = 8
 )
 
 type fromEndpointPrCtKey struct {
@@ -137,6 +138,14 @@ const (
 	fromEndpointPrEventTypePR_EV_TO_STACK      fromEndpointPrEventType = 6
 )
 
+type fromEndpointPrKctMode uint32
+
+const (
+	fromEndpointPrKctModePR_KCT_OFF fromEndpointPrKctMode = 0
+	fromEndpointPrKctModePR_KCT_NAT fromEndpointPrKctMode = 1
+	fromEndpointPrKctModePR_KCT_ANY fromEndpointPrKctMode = 2
+)
+
 type fromEndpointPrLpmKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -172,9 +181,10 @@ const (
 	fromEndpointPrReasonPR_PASS_NOT_ENDPOINT  fromEndpointPrReason = 12
 	fromEndpointPrReasonPR_PASS_FIB           fromEndpointPrReason = 13
 	fromEndpointPrReasonPR_PASS_PREFIX        fromEndpointPrReason = 14
-	fromEndpointPrReasonPR_DROP_MALFORMED     fromEndpointPrReason = 15
-	fromEndpointPrReasonPR_DROP_REDIRECT      fromEndpointPrReason = 16
-	fromEndpointPrReasonPR_REASON_MAX         fromEndpointPrReason = 17
+	fromEndpointPrReasonPR_PASS_NAT           fromEndpointPrReason = 15
+	fromEndpointPrReasonPR_DROP_MALFORMED     fromEndpointPrReason = 16
+	fromEndpointPrReasonPR_DROP_REDIRECT      fromEndpointPrReason = 17
+	fromEndpointPrReasonPR_REASON_MAX         fromEndpointPrReason = 18
 )
 
 type fromEndpointPrTraceCfg struct {
@@ -218,6 +228,7 @@ const (
 	fromEndpointVarCfgPassPrefixes     = "cfg_pass_prefixes"
 	fromEndpointVarCfgTtlDec           = "cfg_ttl_dec"
 	fromEndpointVarPrBtfAnchorUnused   = "pr_btf_anchor_unused"
+	fromEndpointVarRunKctMode          = "run_kct_mode"
 )
 
 // loadFromEndpoint returns the embedded CollectionSpec for fromEndpoint.
@@ -305,6 +316,7 @@ type fromEndpointVariableSpecs struct {
 	CfgPassPrefixes     *ebpf.VariableSpec `ebpf:"cfg_pass_prefixes"`
 	CfgTtlDec           *ebpf.VariableSpec `ebpf:"cfg_ttl_dec"`
 	PrBtfAnchorUnused   *ebpf.VariableSpec `ebpf:"pr_btf_anchor_unused"`
+	RunKctMode          *ebpf.VariableSpec `ebpf:"run_kct_mode"`
 }
 
 // fromEndpointObjects contains all objects after they have been loaded into the kernel.
@@ -378,6 +390,7 @@ type fromEndpointVariables struct {
 	CfgPassPrefixes     *ebpf.Variable `ebpf:"cfg_pass_prefixes"`
 	CfgTtlDec           *ebpf.Variable `ebpf:"cfg_ttl_dec"`
 	PrBtfAnchorUnused   *ebpf.Variable `ebpf:"pr_btf_anchor_unused"`
+	RunKctMode          *ebpf.Variable `ebpf:"run_kct_mode"`
 }
 
 // fromEndpointPrograms contains all programs after they have been loaded into the kernel.

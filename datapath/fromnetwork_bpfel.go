@@ -47,6 +47,7 @@ const (
 	fromNetworkVarCfgPassPrefixes     = "cfg_pass_prefixes"
 	fromNetworkVarCfgTtlDec           = "cfg_ttl_dec"
 	fromNetworkVarPrBtfAnchorUnused   = "pr_btf_anchor_unused"
+	fromNetworkVarRunKctMode          = "run_kct_mode"
 )
 
 // loadFromNetwork returns the embedded CollectionSpec for fromNetwork.
@@ -134,6 +135,7 @@ type fromNetworkVariableSpecs struct {
 	CfgPassPrefixes     *ebpf.VariableSpec `ebpf:"cfg_pass_prefixes"`
 	CfgTtlDec           *ebpf.VariableSpec `ebpf:"cfg_ttl_dec"`
 	PrBtfAnchorUnused   *ebpf.VariableSpec `ebpf:"pr_btf_anchor_unused"`
+	RunKctMode          *ebpf.VariableSpec `ebpf:"run_kct_mode"`
 }
 
 // fromNetworkObjects contains all objects after they have been loaded into the kernel.
@@ -207,6 +209,7 @@ type fromNetworkVariables struct {
 	CfgPassPrefixes     *ebpf.Variable `ebpf:"cfg_pass_prefixes"`
 	CfgTtlDec           *ebpf.Variable `ebpf:"cfg_ttl_dec"`
 	PrBtfAnchorUnused   *ebpf.Variable `ebpf:"pr_btf_anchor_unused"`
+	RunKctMode          *ebpf.Variable `ebpf:"run_kct_mode"`
 }
 
 // fromNetworkPrograms contains all programs after they have been loaded into the kernel.

@@ -53,5 +53,18 @@
 // datapath mode. Events are recorded on the Node when a session comes up or
 // goes down, a peer trips its max-prefix limit, a default route podrouter
 // did not install appears, the eBPF fast path falls back to the kernel path,
-// and the node is drained or undrained.
+// and the node is drained or undrained. The condition and the health
+// Events render the daemon's health.Snapshot (HealthSource).
+//
+// It talks core/v1 only, over a REST client whose scheme knows core/v1
+// (client.go): client-go's clientset and informer factory register every
+// API group and would double the daemon's binary. Another API group (say
+// networking.k8s.io/v1 ServiceCIDRs) is one AddToScheme and a client of
+// its own.
+//
+// Owns: client-go (and klog, which client-go logs through), the Node
+// informer, the CNI conflist, the password Secret, the condition patch and
+// Events. Hands the agent its NodeState.
+//
+// Imports (podrouter): agent, health.
 package k8s
