@@ -104,7 +104,7 @@ vulncheck:
 
 # Every fuzz target for FUZZTIME each (CI: 60s; a longer run: make fuzz FUZZTIME=10m).
 # New interesting inputs stay in the Go cache; crashers land in testdata/fuzz.
-FUZZ_TARGETS := ./bgp:FuzzLearnedPaths ./k8s:FuzzTranslate ./datapath:FuzzPrograms
+FUZZ_TARGETS := ./config:FuzzParse ./bgp:FuzzLearnedPaths ./k8s:FuzzTranslate ./datapath:FuzzPrograms
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "== fuzz $$fn ($$pkg, $(FUZZTIME))"; \

@@ -183,7 +183,7 @@ func fuzzBody(t *testing.T, body []byte) {
 			ps, _ := r.s.Peers(context.Background())
 			states := map[string]int{}
 			for _, p := range ps {
-				states[p.State+"/"+p.AdminState]++
+				states[fmt.Sprintf("%v/%v", p.State, p.AdminState)]++
 			}
 			t.Fatalf("no session to the speaker within 30s (peers: %v)", states)
 		}

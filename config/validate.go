@@ -362,6 +362,8 @@ func validatePodCIDRs(ps []netip.Prefix) error {
 	for i, p := range ps {
 		f := fmt.Sprintf("podCIDRs[%d]", i)
 		switch {
+		case !p.IsValid():
+			e.addf(f, "empty: want a CIDR like 10.244.1.0/24")
 		case p.Masked() != p:
 			e.addf(f, "%s has host bits set (did you mean %s?)", p, p.Masked())
 		case p.Bits() == 0:

@@ -12,7 +12,8 @@ import (
 var fuzzExecs = regexp.MustCompile(`fuzz: elapsed: \S+, execs: (\d+)`)
 
 // Test 7: fuzzing. Every fuzz target runs for 60 s (-long: 10 min) with
-// `go test -fuzz`: the Kubernetes Node translation (k8s), learned paths
+// `go test -fuzz`: config parsing (config), the Kubernetes Node
+// translation (k8s), learned paths
 // through GoBGP's decoder, podrouter's import policy and the default
 // decision (bgp), both BPF programs with random frames (datapath). 0
 // crashers; the corpora are committed under each package's testdata/fuzz
@@ -21,6 +22,7 @@ func TestFuzzing(t *testing.T) {
 	requireLab(t) // root: the datapath target loads BPF
 	fuzzTime := size(60*time.Second, 10*time.Minute)
 	targets := []struct{ pkg, fn string }{
+		{"../config", "FuzzParse"},
 		{"../k8s", "FuzzTranslate"},
 		{"../bgp", "FuzzLearnedPaths"},
 		{"../datapath", "FuzzPrograms"},
