@@ -91,6 +91,9 @@ func newFuzzRig() (*fuzzRig, error) {
 			return nil, err
 		}
 	}
+	if _, err := guardListeners(int32(port), peers); err != nil {
+		return nil, err
+	}
 	r := &fuzzRig{s: s, port: port, ready: make(chan *fuzzSession, fuzzPeers)}
 	for _, p := range peers {
 		go r.dial(p.Address)

@@ -85,7 +85,11 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []PeerConfig) error {
 	}
 	s.mu.Lock()
 	s.cfg.Peers = applied
+	port := s.cfg.ListenPort
 	s.mu.Unlock()
+	if err := s.guard(port, applied); err != nil {
+		errs = append(errs, err)
+	}
 	for _, p := range applied {
 		s.syncBFD(ctx, p.Address)
 	}

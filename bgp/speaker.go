@@ -94,6 +94,10 @@ func (s *Speaker) start(parent context.Context, k Kicker) error {
 		s.Close()
 		return err
 	}
+	// Before any peer exists: only configured peers may connect (listener.go).
+	if err := s.guard(cfg.ListenPort, cfg.Peers); err != nil {
+		return fail(err)
+	}
 	if err := s.applyPolicies(ctx, s.desired()); err != nil {
 		return fail(err)
 	}
