@@ -81,7 +81,9 @@ func listenerFilter(v6 bool, peers []PeerConfig) ([]bpf.RawInstruction, error) {
 	return bpf.Assemble(prog)
 }
 
-func be32(b []byte) uint32 { return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) }
+func be32(b []byte) uint32 {
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
 
 // guard rebuilds the listener filter for peers; with a listen port and no
 // listener found to protect it fails (closed rather than open).
