@@ -40,6 +40,7 @@ type hostileRig struct {
 	d          *exec.Cmd
 	log        *syncBuffer
 	dir        string
+	conf       string
 }
 
 func newHostileRig(t *testing.T, peers int, peerOpts, extra string) *hostileRig {
@@ -79,21 +80,42 @@ routes: {protocol: 201, metric: 20}
 localAPI: {socket: %s/podrouter.sock}
 metrics: {address: "127.0.0.1:9842"}
 `, peerConf.String(), extra, r.dir)
-	path := filepath.Join(r.dir, "podrouter.yaml")
-	os.WriteFile(path, []byte(conf), 0o600)
-	r.d = exec.Command("ip", "netns", "exec", r.node, podrouterBin, "run", "--config", path)
-	r.d.Stdout, r.d.Stderr = r.log, r.log
-	if err := r.d.Start(); err != nil {
-		t.Fatal(err)
-	}
+	r.conf = conf
+	r.start(t)
 	t.Cleanup(func() {
-		_ = r.d.Process.Signal(syscall.SIGTERM)
-		_ = r.d.Wait()
+		r.stop()
 		if t.Failed() {
 			t.Logf("daemon log:\n%s", tailLines(r.log.String(), 30))
 		}
 	})
 	return r
+}
+
+func (r *hostileRig) start(t *testing.T) {
+	t.Helper()
+	path := filepath.Join(r.dir, "podrouter.yaml")
+	os.WriteFile(path, []byte(r.conf), 0o600)
+	r.d = exec.Command("ip", "netns", "exec", r.node, podrouterBin, "run", "--config", path)
+	r.d.Stdout, r.d.Stderr = r.log, r.log
+	if err := r.d.Start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (r *hostileRig) stop() {
+	if r.d == nil || r.d.ProcessState != nil {
+		return
+	}
+	_ = r.d.Process.Signal(syscall.SIGTERM)
+	_ = r.d.Wait()
+}
+
+// restartWith restarts the daemon with another config.
+func (r *hostileRig) restartWith(t *testing.T, conf string) {
+	t.Helper()
+	r.stop()
+	r.conf = conf
+	r.start(t)
 }
 
 // listen opens a listener in the peer namespace at a:179.

@@ -137,7 +137,7 @@ func TestSilentToR(t *testing.T) {
 
 func dur(d time.Duration) string {
 	if d < 0 {
-		return "never (30 s)"
+		return "never (within the wait)"
 	}
 	return d.Round(10 * time.Millisecond).String()
 }
