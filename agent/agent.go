@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -62,6 +63,8 @@ type Config struct {
 	// StartupHold: after start, while no peer offers a default for a
 	// family, keep the default route the previous instance left in the
 	// kernel (graceful restart) instead of removing it, for this long.
+	// Only that route: once a peer has offered a default of a family, the
+	// hold is over for it, and a withdrawal removes the route at once.
 	StartupHold time.Duration
 }
 
@@ -102,8 +105,12 @@ type Agent struct {
 	node   NodeState
 	haveNS bool
 	// holdUntil: the kernel's default routes are kept until then while no
-	// peer offers one (startup hold, Hold).
+	// peer offers one (startup hold, Hold), for the families in held:
+	// those no peer has offered a default for since the hold began (the
+	// route in the kernel is the previous instance's, or the one from
+	// before a BGP server restart).
 	holdUntil time.Time
+	held      map[routes.Family]bool
 	status    Status
 }
 
@@ -153,6 +160,10 @@ func (a *Agent) Hold(d time.Duration) {
 	if until := time.Now().Add(d); until.After(a.holdUntil) {
 		a.holdUntil = until
 	}
+	a.held = map[routes.Family]bool{}
+	for _, f := range Families {
+		a.held[f] = true
+	}
 	a.mu.Unlock()
 	select {
 	case a.holdSet <- struct{}{}:
@@ -195,6 +206,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 	start := time.Now()
 	a.mu.Lock()
 	node, haveNS, holdUntil := a.node, a.haveNS, a.holdUntil
+	held := maps.Clone(a.held)
 	a.mu.Unlock()
 	st := Status{
 		At: start, Node: node,
@@ -232,7 +244,14 @@ func (a *Agent) reconcile(ctx context.Context) {
 		inHold := time.Now().Before(holdUntil)
 		for fam, gws := range map[routes.Family][]netip.Addr{routes.FamilyV4: v4, routes.FamilyV6: v6} {
 			st.Learned[fam] = gws
-			if len(gws) == 0 && inHold {
+			if len(gws) > 0 && held[fam] {
+				// A peer offers a default again: whatever the kernel holds
+				// from now on is this instance's own, not to be held.
+				a.mu.Lock()
+				delete(a.held, fam)
+				a.mu.Unlock()
+			}
+			if len(gws) == 0 && inHold && held[fam] {
 				cur, err := a.routes.Current(ctx, fam)
 				if err != nil {
 					errs = append(errs, fmt.Errorf("read %s default: %w", fam, err))

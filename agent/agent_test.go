@@ -155,7 +155,7 @@ func newTestAgent(t *testing.T, hold time.Duration) (*Agent, *fakeSpeaker, *fake
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.holdUntil = time.Now().Add(hold)
+	a.Hold(hold)
 	return a, sp, rt
 }
 
@@ -231,6 +231,34 @@ func TestStartupHold(t *testing.T) {
 	a.Hold(time.Hour)
 	if st := a.ReconcileOnce(ctx); !st.Holding[routes.FamilyV4] || !slices.Equal(rt.kernel[routes.FamilyV4], addrs("192.168.3.0")) {
 		t.Fatalf("Hold did not keep the route: %+v kernel %v", st, rt.kernel)
+	}
+}
+
+// TestStartupHoldOnlyThePreviousRoute: once a peer has offered a default
+// of a family, the hold is over for that family: the ToR withdrawing it
+// removes the route at once, even inside the hold; the other family is
+// still held. Hold (a BGP server restart) holds both again.
+func TestStartupHoldOnlyThePreviousRoute(t *testing.T) {
+	a, sp, rt := newTestAgent(t, time.Hour)
+	rt.kernel[routes.FamilyV4] = addrs("192.168.1.0") // the previous instance's
+	rt.kernel[routes.FamilyV6] = addrs("fd00:1:1::1")
+	ctx := context.Background()
+	sp.v4 = addrs("192.168.1.0")
+	a.ReconcileOnce(ctx)
+	sp.v4 = nil // the ToR withdraws the v4 default
+	st := a.ReconcileOnce(ctx)
+	if len(rt.kernel[routes.FamilyV4]) != 0 || st.Holding[routes.FamilyV4] {
+		t.Fatalf("a default learned by this instance was held after its withdrawal: %v", rt.kernel[routes.FamilyV4])
+	}
+	if !st.Holding[routes.FamilyV6] || !slices.Equal(rt.kernel[routes.FamilyV6], addrs("fd00:1:1::1")) {
+		t.Fatalf("the previous instance's v6 default not held: %+v %v", st.Holding, rt.kernel[routes.FamilyV6])
+	}
+	sp.v4 = addrs("192.168.2.0")
+	a.ReconcileOnce(ctx)
+	sp.v4 = nil
+	a.Hold(time.Hour)
+	if st := a.ReconcileOnce(ctx); !st.Holding[routes.FamilyV4] || !slices.Equal(rt.kernel[routes.FamilyV4], addrs("192.168.2.0")) {
+		t.Fatalf("Hold after a server restart did not keep the route: %+v %v", st.Holding, rt.kernel[routes.FamilyV4])
 	}
 }
 
