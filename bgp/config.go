@@ -61,10 +61,14 @@ type PeerConfig struct {
 	Password          string
 	GracefulRestart   bool
 	RestartTime       time.Duration
-	MaxPrefix         uint32
-	MaxPrefixWarnPct  uint8
-	MaxPrefixRestart  time.Duration
-	BFD               BFDConfig
+	// LongLivedStale > 0 adds RFC 9494 long-lived graceful restart (with
+	// GracefulRestart): stale routes are kept this much longer, as
+	// LLGR_STALE, after the restart time runs out.
+	LongLivedStale   time.Duration
+	MaxPrefix        uint32
+	MaxPrefixWarnPct uint8
+	MaxPrefixRestart time.Duration
+	BFD              BFDConfig
 }
 
 // BFDConfig is single-hop BFD (RFC 5880/5881) for a session, run by GoBGP:

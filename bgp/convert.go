@@ -172,6 +172,12 @@ func toAPIPeer(p PeerConfig) *api.Peer {
 	if p.GracefulRestart {
 		peer.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: uint32(p.RestartTime / time.Second)}
 		afi.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
+		if p.LongLivedStale > 0 {
+			peer.GracefulRestart.LonglivedEnabled = true
+			afi.LongLivedGracefulRestart = &api.LongLivedGracefulRestart{Config: &api.LongLivedGracefulRestartConfig{
+				Enabled: true, RestartTime: uint32(p.LongLivedStale / time.Second),
+			}}
+		}
 	}
 	if b := p.BFD; b.Enabled {
 		// GoBGP takes the intervals in microseconds (RFC 5880's unit);

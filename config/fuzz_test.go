@@ -45,3 +45,25 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestLongLivedStaleTime(t *testing.T) {
+	for _, tc := range []struct {
+		gr, want string
+	}{
+		{"{longLivedStaleTime: 1h}", ""},
+		{"{longLivedStaleTime: 500ms}", "longLivedStaleTime"},
+		{"{longLivedStaleTime: 200000h}", "longLivedStaleTime"},
+		{"{enabled: false, longLivedStaleTime: 1h}", "needs gracefulRestart.enabled"},
+	} {
+		conf := strings.Replace(good, "{address: 192.168.1.0, asn: 65100}", "{address: 192.168.1.0, asn: 65100, gracefulRestart: "+tc.gr+"}", 1)
+		c, err := Parse([]byte(conf))
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.gr, err)
+		case tc.want == "" && c.BGP.Peers[0].GracefulRestart.LongLivedStaleTime != time.Hour:
+			t.Errorf("%s: parsed %+v", tc.gr, c.BGP.Peers[0].GracefulRestart)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: error %v, want it to name %q", tc.gr, err, tc.want)
+		}
+	}
+}

@@ -165,10 +165,15 @@ type BFD struct {
 	Multiplier int           `yaml:"multiplier"` // detection multiplier; default 3
 }
 
-// GracefulRestart configures RFC 4724 graceful restart for a peer.
+// GracefulRestart configures RFC 4724 graceful restart for a peer, and
+// optionally RFC 9494 long-lived graceful restart on top of it.
 type GracefulRestart struct {
 	Enabled     *bool         `yaml:"enabled"` // default true
 	RestartTime time.Duration `yaml:"restartTime"`
+	// LongLivedStaleTime > 0 turns on LLGR: when the restart time has run
+	// out, the peer keeps our routes (and we keep its default) this much
+	// longer as LLGR_STALE, least preferred; 0: off.
+	LongLivedStaleTime time.Duration `yaml:"longLivedStaleTime"`
 }
 
 // MaxPrefix bounds how many prefixes a peer may send before its session is

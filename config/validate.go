@@ -16,20 +16,22 @@ import (
 // Limits on what a config may hold. Each bounds the work and memory one
 // input can cost; the file itself is bounded by MaxFileSize.
 const (
-	MaxCTSize       = datapath.MaxCTSize
-	MaxPassCIDRs    = datapath.MaxPrefixes
-	MaxPrepend      = 10
-	MaxPodCIDRs     = 64  // Kubernetes gives one per family
-	MaxPeers        = 256 // explicit bgp.peers
-	MaxAddresses    = 64  // bgp.listenAddresses
-	MaxInterfaces   = 256 // datapath.uplinks, bgp.autoPeers.interfaces
-	MaxNodeNameLen  = 253 // a Kubernetes Node name is a DNS subdomain
-	MaxPathLen      = 4096
-	MaxSocketPath   = 107 // sun_path holds 108 bytes with the NUL
-	MaxPasswordLen  = 80  // TCP_MD5SIG_MAXKEYLEN
-	MaxPasswordFile = 4096
-	MaxFileSize     = 1 << 20
-	MaxStringLen    = 1024 // any other string
+	MaxCTSize    = datapath.MaxCTSize
+	MaxPassCIDRs = datapath.MaxPrefixes
+	MaxPrepend   = 10
+	MaxPodCIDRs  = 64 // Kubernetes gives one per family
+	// MaxLongLivedStaleTime is RFC 9494's 24-bit stale time in seconds.
+	MaxLongLivedStaleTime = 16777215 * time.Second
+	MaxPeers              = 256 // explicit bgp.peers
+	MaxAddresses          = 64  // bgp.listenAddresses
+	MaxInterfaces         = 256 // datapath.uplinks, bgp.autoPeers.interfaces
+	MaxNodeNameLen        = 253 // a Kubernetes Node name is a DNS subdomain
+	MaxPathLen            = 4096
+	MaxSocketPath         = 107 // sun_path holds 108 bytes with the NUL
+	MaxPasswordLen        = 80  // TCP_MD5SIG_MAXKEYLEN
+	MaxPasswordFile       = 4096
+	MaxFileSize           = 1 << 20
+	MaxStringLen          = 1024 // any other string
 )
 
 // BFD interval bounds: FRR's bfdd accepts 10ms-60s, and GoBGP carries the
@@ -284,6 +286,14 @@ func (p *Peer) validate(f string, self selfAddrs) error {
 	}
 	if rt := p.GracefulRestart.RestartTime; rt > 4095*time.Second || rt < 0 {
 		e.addf(f+".gracefulRestart.restartTime", "at most 4095s (RFC 4724), got %s", rt)
+	}
+	if st := p.GracefulRestart.LongLivedStaleTime; st != 0 {
+		switch {
+		case st < time.Second || st > MaxLongLivedStaleTime || st%time.Second != 0:
+			e.addf(f+".gracefulRestart.longLivedStaleTime", "want whole seconds from 1s to %s (RFC 9494: 24 bits), got %s", MaxLongLivedStaleTime, st)
+		case p.GracefulRestart.Enabled != nil && !*p.GracefulRestart.Enabled:
+			e.addf(f+".gracefulRestart.longLivedStaleTime", "long-lived graceful restart needs gracefulRestart.enabled")
+		}
 	}
 	e.add(p.BFD.validate(f+".bfd", p.EBGPMultihopTTL))
 	return errors.Join(e...)

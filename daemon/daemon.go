@@ -175,6 +175,7 @@ func peerConfig(p config.Peer) bgp.PeerConfig {
 		Password:          p.Password(),
 		GracefulRestart:   p.GracefulRestart.Enabled == nil || *p.GracefulRestart.Enabled,
 		RestartTime:       p.GracefulRestart.RestartTime,
+		LongLivedStale:    p.GracefulRestart.LongLivedStaleTime,
 		MaxPrefix:         p.MaxPrefix.Limit,
 		MaxPrefixWarnPct:  p.MaxPrefix.WarningThresholdPercent,
 		MaxPrefixRestart:  p.MaxPrefix.RestartAfter,
