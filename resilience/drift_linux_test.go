@@ -60,11 +60,6 @@ func defaultVia(l *lab.Lab, n int) string {
 	return strings.TrimSpace(out)
 }
 
-type endpointRow struct {
-	IfName string   `json:"ifName"`
-	Addrs  []string `json:"addrs"`
-}
-
 func endpointCount(l *lab.Lab, n int) int {
 	out, err := l.Exec(context.Background(), l.NodeNS(n), podrouterBin, "bpf", "endpoint", "list", "-o", "json", "--pin-dir", l.Spec.NodePinDir(n))
 	if err != nil {

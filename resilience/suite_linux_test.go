@@ -1,7 +1,6 @@
 package resilience
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
@@ -359,22 +358,6 @@ func readProc(pid int) (procStats, error) {
 	return ps, nil
 }
 
-// goroutines scrapes go_goroutines from node n's metrics endpoint.
-func goroutines(l *lab.Lab, n int) (int, error) {
-	addr := lab.LinkAddrNode(1, n).String() + ":9842"
-	out, err := l.Exec(context.Background(), l.NodeNS(n), "curl", "-sf", "--max-time", "3", "http://"+addr+"/metrics")
-	if err != nil {
-		return 0, err
-	}
-	sc := bufio.NewScanner(strings.NewReader(out))
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
-			return strconv.Atoi(strings.TrimSpace(v))
-		}
-	}
-	return 0, fmt.Errorf("no go_goroutines in node%d metrics", n)
-}
-
 // torSampler samples ToR tor's table every interval for prefixes; missing
 // has one entry per sample that lacked one of them.
 type torSampler struct {
@@ -515,10 +498,6 @@ func (d *daemon) stop(sig syscall.Signal) {
 		<-d.done
 	}
 }
-
-// pid returns the podrouter process (the child of ip netns exec, which
-// execs it: same pid).
-func (d *daemon) pid() int { return d.cmd.Process.Pid }
 
 func sortedKeys[M ~map[K]V, K interface{ ~string }, V any](m M) []K {
 	keys := make([]K, 0, len(m))

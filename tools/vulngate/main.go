@@ -48,7 +48,7 @@ type message struct {
 }
 
 type finding struct {
-	id, summary, module, version, fixed, symbol string
+	id, module, version, fixed, symbol string
 }
 
 func main() {
