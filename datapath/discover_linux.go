@@ -56,9 +56,12 @@ func neighMAC(ifindex int, a netip.Addr) net.HardwareAddr {
 
 // discoverEndpoints finds the pods the CNI ptp plugin created: veths whose
 // host side carries a /32 or /128 route inside one of podCIDRs. The pod MAC
-// comes from the neighbour table; until known, PodMAC stays empty (the
-// program is still attached, delivery to that pod stays on the kernel path).
-func discoverEndpoints(ctx context.Context, podCIDRs []netip.Prefix) ([]Endpoint, error) {
+// comes from the neighbour table, remembered in macs (so a neighbour entry
+// the kernel garbage-collects, which the fast path never refreshes, does
+// not move the pod's flows back to the kernel path mid-connection); until
+// it is known PodMAC stays empty and the pod stays wholly on the kernel
+// path (see applyLocked).
+func discoverEndpoints(ctx context.Context, podCIDRs []netip.Prefix, macs *podMACs) ([]Endpoint, error) {
 	if len(podCIDRs) == 0 {
 		return nil, nil
 	}
@@ -99,8 +102,10 @@ func discoverEndpoints(ctx context.Context, podCIDRs []netip.Prefix) ([]Endpoint
 	}
 	out := make([]Endpoint, 0, len(byLink))
 	for _, ep := range byLink {
+		ep.PodMAC = macs.remember(ep.IfIndex, ep.HostMAC, ep.PodMAC)
 		out = append(out, *ep)
 	}
+	macs.keep(byLink)
 	sort.Slice(out, func(i, j int) bool { return out[i].IfName < out[j].IfName })
 	return out, ctx.Err()
 }
