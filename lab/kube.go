@@ -118,14 +118,20 @@ func joinPrefixes(ps []netip.Prefix) string {
 }
 
 // Paths under <statedir>/kube.
-func (s Spec) kubeDir() string               { return filepath.Join(s.StateDir(), "kube") }
-func (s Spec) pkiDir() string                { return filepath.Join(s.kubeDir(), "pki") }
-func (s Spec) adminKubeconfig() string       { return filepath.Join(s.kubeDir(), "admin.kubeconfig") }
-func (s Spec) kubeBin(name string) string    { return filepath.Join(s.KubeBinDir, name) }
-func (s Spec) nodeKubeDir(n int) string      { return filepath.Join(s.StateDir(), NodeName(n), "kube") }
-func (s Spec) kubeProxyConfig(n int) string  { return filepath.Join(s.nodeKubeDir(n), "kube-proxy.yaml") }
-func (s Spec) k8sCNIConfList(n int) string   { return filepath.Join(s.StateDir(), NodeName(n), "cni-k8s", "10-podrouter.conflist") }
-func (s Spec) kubeProxyPidfile(n int) string { return filepath.Join(s.nodeKubeDir(n), "kube-proxy.pid") }
+func (s Spec) kubeDir() string            { return filepath.Join(s.StateDir(), "kube") }
+func (s Spec) pkiDir() string             { return filepath.Join(s.kubeDir(), "pki") }
+func (s Spec) adminKubeconfig() string    { return filepath.Join(s.kubeDir(), "admin.kubeconfig") }
+func (s Spec) kubeBin(name string) string { return filepath.Join(s.KubeBinDir, name) }
+func (s Spec) nodeKubeDir(n int) string   { return filepath.Join(s.StateDir(), NodeName(n), "kube") }
+func (s Spec) kubeProxyConfig(n int) string {
+	return filepath.Join(s.nodeKubeDir(n), "kube-proxy.yaml")
+}
+func (s Spec) k8sCNIConfList(n int) string {
+	return filepath.Join(s.StateDir(), NodeName(n), "cni-k8s", "10-podrouter.conflist")
+}
+func (s Spec) kubeProxyPidfile(n int) string {
+	return filepath.Join(s.nodeKubeDir(n), "kube-proxy.pid")
+}
 
 // AdminKubeconfig is the cluster admin's kubeconfig (server
 // 192.168.254.1: use it inside ToR 1's namespace).
@@ -134,7 +140,7 @@ func (s Spec) AdminKubeconfig() string { return s.adminKubeconfig() }
 // kubeProxyData renders node n's KubeProxyConfiguration.
 type kubeProxyData struct {
 	Kubeconfig, Hostname, Mode, ClusterCIDR string
-	MetricsAddr, HealthzAddr               string
+	MetricsAddr, HealthzAddr                string
 }
 
 func (s Spec) kubeProxyData(n int) kubeProxyData {
