@@ -7,8 +7,11 @@ LAB ?= lab
 TORS ?= 1
 DATAPATH ?= true
 BFD ?= false
+KUBERNETES ?= false
+PROXY_MODE ?= iptables
 APT_PKGS := frr bird2 containernetworking-plugins iproute2 iputils-ping iptables nftables conntrack procps \
-	clang llvm libbpf-dev bpftool iperf3 sockperf tcpdump prometheus etcd-server
+	clang llvm libbpf-dev bpftool iperf3 sockperf tcpdump prometheus etcd-server \
+	dnsmasq-base bind9-dnsutils curl
 STATICCHECK_VERSION ?= v0.8.2
 
 .PHONY: all build release tools kube kube-apiserver deps lab lab-down lab-status converge test test-unit lint generate generate-check bench clean
@@ -52,8 +55,12 @@ deps:
 	$(MAKE) tools
 
 # The 3-node lab: FRR ToR(s), three podrouter nodes, two CNI pods each.
-lab: build tools
-	$(BIN)/podrouter lab up --name $(LAB) --tors $(TORS) --datapath=$(DATAPATH) --bfd=$(BFD)
+# KUBERNETES=true adds a Kubernetes control plane in the ToR, podrouter in
+# Kubernetes mode, kube-proxy (PROXY_MODE=iptables|nftables) in every node
+# and Services backed by the pods.
+lab: build tools $(if $(filter true,$(KUBERNETES)),kube)
+	$(BIN)/podrouter lab up --name $(LAB) --tors $(TORS) --datapath=$(DATAPATH) --bfd=$(BFD) \
+		$(if $(filter true,$(KUBERNETES)),--kubernetes --proxy-mode $(PROXY_MODE))
 
 lab-status: build tools
 	$(BIN)/podrouter lab status --name $(LAB)
