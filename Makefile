@@ -93,10 +93,11 @@ generate:
 generate-check: generate
 	@git diff --exit-code --stat -- datapath/ || { echo "generated BPF objects differ from the committed ones: run make generate and commit"; exit 1; }
 
-# Pod networking side by side in the lab (root; ~6 min): node<->node, kernel
-# pod routing, kernel + legacy-CNI iptables/conntrack, podrouter's fast path;
-# then the BPF_PROG_RUN per-packet microbenchmarks.
-bench: build
+# Pod networking side by side in the lab (root; ~9 min): node<->node, kernel
+# pod routing, kernel + legacy-CNI iptables/conntrack, podrouter's fast path,
+# and a ClusterIP (kube-proxy) on the kernel path vs the fast path; then the
+# BPF_PROG_RUN per-packet microbenchmarks.
+bench: build kube
 	$(GO) run ./bench --podrouter $(BIN)/podrouter
 	$(GO) test -run '^$$' -bench . -count 5 ./datapath/
 
