@@ -256,7 +256,7 @@ type iperfResult struct {
 }
 
 func iperf(ctx context.Context, m *mode, pin []string, v *iperfResult, args ...string) error {
-	argv := append(append(append([]string{}, pin...), "iperf3", "-c", m.dst.String(), "-p", "5201", "-J"), args...)
+	argv := append(append(append([]string{}, pin...), "iperf3", "-c", m.dst.String(), "-p", "5201", "-J", "--connect-timeout", "3000"), args...)
 	for try := 0; ; try++ {
 		out, err := lab.Exec(ctx, m.client, argv...)
 		*v = iperfResult{}
