@@ -104,13 +104,14 @@ func requireKubeBinaries(t *testing.T) string {
 	return dir
 }
 
-// globalSysctls reads machine-wide settings kube-proxy would tune if its
-// conntrack settings were not off (nf_conntrack_max and the hash size are
-// not per namespace).
+// globalSysctls reads the machine-wide settings the lab's components
+// could change: kube-proxy tunes nf_conntrack_max and the conntrack hash
+// size (not per namespace) unless its conntrack settings are off. (No
+// kubelet runs in this lab; the sysctls a kubelet sets are not read here,
+// as other tests on the machine may run kubelets meanwhile.)
 func globalSysctls() string {
 	var out []string
-	for _, f := range []string{"/proc/sys/net/netfilter/nf_conntrack_max", "/sys/module/nf_conntrack/parameters/hashsize",
-		"/proc/sys/vm/overcommit_memory", "/proc/sys/kernel/panic", "/proc/sys/kernel/panic_on_oops"} {
+	for _, f := range []string{"/proc/sys/net/netfilter/nf_conntrack_max", "/sys/module/nf_conntrack/parameters/hashsize"} {
 		b, err := os.ReadFile(f)
 		v := strings.TrimSpace(string(b))
 		if err != nil {
