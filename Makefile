@@ -14,12 +14,17 @@ APT_PKGS := frr bird2 containernetworking-plugins iproute2 iputils-ping iptables
 	dnsmasq-base bind9-dnsutils curl
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build release tools kube kube-apiserver deps lab lab-down lab-status converge test test-unit lint generate generate-check bench clean
+.PHONY: all build lab-tool release tools kube kube-apiserver deps lab lab-down lab-status converge test test-unit lint generate generate-check bench clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/podrouter ./cmd/podrouter
+
+# The lab driver (cmd/podrouter-lab): a development tool, not shipped; it
+# runs bin/podrouter in the lab's nodes.
+lab-tool: build
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/podrouter-lab ./cmd/podrouter-lab
 
 # What the container image ships (deploy/kubernetes/Dockerfile runs this):
 # static, stripped, reproducible podrouter and gobgp binaries in $(RELEASE_DIR).
@@ -58,20 +63,20 @@ deps:
 # KUBERNETES=true adds a Kubernetes control plane in the ToR, podrouter in
 # Kubernetes mode, kube-proxy (PROXY_MODE=iptables|nftables) in every node
 # and Services backed by the pods.
-lab: build tools $(if $(filter true,$(KUBERNETES)),kube)
-	$(BIN)/podrouter lab up --name $(LAB) --tors $(TORS) --datapath=$(DATAPATH) --bfd=$(BFD) \
+lab: lab-tool tools $(if $(filter true,$(KUBERNETES)),kube)
+	$(BIN)/podrouter-lab up --name $(LAB) --tors $(TORS) --datapath=$(DATAPATH) --bfd=$(BFD) \
 		$(if $(filter true,$(KUBERNETES)),--kubernetes --proxy-mode $(PROXY_MODE))
 
-lab-status: build tools
-	$(BIN)/podrouter lab status --name $(LAB)
+lab-status: lab-tool tools
+	$(BIN)/podrouter-lab status --name $(LAB)
 
 # Side by side: podrouter vs BIRD as the node's speaker, time from start to
 # pod CIDR installed at the FRR ToR, interleaved rounds, plus RSS.
-converge: build
-	$(BIN)/podrouter lab converge --runs $(or $(RUNS),10)
+converge: lab-tool
+	$(BIN)/podrouter-lab converge --runs $(or $(RUNS),10)
 
-lab-down: build
-	$(BIN)/podrouter lab down --name $(LAB)
+lab-down: lab-tool
+	$(BIN)/podrouter-lab down --name $(LAB)
 
 # All tiers: unit, in-process BGP, privileged netns/lab e2e (run as root).
 test: build tools kube
@@ -95,10 +100,11 @@ generate-check: generate
 
 # Pod networking side by side in the lab (root; ~9 min): node<->node, kernel
 # pod routing, kernel + legacy-CNI iptables/conntrack, podrouter's fast path,
-# and a ClusterIP (kube-proxy) on the kernel path vs the fast path; then the
-# BPF_PROG_RUN per-packet microbenchmarks.
-bench: build kube
-	$(GO) run ./bench --podrouter $(BIN)/podrouter
+# and a ClusterIP (kube-proxy) on the kernel path vs the fast path (the
+# Kubernetes lab: bin/kube-*, bin/podrouter-lab for the pods' backend); then
+# the BPF_PROG_RUN per-packet microbenchmarks.
+bench: lab-tool kube
+	$(GO) run ./cmd/podrouter-bench --podrouter $(BIN)/podrouter
 	$(GO) test -run '^$$' -bench . -count 5 ./datapath/
 
 clean:

@@ -39,3 +39,12 @@ func (d *Datapath) Conntrack() ([]CTEntry, error) { return nil, ErrNotRunning }
 func (d *Datapath) Monitor(ctx context.Context, types []string, sampleRate uint32, fn func(Event)) error {
 	return ErrNotRunning
 }
+
+// applyNow has nothing to apply off Linux.
+func (d *Datapath) applyNow(context.Context) error { return nil }
+
+// SetKernelConntrack has no effect off Linux.
+func (d *Datapath) SetKernelConntrack(m KernelCTMode) error { return ErrNotRunning }
+
+// KernelConntrack is unavailable off Linux.
+func (d *Datapath) KernelConntrack() (KernelCTMode, error) { return 0, ErrNotRunning }

@@ -4,11 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"sort"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+
+	"github.com/podrouter/podrouter/health"
 )
 
 // Pinned is a read-only view of the maps a daemon pinned under its pin
@@ -57,8 +60,8 @@ func (p *Pinned) Conntrack() ([]CTEntry, error) { return readConntrack(p.ctTCP, 
 
 // Usage counts the entries of the conntrack maps and the endpoint map.
 // It reads keys and values in batches: cheap enough for every `status`.
-func (p *Pinned) Usage() ([]MapUsage, error) {
-	var out []MapUsage
+func (p *Pinned) Usage() ([]health.MapUsage, error) {
+	var out []health.MapUsage
 	var errs []error
 	for _, m := range []struct {
 		name string
@@ -73,7 +76,7 @@ func (p *Pinned) Usage() ([]MapUsage, error) {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("count %s: %w", m.name, err))
 		}
-		out = append(out, MapUsage{Map: m.name, Entries: n, Capacity: int(m.m.MaxEntries())})
+		out = append(out, health.MapUsage{Map: m.name, Entries: n, Capacity: int(m.m.MaxEntries())})
 	}
 	return out, errors.Join(errs...)
 }
@@ -199,6 +202,9 @@ func PinnedLinks(pinDir string) ([]PinnedLink, error) {
 		for name, pin := range pins {
 			pl := PinnedLink{IfName: name, Uplink: prefix == uplinkPrefix}
 			l, err := link.LoadPinnedLink(pin, nil) // links cannot be opened read-only
+			if errors.Is(err, os.ErrNotExist) {
+				continue // unpinned between the listing and here (a daemon detaching it): gone
+			}
 			if err != nil {
 				errs = append(errs, fmt.Errorf("open pinned link %s: %w", pin, err))
 				out = append(out, pl)

@@ -23,6 +23,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/podrouter/podrouter/api"
 	"github.com/podrouter/podrouter/lab"
 	"github.com/podrouter/podrouter/metrics/promtest"
 )
@@ -41,7 +42,10 @@ func TestMain(m *testing.M) {
 		}
 		podrouterBin = filepath.Join(dir, "podrouter")
 		gobgpBin = filepath.Join(dir, "gobgp")
-		for bin, pkg := range map[string]string{podrouterBin: "../cmd/podrouter", gobgpBin: "github.com/osrg/gobgp/v4/cmd/gobgp"} {
+		// podrouter-lab next to podrouter: the Kubernetes lab runs its
+		// backend server in the pods.
+		labBin := filepath.Join(dir, "podrouter-lab")
+		for bin, pkg := range map[string]string{podrouterBin: "../cmd/podrouter", gobgpBin: "github.com/osrg/gobgp/v4/cmd/gobgp", labBin: "../cmd/podrouter-lab"} {
 			cmd := exec.Command("go", "build", "-o", bin, pkg)
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 			if out, err := cmd.CombinedOutput(); err != nil {
@@ -756,23 +760,10 @@ func defaultLinks(h *netlink.Handle) (map[int][]int, error) {
 	return out, nil
 }
 
-// statusDoc is the part of `podrouter status -o json` the tests read.
-type statusDoc struct {
-	ASN        uint32   `json:"asn"`
-	Advertised []string `json:"advertised"`
-	Drain      string   `json:"drain"`
-	Peers      []struct {
-		Address netip.Addr `json:"address"`
-		State   string     `json:"state"`
-		Uptime  string     `json:"uptime"`
-		BFD     string     `json:"bfd"`
-	} `json:"peers"`
-}
-
 // readStatus runs `podrouter status -o json` on node n; the raw output
 // comes back too, for messages.
-func readStatus(l *lab.Lab, n int) (statusDoc, string, error) {
-	var st statusDoc
+func readStatus(l *lab.Lab, n int) (api.Status, string, error) {
+	var st api.Status
 	out, err := l.Exec(context.Background(), l.NodeNS(n), podrouterBin, "status", "-o", "json", "--socket", socket(l, n))
 	if err == nil {
 		err = json.Unmarshal([]byte(out), &st)
@@ -781,7 +772,7 @@ func readStatus(l *lab.Lab, n int) (statusDoc, string, error) {
 }
 
 // nodeStatus is readStatus that fails the test on an error.
-func nodeStatus(t *testing.T, l *lab.Lab, n int) statusDoc {
+func nodeStatus(t *testing.T, l *lab.Lab, n int) api.Status {
 	t.Helper()
 	st, out, err := readStatus(l, n)
 	if err != nil {

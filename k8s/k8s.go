@@ -9,11 +9,12 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
 	"github.com/podrouter/podrouter/agent"
+	"github.com/podrouter/podrouter/health"
 )
 
 // Config configures the adapter. Field names match the kubernetes section
@@ -84,24 +85,27 @@ type Sink interface {
 
 // HealthSource is the daemon's state for the condition and Events.
 type HealthSource interface {
-	Health(ctx context.Context) Health
+	Snapshot(ctx context.Context) health.Snapshot
 }
 
 // Adapter is the Kubernetes edge of one podrouter daemon.
 type Adapter struct {
 	cfg    Config
 	log    *slog.Logger
-	client kubernetes.Interface
+	client *coreClient
+	rc     *rest.Config // for the clients of other API groups (ServiceCIDRs)
 	health HealthSource // nil: no condition, no health Events
 }
 
 // New validates cfg and builds a client from cfg.Kubeconfig (or the
 // in-cluster service account). It reads the kubeconfig file but talks to
-// no server. health may be nil.
+// no server. client-go logs through klog, a process-wide logger: New sends
+// it to logger instead of stderr. health may be nil.
 func New(cfg Config, logger *slog.Logger, health HealthSource) (*Adapter, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	klog.SetSlogLogger(logger.With("component", "client-go"))
 	var rc *rest.Config
 	var err error
 	if cfg.Kubeconfig == "" {
@@ -124,7 +128,7 @@ func NewForConfig(cfg Config, rc *rest.Config, logger *slog.Logger, health Healt
 	if rc.UserAgent == "" {
 		rc.UserAgent = "podrouter/" + cfg.NodeName
 	}
-	client, err := kubernetes.NewForConfig(rc)
+	client, err := newCoreClient(rc)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
@@ -137,7 +141,7 @@ func NewForConfig(cfg Config, rc *rest.Config, logger *slog.Logger, health Healt
 	if cfg.Resync <= 0 {
 		cfg.Resync = DefaultResync
 	}
-	return &Adapter{cfg: cfg, log: logger, client: client, health: health}, nil
+	return &Adapter{cfg: cfg, log: logger, client: client, rc: rc, health: health}, nil
 }
 
 func (c Config) validate() error {
@@ -191,7 +195,7 @@ type Snapshot struct {
 // Bootstrap reads this node's Node and the password Secret once.
 func (a *Adapter) Bootstrap(ctx context.Context) (Snapshot, error) {
 	var s Snapshot
-	n, err := a.client.CoreV1().Nodes().Get(ctx, a.cfg.NodeName, metaGet)
+	n, err := a.client.getNode(ctx, a.cfg.NodeName)
 	if err != nil {
 		return s, fmt.Errorf("get node %s: %w", a.cfg.NodeName, err)
 	}
@@ -204,7 +208,7 @@ func (a *Adapter) Bootstrap(ctx context.Context) (Snapshot, error) {
 		s.Peering, s.PeeringError = Peering{Rack: -1}, joinErrs(t.PeeringErrs)
 	}
 	if a.cfg.PasswordSecret != "" {
-		sec, err := a.client.CoreV1().Secrets(a.cfg.Namespace).Get(ctx, a.cfg.PasswordSecret, metaGet)
+		sec, err := a.client.getSecret(ctx, a.cfg.Namespace, a.cfg.PasswordSecret)
 		if err != nil {
 			return s, fmt.Errorf("get secret %s/%s: %w", a.cfg.Namespace, a.cfg.PasswordSecret, err)
 		}

@@ -23,7 +23,7 @@ func TestKubernetesSpec(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s.ProxyMode != ProxyModeIPTables || s.KubeBinDir != "/x/bin" ||
-		strings.Join(s.BackendCommand, " ") != "/x/bin/podrouter lab backend" || fmt.Sprint(s.PassCIDRs) != "[10.96.0.0/16 fd00:96::/112]" {
+		strings.Join(s.BackendCommand, " ") != "/x/bin/podrouter-lab backend" || fmt.Sprint(s.PassCIDRs) != "[10.96.0.0/16 fd00:96::/112]" {
 		t.Errorf("defaults: %+v", s)
 	}
 	for what, bad := range map[string]Spec{
@@ -55,7 +55,7 @@ func TestKubernetesNodeConfig(t *testing.T) {
 	if !c.Kubernetes.Enabled || c.Kubernetes.Kubeconfig != "/run/podrouter-lab/t1/node2/kube/podrouter.kubeconfig" || len(c.PodCIDRs) != 0 {
 		t.Errorf("kubernetes: %+v pod CIDRs %v\n%s", c.Kubernetes, c.PodCIDRs, b)
 	}
-	if got := fmt.Sprint(c.Datapath.PassPrefixes()); got != "[10.96.0.0/16 fd00:96::/112]" {
+	if got := fmt.Sprint(c.Datapath.PassCIDRs); got != "[10.96.0.0/16 fd00:96::/112]" {
 		t.Errorf("passCIDRs %s\n%s", got, b)
 	}
 }
