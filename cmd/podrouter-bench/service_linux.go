@@ -114,4 +114,3 @@ func printServiceTable(kernel, fast *mode, res map[string][]sample) {
 		}
 	}
 }
-
