@@ -236,6 +236,75 @@ func (fx *serviceFixture) bypass(t *testing.T, fast bool) error {
 	return errors.Join(errs...)
 }
 
+// newPod: pods created while everything runs (a new Pod's sandbox: CNI
+// ADD on node2, the fast path attached to its veth) send their very first
+// packets to pods on other nodes: one opens a TCP connection (IPv4), the
+// other pings (IPv6); both must be answered at once. With the fast path
+// the first reply can reach node2 before podrouter has learnt the new pod
+// (its neighbour entry, hence its endpoint): that reply goes to the stack
+// while the request bypassed it, and the stack must still deliver it
+// (kube-proxy's iptables mode drops conntrack-INVALID packets in FORWARD,
+// and a reply whose request netfilter never saw is INVALID). A dropped
+// SYN-ACK costs a 1 s retransmit, a dropped echo reply the ping.
+func (fx *serviceFixture) newPod(t *testing.T, fast bool) error {
+	l := fx.l
+	ctx := context.Background()
+	const n = 2
+	var errs []error
+	for i, check := range []func(ns string) error{fx.firstConnect, fx.firstPing} {
+		p := l.Spec.PodsPerNode + 1 + i
+		if err := l.AddPod(ctx, n, p); err != nil {
+			return err
+		}
+		defer func() {
+			if err := l.DeletePod(ctx, n, p); err != nil {
+				t.Errorf("delete the new pod: %v", err)
+			}
+		}()
+		if fast {
+			waitFor(t, "from-endpoint on the new pod's veth", 15*time.Second, func() (bool, string) { return hooksOK(t, l, n, p) })
+		}
+		errs = append(errs, check(l.PodNS(n, p)))
+	}
+	return errors.Join(errs...)
+}
+
+// firstConnect: ns's first packet is a TCP SYN to pod n1p2 (IPv4); the
+// connection must not need a retransmit.
+func (fx *serviceFixture) firstConnect(ns string) error {
+	ctx := context.Background()
+	dst, err := fx.l.PodIP(ctx, 1, 2, lab.IPv4)
+	if err != nil {
+		return err
+	}
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	c, err := lab.DialIn(dctx, ns, "tcp", netip.AddrPortFrom(dst, lab.BackendEchoPort).String())
+	took := time.Since(start)
+	if err != nil {
+		return fmt.Errorf("a new pod's first TCP connection to %s: %w", dst, err)
+	}
+	c.Close()
+	if took > 500*time.Millisecond {
+		return fmt.Errorf("a new pod's first TCP connection to %s took %s: its SYN or SYN-ACK was lost and retransmitted", dst, took.Round(time.Millisecond))
+	}
+	return nil
+}
+
+// firstPing: ns's first packet is an echo request to pod n3p1 (IPv6); its
+// reply must come.
+func (fx *serviceFixture) firstPing(ns string) error {
+	dst, err := fx.l.PodIP(context.Background(), 3, 1, lab.IPv6)
+	if err != nil {
+		return err
+	}
+	if out, err := fx.l.Exec(context.Background(), ns, "ping", "-6", "-n", "-c", "1", "-W", "2", dst.String()); err != nil {
+		return fmt.Errorf("a new pod's first ping to %s unanswered: %v\n%s", dst, err, out)
+	}
+	return nil
+}
+
 // serviceCIDRWired: the daemon merges the cluster's ServiceCIDRs
 // (k8s.ServiceCIDRs) into datapath.passCIDRs and feeds the fast path
 // (Datapath.SetPassCIDRs) live. Until that wiring lands the case is

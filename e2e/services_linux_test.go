@@ -431,6 +431,7 @@ func (fx *serviceFixture) cases(col column) []testCase {
 		testCase{"TCP through a Service survives a podrouter restart (SIGTERM)", runPersist(0)},
 		testCase{"... and a podrouter crash (kill -9) and restart", runPersist(1)},
 		testCase{"... and a change of the Service's other backends", runPersist(2)},
+		testCase{"a new pod's first TCP connection and first ping to pods on other nodes, answered at once", func(t *testing.T) error { return fx.newPod(t, col.fast) }},
 		testCase{"pod<->pod: fast path bypasses netfilter (FORWARD, nf_conntrack +0); off: the control sees it", func(t *testing.T) error { return fx.bypass(t, col.fast) }},
 		testCase{"a ServiceCIDR added while running reaches the stack within 1 s", func(t *testing.T) error { return fx.serviceCIDRLive(t, col.fast) }},
 	)

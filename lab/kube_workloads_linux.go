@@ -103,15 +103,21 @@ func (l *Lab) addNodePods(ctx context.Context, n int) error {
 		if err := s.addPod(ctx, pn, n, p); err != nil {
 			return err
 		}
-		dir := filepath.Join(etcNetnsDir, s.PodNS(n, p))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte(resolvConf()), 0o644); err != nil {
+		if err := writeResolvConf(s.PodNS(n, p)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writeResolvConf gives pod namespace ns the cluster's resolv.conf (what
+// `ip netns exec` mounts over /etc/resolv.conf).
+func writeResolvConf(ns string) error {
+	dir := filepath.Join(etcNetnsDir, ns)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte(resolvConf()), 0o644)
 }
 
 // startBackend runs the lab backend named name in ns; stem.{log,pid}.
