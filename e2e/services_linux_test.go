@@ -26,7 +26,8 @@ import (
 // fast path on and off, kube-proxy in iptables and in nftables mode: one
 // Kubernetes lab (control plane in the ToR, podrouter in Kubernetes mode,
 // kube-proxy in every node, Pods backed by the lab backend), the cases of
-// issue 9 in every cell, and the matrix printed at the end. kube-proxy
+// issue 9 (and a new pod's first packets) in every cell, and the matrix
+// printed at the end. kube-proxy
 // changes mode by a restart (it removes the other mode's rules itself,
 // checked); the fast path is toggled by restarting podrouter with the
 // re-rendered config.
