@@ -7,8 +7,11 @@ LAB ?= lab
 TORS ?= 1
 DATAPATH ?= true
 BFD ?= false
+KUBERNETES ?= false
+PROXY_MODE ?= iptables
 APT_PKGS := frr bird2 containernetworking-plugins iproute2 iputils-ping iptables nftables conntrack procps \
-	clang llvm libbpf-dev bpftool iperf3 sockperf tcpdump prometheus etcd-server
+	clang llvm libbpf-dev bpftool iperf3 sockperf tcpdump prometheus etcd-server \
+	dnsmasq-base bind9-dnsutils curl
 STATICCHECK_VERSION ?= v0.8.2
 
 .PHONY: all build lab-tool release tools kube kube-apiserver deps lab lab-down lab-status converge test test-unit lint generate generate-check bench clean
@@ -57,8 +60,12 @@ deps:
 	$(MAKE) tools
 
 # The 3-node lab: FRR ToR(s), three podrouter nodes, two CNI pods each.
-lab: lab-tool tools
-	$(BIN)/podrouter-lab up --name $(LAB) --tors $(TORS) --datapath=$(DATAPATH) --bfd=$(BFD)
+# KUBERNETES=true adds a Kubernetes control plane in the ToR, podrouter in
+# Kubernetes mode, kube-proxy (PROXY_MODE=iptables|nftables) in every node
+# and Services backed by the pods.
+lab: lab-tool tools $(if $(filter true,$(KUBERNETES)),kube)
+	$(BIN)/podrouter-lab up --name $(LAB) --tors $(TORS) --datapath=$(DATAPATH) --bfd=$(BFD) \
+		$(if $(filter true,$(KUBERNETES)),--kubernetes --proxy-mode $(PROXY_MODE))
 
 lab-status: lab-tool tools
 	$(BIN)/podrouter-lab status --name $(LAB)
@@ -91,10 +98,12 @@ generate:
 generate-check: generate
 	@git diff --exit-code --stat -- datapath/ || { echo "generated BPF objects differ from the committed ones: run make generate and commit"; exit 1; }
 
-# Pod networking side by side in the lab (root; ~6 min): node<->node, kernel
-# pod routing, kernel + legacy-CNI iptables/conntrack, podrouter's fast path;
-# then the BPF_PROG_RUN per-packet microbenchmarks.
-bench: build
+# Pod networking side by side in the lab (root; ~9 min): node<->node, kernel
+# pod routing, kernel + legacy-CNI iptables/conntrack, podrouter's fast path,
+# and a ClusterIP (kube-proxy) on the kernel path vs the fast path (the
+# Kubernetes lab: bin/kube-*, bin/podrouter-lab for the pods' backend); then
+# the BPF_PROG_RUN per-packet microbenchmarks.
+bench: lab-tool kube
 	$(GO) run ./cmd/podrouter-bench --podrouter $(BIN)/podrouter
 	$(GO) test -run '^$$' -bench . -count 5 ./datapath/
 

@@ -22,10 +22,10 @@ const module = "github.com/podrouter/podrouter"
 var owners = map[string][]string{
 	"github.com/osrg/gobgp/":                {"bgp"},
 	"github.com/cilium/ebpf":                {"datapath"},
-	"github.com/vishvananda/netlink":        {"routes", "datapath", "lab"}, // datapath: endpoint discovery, neighbour MACs
-	"k8s.io/client-go/":                     {"k8s", "k8s/k8stest"},
-	"k8s.io/api/":                           {"k8s", "k8s/k8stest"},
-	"k8s.io/apimachinery/":                  {"k8s", "k8s/k8stest"},
+	"github.com/vishvananda/netlink":        {"routes", "datapath", "lab"},              // datapath: endpoint discovery, neighbour MACs
+	"k8s.io/client-go/":                     {"k8s", "k8s/k8stest", "k8s/apply", "lab"}, // harnesses: apply, the Kubernetes lab
+	"k8s.io/api/":                           {"k8s", "k8s/k8stest", "lab"},
+	"k8s.io/apimachinery/":                  {"k8s", "k8s/k8stest", "k8s/apply", "lab"},
 	"k8s.io/klog/":                          {"k8s"},
 	"github.com/containernetworking/cni":    {"lab"},
 	"github.com/spf13/cobra":                {"cmd/podrouter", "cmd/podrouter-lab"},
@@ -135,7 +135,7 @@ func TestShippedBinaryDeps(t *testing.T) {
 	if !slices.Contains(deps, module+"/daemon") {
 		t.Fatalf("go list -deps ./cmd/podrouter lacks the daemon: %d deps", len(deps))
 	}
-	for _, bad := range []string{module + "/lab", "github.com/containernetworking/cni", module + "/k8s/k8stest", module + "/metrics/promtest",
+	for _, bad := range []string{module + "/lab", "github.com/containernetworking/cni", module + "/k8s/k8stest", module + "/k8s/apply", module + "/deploy/", module + "/metrics/promtest",
 		"sigs.k8s.io/kustomize", "k8s.io/client-go/kubernetes", "k8s.io/client-go/informers", "k8s.io/api/apps", "k8s.io/api/networking"} {
 		for _, d := range deps {
 			if strings.HasPrefix(d, bad) {

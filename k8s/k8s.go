@@ -93,6 +93,7 @@ type Adapter struct {
 	cfg    Config
 	log    *slog.Logger
 	client *coreClient
+	rc     *rest.Config // for the clients of other API groups (ServiceCIDRs)
 	health HealthSource // nil: no condition, no health Events
 }
 
@@ -140,7 +141,7 @@ func NewForConfig(cfg Config, rc *rest.Config, logger *slog.Logger, health Healt
 	if cfg.Resync <= 0 {
 		cfg.Resync = DefaultResync
 	}
-	return &Adapter{cfg: cfg, log: logger, client: client, health: health}, nil
+	return &Adapter{cfg: cfg, log: logger, client: client, rc: rc, health: health}, nil
 }
 
 func (c Config) validate() error {

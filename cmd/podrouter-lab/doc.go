@@ -4,7 +4,8 @@
 // is not in the shipped binary or image: `make lab`, `make lab-down`,
 // `make lab-status` and `make converge` run it.
 //
-//	podrouter-lab up [--name lab] [--tors 1|2] [--datapath] [--bfd] …
+//	podrouter-lab up [--name lab] [--tors 1|2] [--datapath] [--bfd] [--kubernetes [--proxy-mode iptables|nftables]] …
+//	podrouter-lab backend --name N   (the lab pods' server; the Kubernetes lab starts it)
 //	podrouter-lab status|down [--name lab]
 //	podrouter-lab converge [--runs 10]
 //

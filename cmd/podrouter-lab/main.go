@@ -29,9 +29,9 @@ func main() {
 
 // labFlags are the lab's shape, as `up` takes them.
 type labFlags struct {
-	name, speaker, password, podrouter string
-	tors, nodes, pods                  int
-	datapath, gtsm, bfd                bool
+	name, speaker, password, podrouter, proxyMode string
+	tors, nodes, pods                             int
+	datapath, gtsm, bfd, kubernetes               bool
 }
 
 func newRootCmd() *cobra.Command {
@@ -62,6 +62,7 @@ lab's namespaces are used; "down" removes everything it made.`,
 			l, err := lab.Up(ctx, lab.Spec{
 				Name: f.name, ToRs: f.tors, Nodes: f.nodes, PodsPerNode: f.pods, PodrouterBin: bin,
 				Speaker: f.speaker, Datapath: f.datapath, Password: f.password, GTSM: f.gtsm, BFD: f.bfd,
+				Kubernetes: f.kubernetes, ProxyMode: f.proxyMode,
 			}, log)
 			if err != nil {
 				return err
@@ -79,6 +80,8 @@ lab's namespaces are used; "down" removes everything it made.`,
 	fl.BoolVar(&f.gtsm, "gtsm", false, "GTSM (TTL security, RFC 5082) on every node session")
 	fl.BoolVar(&f.bfd, "bfd", false, "BFD (300ms x 3) on every node session: bfdd on the ToRs, bgp.peers[].bfd on the nodes")
 	fl.StringVar(&f.podrouter, "podrouter", "", `podrouter binary the nodes run (default: "podrouter" next to this binary, else from PATH)`)
+	fl.BoolVar(&f.kubernetes, "kubernetes", false, "a Kubernetes control plane in the ToR, podrouter in Kubernetes mode, kube-proxy in every node, Services backed by the pods (kube-* from make kube, next to podrouter)")
+	fl.StringVar(&f.proxyMode, "proxy-mode", "", "kube-proxy mode with --kubernetes: iptables (default) or nftables")
 
 	down := &cobra.Command{
 		Use:   "down",
@@ -124,7 +127,21 @@ lab's namespaces are used; "down" removes everything it made.`,
 	}
 	converge.Flags().IntVar(&runs, "runs", 10, "measurement rounds per speaker")
 	converge.Flags().StringVar(&f.podrouter, "podrouter", "", `podrouter binary (default: "podrouter" next to this binary, else from PATH)`)
-	root.AddCommand(up, down, status, converge)
+	var be lab.BackendConfig
+	backend := &cobra.Command{
+		Use:   "backend",
+		Short: "Serve as the lab backend (HTTP, TCP and UDP echo) in a lab pod; the Kubernetes lab starts it",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			ctx, stop, log := setup(c)
+			defer stop()
+			return lab.RunBackend(ctx, be, log)
+		},
+	}
+	backend.Flags().StringVar(&be.Name, "name", "", "name every answer starts with (the pod's)")
+	backend.Flags().IntVar(&be.HTTPPort, "http-port", lab.BackendHTTPPort, "HTTP port")
+	backend.Flags().IntVar(&be.EchoPort, "echo-port", lab.BackendEchoPort, "TCP and UDP echo port")
+	root.AddCommand(up, down, status, converge, backend)
 	return root
 }
 
