@@ -8,10 +8,11 @@ TORS ?= 1
 DATAPATH ?= true
 BFD ?= false
 APT_PKGS := frr bird2 containernetworking-plugins iproute2 iputils-ping iptables nftables conntrack procps \
-	clang llvm libbpf-dev bpftool iperf3 sockperf tcpdump prometheus etcd-server
+	clang llvm libbpf-dev bpftool iperf3 sockperf tcpdump prometheus etcd-server \
+	containerd runc podman docker.io
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build release tools kube kube-apiserver deps lab lab-down lab-status converge test test-unit lint generate generate-check bench clean
+.PHONY: all build release image pause-image tools kube kube-apiserver deps lab lab-down lab-status converge test test-unit lint generate generate-check bench clean
 
 all: build
 
@@ -25,6 +26,32 @@ VERSION ?= dev
 release:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(RELEASE_DIR)/podrouter ./cmd/podrouter
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(RELEASE_DIR)/gobgp github.com/osrg/gobgp/v4/cmd/gobgp
+
+# podrouter's container image, built offline (tools/image: no engine, no
+# base image, no registry) into one archive that `ctr -n k8s.io images
+# import`, `podman load` and `docker load` read. FROM scratch with the
+# `make release` binaries, as the final stage of deploy/kubernetes/Dockerfile
+# (tools/image/make_test.go checks they agree). Reproducible: the same
+# sources give the same digest; every time stamp is SOURCE_DATE_EPOCH (the
+# last commit's time). The manifest digest goes to <archive>.digest.
+IMAGE ?= podrouter:latest
+IMAGE_ARCHIVE ?= $(RELEASE_DIR)/podrouter-image.tar
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+image: release
+	$(GO) run ./tools/image -o $(IMAGE_ARCHIVE) -ref $(IMAGE) -created $(SOURCE_DATE_EPOCH) \
+		-entrypoint /usr/local/bin/podrouter -env PATH=/usr/local/bin \
+		$(RELEASE_DIR)/podrouter=/usr/local/bin/podrouter $(RELEASE_DIR)/gobgp=/usr/local/bin/gobgp >$(IMAGE_ARCHIVE).digest
+	@echo "$(IMAGE) $$(cat $(IMAGE_ARCHIVE).digest) -> $(IMAGE_ARCHIVE)"
+
+# The pod sandbox image for the lab's containerd (sandbox_image): tools/pause,
+# which sleeps and reaps orphans, FROM scratch, built like the image above.
+PAUSE_IMAGE ?= localhost/podrouter/pause:1
+PAUSE_ARCHIVE ?= $(RELEASE_DIR)/pause-image.tar
+pause-image:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(RELEASE_DIR)/pause ./tools/pause
+	$(GO) run ./tools/image -o $(PAUSE_ARCHIVE) -ref $(PAUSE_IMAGE) -created $(SOURCE_DATE_EPOCH) \
+		-entrypoint /pause $(RELEASE_DIR)/pause=/pause >$(PAUSE_ARCHIVE).digest
+	@echo "$(PAUSE_IMAGE) $$(cat $(PAUSE_ARCHIVE).digest) -> $(PAUSE_ARCHIVE)"
 
 # The stock gobgp CLI at exactly the library's version (a go.mod tool).
 tools:
