@@ -79,7 +79,8 @@ deps:
 	$(MAKE) tools
 
 # The 3-node lab: FRR ToR(s), three podrouter nodes, two CNI pods each.
-lab: build tools
+# deps first: on a fresh machine it installs FRR and the CNI plugins.
+lab: deps build tools
 	$(BIN)/podrouter lab up --name $(LAB) --tors $(TORS) --datapath=$(DATAPATH) --bfd=$(BFD)
 
 lab-status: build tools
@@ -94,7 +95,7 @@ lab-down: build
 	$(BIN)/podrouter lab down --name $(LAB)
 
 # All tiers: unit, in-process BGP, privileged netns/lab e2e (run as root).
-test: build tools kube
+test: deps build tools kube
 	$(GO) test -count=1 -p 1 -timeout 60m ./...
 
 test-unit:

@@ -40,6 +40,9 @@ import (
 // are restored), /sys (the host's sysfs: /sys/class/net lists the host's
 // interfaces, and containers get their own), /etc and /tmp.
 
+// CNIPluginDir is where Debian's containernetworking-plugins lives.
+const CNIPluginDir = "/usr/lib/cni"
+
 // NodeRuntime describes one node's runtime. Paths are host paths.
 type NodeRuntime struct {
 	// Node is the node's name and hostname ("node1").
