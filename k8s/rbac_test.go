@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/podrouter/podrouter/k8s"
+	"github.com/podrouter/podrouter/k8s/apply"
 	"github.com/podrouter/podrouter/k8s/k8stest"
 )
 
@@ -37,7 +38,8 @@ func TestDeployManifestsAndRBAC(t *testing.T) {
 			t.Errorf("manifests lack a %s", k)
 		}
 	}
-	a, err := k8stest.NewApplier(srv.Admin)
+	ctx := context.Background()
+	a, err := apply.New(srv.Admin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,20 +51,19 @@ func TestDeployManifestsAndRBAC(t *testing.T) {
 		}
 	}
 	for _, dryRun := range []bool{true, false} {
-		if _, err := a.Apply(namespaces, dryRun); err != nil {
+		if _, err := a.Apply(ctx, namespaces, dryRun); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Every object of the build gets through server-side dry-run, and the
 	// dry run stores none of them.
-	accepted, err := a.Apply(objs, true)
+	accepted, err := a.Apply(ctx, objs, true)
 	if err != nil {
 		t.Fatalf("server-side dry-run of the kustomize build:\n%v", err)
 	}
 	if got, want := idsOf(accepted), idsOf(objs); !slices.Equal(got, want) {
 		t.Fatalf("server-side dry-run answered for\n%v\nwant\n%v", got, want)
 	}
-	ctx := context.Background()
 	for _, o := range objs {
 		if o.GetKind() == "Namespace" {
 			continue
@@ -72,10 +73,10 @@ func TestDeployManifestsAndRBAC(t *testing.T) {
 			t.Fatal(err)
 		}
 		if _, err := ri.Get(ctx, o.GetName(), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-			t.Errorf("%s after the dry run: err = %v, want NotFound", k8stest.ObjectID(o), err)
+			t.Errorf("%s after the dry run: err = %v, want NotFound", apply.ObjectID(o), err)
 		}
 	}
-	if _, err := a.Apply(objs, false); err != nil {
+	if _, err := a.Apply(ctx, objs, false); err != nil {
 		t.Fatalf("server-side apply of the kustomize build:\n%v", err)
 	}
 	checkDaemonSet(t, admin)
@@ -205,7 +206,7 @@ func TestDeployManifestsAndRBAC(t *testing.T) {
 func idsOf(objs []*unstructured.Unstructured) []string {
 	var ids []string
 	for _, o := range objs {
-		ids = append(ids, k8stest.ObjectID(o))
+		ids = append(ids, apply.ObjectID(o))
 	}
 	return ids
 }

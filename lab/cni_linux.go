@@ -76,9 +76,15 @@ func (s Spec) writeCNIConf(n int) error {
 	return os.WriteFile(filepath.Join(dir, k8s.CNINetworkName+".conflist"), b, 0o644)
 }
 
+// loadPodNet loads node n's conflist: the lab's own, or with Kubernetes
+// the one podrouter wrote from the Node's pod CIDRs.
 func (s Spec) loadPodNet(n int) (*podNet, error) {
 	dir := s.nodeCNIDir(n)
-	list, err := libcni.ConfListFromFile(filepath.Join(dir, k8s.CNINetworkName+".conflist"))
+	path := filepath.Join(dir, k8s.CNINetworkName+".conflist")
+	if s.Kubernetes {
+		path = s.k8sCNIConfList(n)
+	}
+	list, err := libcni.ConfListFromFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load conflist of %s: %w", NodeName(n), err)
 	}

@@ -63,6 +63,26 @@ type Spec struct {
 	// DrainWithdrawAfter, when set, renders bgp.drain in deprefer mode
 	// (AS-path prepend 3, MED 100, GRACEFUL_SHUTDOWN) with this delay.
 	DrainWithdrawAfter time.Duration `json:"drainWithdrawAfter"`
+	// Kubernetes runs a Kubernetes control plane in ToR 1's namespace
+	// (etcd, kube-apiserver, kube-controller-manager with node IPAM,
+	// kube-scheduler), registers the nodes, runs podrouter in Kubernetes
+	// mode and kube-proxy in every node, and backs Services with the lab
+	// pods (see kube.go). Needs Speaker "podrouter".
+	Kubernetes bool `json:"kubernetes"`
+	// ProxyMode is kube-proxy's mode with Kubernetes: "iptables" (default)
+	// or "nftables".
+	ProxyMode string `json:"proxyMode"`
+	// KubeBinDir holds kube-apiserver, kube-controller-manager,
+	// kube-scheduler, kube-proxy and kubectl (`make kube` links them into
+	// bin/). Default: the directory of PodrouterBin.
+	KubeBinDir string `json:"kubeBinDir"`
+	// BackendCommand is the argv prefix that runs the lab's backend server
+	// (TCP/HTTP and UDP echo, see backend.go) with Kubernetes; the lab
+	// appends its flags. Default: PodrouterBin lab backend.
+	BackendCommand []string `json:"backendCommand"`
+	// PassCIDRs is datapath.passCIDRs of every podrouter node. Default with
+	// Kubernetes: the cluster's Service CIDRs.
+	PassCIDRs []netip.Prefix `json:"passCIDRs"`
 	// NoWait makes Up return once everything is started, without waiting
 	// for BGP sessions and routes (useful when debugging a speaker).
 	NoWait bool `json:"noWait"`
@@ -87,6 +107,20 @@ func (s Spec) WithDefaults() Spec {
 	}
 	if s.StateRoot == "" {
 		s.StateRoot = DefaultStateRoot
+	}
+	if s.Kubernetes {
+		if s.ProxyMode == "" {
+			s.ProxyMode = ProxyModeIPTables
+		}
+		if s.KubeBinDir == "" && s.PodrouterBin != "" {
+			s.KubeBinDir = filepath.Dir(s.PodrouterBin)
+		}
+		if len(s.BackendCommand) == 0 && s.PodrouterBin != "" {
+			s.BackendCommand = []string{s.PodrouterBin, "lab", "backend"}
+		}
+		if s.PassCIDRs == nil {
+			s.PassCIDRs = ServiceCIDRs()
+		}
 	}
 	return s
 }
@@ -119,6 +153,24 @@ func (s Spec) Validate() error {
 	}
 	if s.Speaker == SpeakerBIRD && s.BFD {
 		return fmt.Errorf("bfd is rendered for podrouter nodes only")
+	}
+	if s.Kubernetes {
+		if s.Speaker != SpeakerPodrouter {
+			return fmt.Errorf("kubernetes: the nodes must run podrouter (speaker %q)", s.Speaker)
+		}
+		if s.Kubeconfig != "" {
+			return fmt.Errorf("kubernetes: the lab writes the node kubeconfigs itself; leave kubeconfig empty")
+		}
+		if s.ProxyMode != ProxyModeIPTables && s.ProxyMode != ProxyModeNFTables {
+			return fmt.Errorf("proxy mode %q: want %q or %q (ipvs needs CONFIG_IP_VS, which this kernel lacks)", s.ProxyMode, ProxyModeIPTables, ProxyModeNFTables)
+		}
+	} else if s.ProxyMode != "" {
+		return fmt.Errorf("proxy mode %q: only with kubernetes", s.ProxyMode)
+	}
+	for i, p := range s.PassCIDRs {
+		if !p.IsValid() || p != p.Masked() {
+			return fmt.Errorf("passCIDRs[%d]: %s is not a canonical prefix", i, p)
+		}
 	}
 	return nil
 }

@@ -198,6 +198,11 @@ func teardown(ctx context.Context, spec Spec, log *slog.Logger) error {
 	if !nameRE.MatchString(s.Name) {
 		return fmt.Errorf("lab name %q: invalid", s.Name)
 	}
+	if saved, err := readSpec(s.StateRoot, s.Name); err == nil {
+		// `lab down` knows only the name: where the pods' conflists are
+		// depends on how the lab was made.
+		s.Kubernetes = saved.Kubernetes
+	}
 	var errs []error
 	nss, err := labNamespaces(s.Name)
 	if err != nil {
@@ -272,6 +277,7 @@ func teardown(ctx context.Context, spec Spec, log *slog.Logger) error {
 	for _, n := range frrNames {
 		errs = append(errs, removeFRRDirs(n))
 	}
+	errs = append(errs, removeEtcNetns(s.Name))
 	errs = append(errs, s.unmountBPFFS())
 	errs = append(errs, os.RemoveAll(s.StateDir()))
 
@@ -300,4 +306,24 @@ func nsRank(ns string) int {
 	default:
 		return 1
 	}
+}
+
+// removeEtcNetns removes the /etc/netns/<ns> directories of the lab's
+// namespaces (the pods' resolv.conf with Spec.Kubernetes).
+func removeEtcNetns(name string) error {
+	ents, err := os.ReadDir(etcNetnsDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	re := nsRE(name)
+	var errs []error
+	for _, e := range ents {
+		if re.MatchString(e.Name()) {
+			errs = append(errs, os.RemoveAll(filepath.Join(etcNetnsDir, e.Name())))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -21,6 +21,9 @@ func cmdLab(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		return usageError{"lab: want up, down or status"}
 	}
+	if args[0] == "backend" {
+		return labBackend(ctx, args[1:])
+	}
 	fs := flag.NewFlagSet("lab "+args[0], flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	name := fs.String("name", "lab", "lab instance name (prefixes every namespace)")
@@ -32,6 +35,8 @@ func cmdLab(ctx context.Context, args []string) error {
 	password := fs.String("md5-password", "", "TCP-MD5 password on every node session")
 	gtsm := fs.Bool("gtsm", false, "GTSM (TTL security, RFC 5082) on every node session")
 	bfd := fs.Bool("bfd", false, "BFD (300ms x 3) on every node session: bfdd on the ToRs, bgp.peers[].bfd on the nodes")
+	kube := fs.Bool("kubernetes", false, "run a Kubernetes control plane in the ToR, podrouter in Kubernetes mode, kube-proxy in every node, Services backed by the pods (needs `make kube`)")
+	proxyMode := fs.String("proxy-mode", "", "kube-proxy mode with --kubernetes: iptables (default) or nftables")
 	runs := fs.Int("runs", 10, "converge: measurement rounds per speaker")
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError{err.Error()}
@@ -44,6 +49,7 @@ func cmdLab(ctx context.Context, args []string) error {
 		l, err := lab.Up(ctx, lab.Spec{
 			Name: *name, ToRs: *tors, Nodes: *nodes, PodsPerNode: *pods,
 			Speaker: *speaker, Datapath: *datapath, Password: *password, GTSM: *gtsm, BFD: *bfd,
+			Kubernetes: *kube, ProxyMode: *proxyMode,
 		}, log)
 		if err != nil {
 			return err
@@ -61,6 +67,23 @@ func cmdLab(ctx context.Context, args []string) error {
 		return l.WithLogger(log).Status(ctx, os.Stdout)
 	}
 	return usageError{"lab: want up, down, status or converge"}
+}
+
+// labBackend runs the lab backend server (lab.RunBackend) in a lab pod;
+// the Kubernetes lab starts it.
+func labBackend(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("lab backend", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	name := fs.String("name", "", "name every answer starts with (the pod's)")
+	httpPort := fs.Int("http-port", lab.BackendHTTPPort, "HTTP port")
+	echoPort := fs.Int("echo-port", lab.BackendEchoPort, "TCP and UDP echo port")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return lab.RunBackend(ctx, lab.BackendConfig{Name: *name, HTTPPort: *httpPort, EchoPort: *echoPort}, log)
 }
 
 // labConverge measures, side by side in one run, how long node1's speaker

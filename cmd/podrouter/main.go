@@ -30,7 +30,9 @@ Usage:
   podrouter bpf ct list|flush [--ip A] [--port N] [--proto tcp|udp|icmp|icmpv6] [--pin-dir DIR] [-o json]
                                         list or delete conntrack entries (flush: all
                                         unless filtered)
-  podrouter lab up|down|status [flags]  the network-namespace lab (FRR ToR, 3 nodes, pods)
+  podrouter lab up|down|status [flags]  the network-namespace lab (FRR ToR, 3 nodes, pods;
+                                        --kubernetes [--proxy-mode iptables|nftables]: with a
+                                        control plane, kube-proxy and Services)
   podrouter version
 `
 
