@@ -80,8 +80,18 @@ deps:
 
 # The 3-node lab: FRR ToR(s), three podrouter nodes, two CNI pods each.
 # deps first: on a fresh machine it installs FRR and the CNI plugins.
+#   KUBERNETES=true: a Kubernetes cluster instead: the control plane in the
+#   ToR, containerd + runc + kubelet + kube-proxy in every node, podrouter
+#   installed with `kubectl apply -k deploy/lab` (the image from make image).
+KUBERNETES ?= false
+ifeq ($(KUBERNETES),true)
+lab: deps build tools kube image pause-image
+	$(BIN)/podrouter lab up --name $(LAB) --kubernetes --kubelets \
+		--images $(IMAGE_ARCHIVE),$(PAUSE_ARCHIVE) --overlay deploy/lab
+else
 lab: deps build tools
 	$(BIN)/podrouter lab up --name $(LAB) --tors $(TORS) --datapath=$(DATAPATH) --bfd=$(BFD)
+endif
 
 lab-status: build tools
 	$(BIN)/podrouter lab status --name $(LAB)

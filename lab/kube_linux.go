@@ -61,11 +61,17 @@ func (l *Lab) startKube(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := l.applyAccess(ctx); err != nil {
-		return err
-	}
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: KubeNamespace}}, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("create namespace %s: %w", KubeNamespace, err)
+	}
+	if s.Kubelets {
+		// The kubelets register the Nodes; podrouter, its access
+		// included, comes from the overlay.
+		l.log.Info("kubernetes control plane up", "elapsed", time.Since(start).Round(time.Millisecond))
+		return nil
+	}
+	if err := l.applyAccess(ctx); err != nil {
+		return err
 	}
 	if err := l.registerNodes(ctx, cs); err != nil {
 		return err
@@ -193,6 +199,13 @@ func (l *Lab) startControlPlane(ctx context.Context, etcd string, p *pki) error 
 	if err := l.waitAPIServer(ctx); err != nil {
 		return err
 	}
+	// Without kubelets no one posts heartbeats: the node lifecycle
+	// controller would taint the Nodes unreachable and evict the lab's
+	// Pods. With kubelets it runs, as in any cluster.
+	controllers := "*,-node-lifecycle-controller"
+	if s.Kubelets {
+		controllers = "*"
+	}
 	cm := filepath.Join(kd, "controller-manager.kubeconfig")
 	sched := filepath.Join(kd, "scheduler.kubeconfig")
 	procs = []struct {
@@ -206,10 +219,7 @@ func (l *Lab) startControlPlane(ctx context.Context, etcd string, p *pki) error 
 			"--node-cidr-mask-size-ipv4", fmt.Sprint(NodeCIDRMaskSizes[0]),
 			"--node-cidr-mask-size-ipv6", fmt.Sprint(NodeCIDRMaskSizes[1]),
 			"--service-cluster-ip-range", services,
-			// No kubelet posts heartbeats yet: without this the node
-			// lifecycle controller would taint the Nodes unreachable and
-			// evict the lab's Pods.
-			"--controllers", "*,-node-lifecycle-controller",
+			"--controllers", controllers,
 			"--use-service-account-credentials=true",
 			"--service-account-private-key-file", p.path("sa.key"),
 			"--root-ca-file", p.path("ca.crt"),

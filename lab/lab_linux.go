@@ -75,6 +75,9 @@ func Up(ctx context.Context, spec Spec, logger *slog.Logger) (l *Lab, err error)
 			return l, err
 		}
 	}
+	if s.Kubelets {
+		return l, l.upKubelets(ctx, start)
+	}
 	if s.Kubernetes {
 		// Control plane and Nodes first: podrouter takes its pod CIDRs
 		// from the Node and writes the conflist the pods are made with.

@@ -40,6 +40,13 @@ import (
 // are restored), /sys (the host's sysfs: /sys/class/net lists the host's
 // interfaces, and containers get their own), /etc and /tmp.
 
+// SandboxImage is the pod sandbox image of every lab node's containerd:
+// tools/pause from `make pause-image`, imported from SandboxImageArchive.
+const (
+	SandboxImage        = "localhost/podrouter/pause:1"
+	SandboxImageArchive = "pause-image.tar"
+)
+
 // CNIPluginDir is where Debian's containernetworking-plugins lives.
 const CNIPluginDir = "/usr/lib/cni"
 
@@ -162,7 +169,7 @@ mount --make-rprivate /
 if [ -n "$3" ]; then exec 3<"$3"; fi
 mkdir -p /etc/cni/net.d /var/lib/cni
 mount --bind "$1/run" /run
-if [ -n "$3" ]; then mkdir -p "$3"; mount --bind /proc/self/fd/3 "$3"; exec 3<&-; fi
+if [ -n "$3" ]; then mkdir -p "$3"; mount --no-canonicalize --bind /proc/self/fd/3 "$3"; exec 3<&-; fi
 mount -t bpf -o mode=0700 bpf /sys/fs/bpf
 mount --bind "$1/cni-conf" /etc/cni/net.d
 mount --bind "$1/cni-lib" /var/lib/cni

@@ -113,6 +113,16 @@ func acquireKubeletSysctls(user string) error {
 // (labs torn down without us); when none is left it restores the saved
 // values the kubelets changed.
 func releaseKubeletSysctls(user string) error {
+	return releaseKubeletSysctlsIf(func(u string) bool { return u == user })
+}
+
+// releaseKubeletSysctlsUnder releases every user under dir (a lab's state
+// directory).
+func releaseKubeletSysctlsUnder(dir string) error {
+	return releaseKubeletSysctlsIf(func(u string) bool { return strings.HasPrefix(u, dir+"/") })
+}
+
+func releaseKubeletSysctlsIf(drop func(user string) bool) error {
 	var errs []error
 	err := withSysctlRecord(func(st *sysctlState) *sysctlState {
 		if st == nil {
@@ -120,7 +130,7 @@ func releaseKubeletSysctls(user string) error {
 		}
 		st.Users = slices.DeleteFunc(st.Users, func(u string) bool {
 			_, err := os.Stat(u)
-			return u == user || errors.Is(err, os.ErrNotExist)
+			return drop(u) || errors.Is(err, os.ErrNotExist)
 		})
 		if len(st.Users) > 0 {
 			return st

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -37,6 +38,9 @@ func cmdLab(ctx context.Context, args []string) error {
 	bfd := fs.Bool("bfd", false, "BFD (300ms x 3) on every node session: bfdd on the ToRs, bgp.peers[].bfd on the nodes")
 	kube := fs.Bool("kubernetes", false, "run a Kubernetes control plane in the ToR, podrouter in Kubernetes mode, kube-proxy in every node, Services backed by the pods (needs `make kube`)")
 	proxyMode := fs.String("proxy-mode", "", "kube-proxy mode with --kubernetes: iptables (default) or nftables")
+	kubelets := fs.Bool("kubelets", false, "with --kubernetes: containerd and a real kubelet in every node (make image pause-image); podrouter only from --overlay")
+	images := fs.String("images", "", "with --kubelets: image archives imported into every node, comma-separated (must include pause-image.tar)")
+	overlay := fs.String("overlay", "", "with --kubelets: kustomization to install with `kubectl apply -k` once the Nodes are registered (deploy/lab)")
 	runs := fs.Int("runs", 10, "converge: measurement rounds per speaker")
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError{err.Error()}
@@ -50,6 +54,7 @@ func cmdLab(ctx context.Context, args []string) error {
 			Name: *name, ToRs: *tors, Nodes: *nodes, PodsPerNode: *pods,
 			Speaker: *speaker, Datapath: *datapath, Password: *password, GTSM: *gtsm, BFD: *bfd,
 			Kubernetes: *kube, ProxyMode: *proxyMode,
+			Kubelets: *kubelets, Images: absPaths(*images), Overlay: absPath(*overlay),
 		}, log)
 		if err != nil {
 			return err
@@ -148,4 +153,28 @@ func vmRSS(pid int) string {
 		}
 	}
 	return "?"
+}
+
+// absPaths splits a comma-separated list of paths and makes each absolute.
+func absPaths(list string) []string {
+	var out []string
+	for _, p := range strings.Split(list, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, absPath(p))
+		}
+	}
+	return out
+}
+
+// absPath makes p absolute ("" stays ""); on error it returns p, which
+// the lab then refuses as relative.
+func absPath(p string) string {
+	if p == "" {
+		return ""
+	}
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return p
+	}
+	return a
 }
