@@ -12,12 +12,17 @@ APT_PKGS := frr bird2 containernetworking-plugins iproute2 iputils-ping iptables
 	containerd runc podman docker.io
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build release image pause-image tools kube kube-apiserver deps lab lab-down lab-status converge test test-unit lint generate generate-check bench clean
+.PHONY: all build lab-tool release image pause-image tools kube kube-apiserver deps lab lab-down lab-status converge test test-unit lint generate generate-check bench clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/podrouter ./cmd/podrouter
+
+# The lab driver (cmd/podrouter-lab): a development tool, not shipped; it
+# runs bin/podrouter in the lab's nodes.
+lab-tool: build
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/podrouter-lab ./cmd/podrouter-lab
 
 # What the container image ships (deploy/kubernetes/Dockerfile runs this):
 # static, stripped, reproducible podrouter and gobgp binaries in $(RELEASE_DIR).
@@ -85,24 +90,24 @@ deps:
 #   installed with `kubectl apply -k deploy/lab` (the image from make image).
 KUBERNETES ?= false
 ifeq ($(KUBERNETES),true)
-lab: deps build tools kube image pause-image
-	$(BIN)/podrouter lab up --name $(LAB) --kubernetes --kubelets \
+lab: deps lab-tool tools kube image pause-image
+	$(BIN)/podrouter-lab up --name $(LAB) --kubernetes --kubelets \
 		--images $(IMAGE_ARCHIVE),$(PAUSE_ARCHIVE) --overlay deploy/lab
 else
-lab: deps build tools
-	$(BIN)/podrouter lab up --name $(LAB) --tors $(TORS) --datapath=$(DATAPATH) --bfd=$(BFD)
+lab: deps lab-tool tools
+	$(BIN)/podrouter-lab up --name $(LAB) --tors $(TORS) --datapath=$(DATAPATH) --bfd=$(BFD)
 endif
 
-lab-status: build tools
-	$(BIN)/podrouter lab status --name $(LAB)
+lab-status: lab-tool tools
+	$(BIN)/podrouter-lab status --name $(LAB)
 
 # Side by side: podrouter vs BIRD as the node's speaker, time from start to
 # pod CIDR installed at the FRR ToR, interleaved rounds, plus RSS.
-converge: build
-	$(BIN)/podrouter lab converge --runs $(or $(RUNS),10)
+converge: lab-tool
+	$(BIN)/podrouter-lab converge --runs $(or $(RUNS),10)
 
-lab-down: build
-	$(BIN)/podrouter lab down --name $(LAB)
+lab-down: lab-tool
+	$(BIN)/podrouter-lab down --name $(LAB)
 
 # All tiers: unit, in-process BGP, privileged netns/lab e2e (run as root).
 test: deps build tools kube
@@ -128,7 +133,7 @@ generate-check: generate
 # pod routing, kernel + legacy-CNI iptables/conntrack, podrouter's fast path;
 # then the BPF_PROG_RUN per-packet microbenchmarks.
 bench: build
-	$(GO) run ./bench --podrouter $(BIN)/podrouter
+	$(GO) run ./cmd/podrouter-bench --podrouter $(BIN)/podrouter
 	$(GO) test -run '^$$' -bench . -count 5 ./datapath/
 
 clean:

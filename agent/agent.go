@@ -13,6 +13,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/podrouter/podrouter/routes"
 )
 
 // NodeState is everything the agent derives desired state from that does
@@ -24,45 +26,21 @@ type NodeState struct {
 	Drained bool
 }
 
-// Speaker is the BGP side as the agent needs it.
+// Speaker is the BGP side as the agent needs it (*bgp.Speaker).
 type Speaker interface {
+	// SetAdvertisements makes the originated prefixes exactly these.
 	SetAdvertisements(ctx context.Context, prefixes []netip.Prefix) error
-	Drain(ctx context.Context) error
-	Undrain(ctx context.Context) error
+	// SetDrained drains (or undrains) them; level triggered.
+	SetDrained(ctx context.Context, drained bool) error
 	// Defaults returns the next hops of the default routes peers offer.
 	Defaults(ctx context.Context) (v4, v6 []netip.Addr, err error)
 }
 
-// Family is an IP family for the route installer.
-type Family int
-
-// Families.
-const (
-	IPv4 Family = 4
-	IPv6 Family = 6
-)
-
-// NextHop is one installed next hop of the default route.
-type NextHop struct {
-	Gateway netip.Addr
-	Link    string // interface name
-}
-
-// DefaultResult is what the installer reached for one family.
-type DefaultResult struct {
-	Installed       []netip.Addr
-	Links           []string // Links[i] is the interface of Installed[i]
-	Skipped         []string // "gateway: reason"
-	ForeignPresent  bool     // a default route podrouter did not install exists
-	ForeignBlocking bool     // ...at our key, so ours is not installed
-	Changed         bool
-}
-
-// RouteInstaller owns podrouter's default routes in the kernel.
+// RouteInstaller owns podrouter's routes in the kernel (*routes.Installer).
 type RouteInstaller interface {
-	SetDefault(ctx context.Context, fam Family, gateways []netip.Addr) (DefaultResult, error)
+	SetDefault(ctx context.Context, fam routes.Family, gateways []netip.Addr) (routes.Result, error)
 	// Current returns the next hops of podrouter's default route now in the kernel.
-	Current(ctx context.Context, fam Family) ([]NextHop, error)
+	Current(ctx context.Context, fam routes.Family) ([]routes.NextHop, error)
 	// SetBlackholes makes podrouter's blackhole routes exactly prefixes
 	// (the node's pod CIDRs: unassigned pod addresses are dropped at the
 	// node instead of looping between node and ToR).
@@ -70,11 +48,16 @@ type RouteInstaller interface {
 }
 
 // Datapath is the eBPF fast path as the agent needs it: it is told the
+// node's pod CIDRs (where its endpoints are) on every pass, and the
 // default route's installed next hops (both families, whole set) after
 // every reconcile of the routes.
 type Datapath interface {
-	SetNextHops(ctx context.Context, nhs []NextHop) error
+	SetPodCIDRs(ctx context.Context, prefixes []netip.Prefix) error
+	SetNextHops(ctx context.Context, nhs []routes.NextHop) error
 }
+
+// Families are the address families the agent keeps a default route for.
+var Families = []routes.Family{routes.FamilyV4, routes.FamilyV6}
 
 // Config tunes the loop.
 type Config struct {
@@ -88,18 +71,26 @@ type Config struct {
 
 // Status is the outcome of the last reconcile, for status and readiness.
 type Status struct {
-	At         time.Time
-	Duration   time.Duration
-	Err        string
+	At       time.Time
+	Duration time.Duration
+	Err      string
+	// PeersOnly: every problem of the pass (Err) was in reading what the
+	// peers offer; the configuration itself was applied.
+	PeersOnly  bool
 	Node       NodeState
 	Advertised []netip.Prefix
-	Learned    map[Family][]netip.Addr
-	Routes     map[Family]DefaultResult
-	Holding    map[Family]bool // startup hold kept an existing route
-	NextHops   []NextHop       // given to the datapath (nil without one)
+	Learned    map[routes.Family][]netip.Addr
+	Routes     map[routes.Family]routes.Result
+	Holding    map[routes.Family]bool // startup hold kept an existing route
+	NextHops   []routes.NextHop       // given to the datapath (nil without one)
 	Reconciles uint64
 	Errors     uint64
 }
+
+// errPeers marks a problem with what the peers offer (Status.PeersOnly).
+type errPeers struct{ error }
+
+func (e errPeers) Unwrap() error { return e.error }
 
 // Agent runs the reconcile loop.
 type Agent struct {
@@ -111,10 +102,9 @@ type Agent struct {
 	kick    chan struct{}
 	holdSet chan struct{} // Hold asks Run to re-arm its hold timer
 
-	mu      sync.Mutex
-	node    NodeState
-	haveNS  bool
-	drained bool // what the speaker was last told
+	mu     sync.Mutex
+	node   NodeState
+	haveNS bool
 	// holdUntil: the kernel's default routes are kept until then while no
 	// peer offers one (startup hold, Hold).
 	holdUntil time.Time
@@ -208,32 +198,19 @@ func (a *Agent) ReconcileOnce(ctx context.Context) Status {
 func (a *Agent) reconcile(ctx context.Context) {
 	start := time.Now()
 	a.mu.Lock()
-	node, haveNS, wasDrained, holdUntil := a.node, a.haveNS, a.drained, a.holdUntil
+	node, haveNS, holdUntil := a.node, a.haveNS, a.holdUntil
 	a.mu.Unlock()
 	st := Status{
 		At: start, Node: node,
-		Learned: map[Family][]netip.Addr{}, Routes: map[Family]DefaultResult{}, Holding: map[Family]bool{},
+		Learned: map[routes.Family][]netip.Addr{}, Routes: map[routes.Family]routes.Result{}, Holding: map[routes.Family]bool{},
 	}
 	var errs []error
 
-	// BGP: advertise the pod CIDRs (or nothing while drained).
+	// BGP: advertise the pod CIDRs (depreferred or nothing while drained),
+	// and the datapath finds its endpoints inside them.
 	if haveNS {
-		if node.Drained != wasDrained {
-			var err error
-			if node.Drained {
-				err = a.speaker.Drain(ctx)
-				a.log.Info("node drained: pod CIDRs withdrawn")
-			} else {
-				err = a.speaker.Undrain(ctx)
-				a.log.Info("node undrained: pod CIDRs advertised")
-			}
-			if err != nil {
-				errs = append(errs, err)
-			} else {
-				a.mu.Lock()
-				a.drained = node.Drained
-				a.mu.Unlock()
-			}
+		if err := a.speaker.SetDrained(ctx, node.Drained); err != nil {
+			errs = append(errs, fmt.Errorf("drain: %w", err))
 		}
 		if err := a.speaker.SetAdvertisements(ctx, node.PodCIDRs); err != nil {
 			errs = append(errs, fmt.Errorf("advertise pod cidrs: %w", err))
@@ -244,37 +221,37 @@ func (a *Agent) reconcile(ctx context.Context) {
 		if _, err := a.routes.SetBlackholes(ctx, node.PodCIDRs); err != nil {
 			errs = append(errs, fmt.Errorf("pod cidr blackholes: %w", err))
 		}
+		if a.dp != nil {
+			if err := a.dp.SetPodCIDRs(ctx, node.PodCIDRs); err != nil {
+				errs = append(errs, fmt.Errorf("datapath pod cidrs: %w", err))
+			}
+		}
 	}
 
 	// Routes: one default per family, ECMP over every offering peer.
 	v4, v6, err := a.speaker.Defaults(ctx)
 	if err != nil {
-		errs = append(errs, fmt.Errorf("read learned defaults: %w", err))
+		errs = append(errs, errPeers{fmt.Errorf("read learned defaults: %w", err)})
 	} else {
 		inHold := time.Now().Before(holdUntil)
-		for fam, gws := range map[Family][]netip.Addr{IPv4: v4, IPv6: v6} {
+		for fam, gws := range map[routes.Family][]netip.Addr{routes.FamilyV4: v4, routes.FamilyV6: v6} {
 			st.Learned[fam] = gws
 			if len(gws) == 0 && inHold {
 				cur, err := a.routes.Current(ctx, fam)
 				if err != nil {
-					errs = append(errs, fmt.Errorf("read ipv%d default: %w", fam, err))
+					errs = append(errs, fmt.Errorf("read %s default: %w", fam, err))
 					continue
 				}
 				if len(cur) > 0 {
 					st.Holding[fam] = true
-					res := DefaultResult{}
-					for _, nh := range cur {
-						res.Installed = append(res.Installed, nh.Gateway)
-						res.Links = append(res.Links, nh.Link)
-					}
-					st.Routes[fam] = res
+					st.Routes[fam] = routes.Result{Installed: cur}
 					continue
 				}
 			}
 			res, err := a.routes.SetDefault(ctx, fam, gws)
 			st.Routes[fam] = res
 			if err != nil {
-				errs = append(errs, fmt.Errorf("ipv%d default route: %w", fam, err))
+				errs = append(errs, fmt.Errorf("%s default route: %w", fam, err))
 			}
 		}
 		// Datapath: the next hops actually installed, after the routes.
@@ -293,6 +270,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 	if err := errors.Join(errs...); err != nil {
 		st.Err = err.Error()
 		st.Errors++
+		st.PeersOnly = !slices.ContainsFunc(errs, func(e error) bool { var p errPeers; return !errors.As(e, &p) })
 		a.log.Error("reconcile failed", "err", err)
 	}
 	a.status = st
@@ -301,17 +279,10 @@ func (a *Agent) reconcile(ctx context.Context) {
 
 // installedNextHops lists the installed next hops, IPv4 first, in the
 // installer's order.
-func installedNextHops(routes map[Family]DefaultResult) []NextHop {
-	out := []NextHop{}
-	for _, fam := range []Family{IPv4, IPv6} {
-		res := routes[fam]
-		for i, gw := range res.Installed {
-			nh := NextHop{Gateway: gw}
-			if i < len(res.Links) {
-				nh.Link = res.Links[i]
-			}
-			out = append(out, nh)
-		}
+func installedNextHops(rs map[routes.Family]routes.Result) []routes.NextHop {
+	out := []routes.NextHop{}
+	for _, fam := range Families {
+		out = append(out, rs[fam].Installed...)
 	}
 	return out
 }

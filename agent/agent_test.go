@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/podrouter/podrouter/routes"
 )
 
 // fakeSpeaker records what it was told and offers scripted defaults.
@@ -36,16 +39,12 @@ func (f *fakeSpeaker) SetAdvertisements(_ context.Context, ps []netip.Prefix) er
 	f.advertised = slices.Clone(ps)
 	return nil
 }
-func (f *fakeSpeaker) Drain(context.Context) error {
+func (f *fakeSpeaker) SetDrained(_ context.Context, drained bool) error {
 	f.mu.Lock()
-	f.drained = true
-	f.advertised = nil
-	f.mu.Unlock()
-	return nil
-}
-func (f *fakeSpeaker) Undrain(context.Context) error {
-	f.mu.Lock()
-	f.drained = false
+	f.drained = drained
+	if drained {
+		f.advertised = nil
+	}
 	f.mu.Unlock()
 	return nil
 }
@@ -59,25 +58,27 @@ func (f *fakeSpeaker) Defaults(context.Context) ([]netip.Addr, []netip.Addr, err
 type fakeRoutes struct {
 	mu         sync.Mutex
 	t          *testing.T
-	kernel     map[Family][]netip.Addr
+	kernel     map[routes.Family][]netip.Addr
 	blackholes []netip.Prefix
 	writes     int
+	// failBlackholes fails SetBlackholes.
+	failBlackholes error
 }
 
-func (f *fakeRoutes) SetDefault(_ context.Context, fam Family, gws []netip.Addr) (DefaultResult, error) {
+func (f *fakeRoutes) SetDefault(_ context.Context, fam routes.Family, gws []netip.Addr) (routes.Result, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if fam != IPv4 && fam != IPv6 {
+	if fam != routes.FamilyV4 && fam != routes.FamilyV6 {
 		f.t.Errorf("bad family %d", fam)
 	}
 	for _, g := range gws {
-		if g.Is4() != (fam == IPv4) {
+		if g.Is4() != (fam == routes.FamilyV4) {
 			f.t.Errorf("gateway %s given for family %d", g, fam)
 		}
 	}
-	res := DefaultResult{Installed: gws}
+	res := routes.Result{}
 	for _, g := range gws {
-		res.Links = append(res.Links, linkOf(g))
+		res.Installed = append(res.Installed, routes.NextHop{Gateway: g, Link: linkOf(g)})
 	}
 	if !slices.Equal(f.kernel[fam], gws) {
 		f.writes++
@@ -89,17 +90,20 @@ func (f *fakeRoutes) SetDefault(_ context.Context, fam Family, gws []netip.Addr)
 func (f *fakeRoutes) SetBlackholes(_ context.Context, ps []netip.Prefix) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.failBlackholes != nil {
+		return false, f.failBlackholes
+	}
 	changed := !slices.Equal(f.blackholes, ps)
 	f.blackholes = slices.Clone(ps)
 	return changed, nil
 }
 
-func (f *fakeRoutes) Current(_ context.Context, fam Family) ([]NextHop, error) {
+func (f *fakeRoutes) Current(_ context.Context, fam routes.Family) ([]routes.NextHop, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []NextHop
+	var out []routes.NextHop
 	for _, g := range f.kernel[fam] {
-		out = append(out, NextHop{Gateway: g, Link: linkOf(g)})
+		out = append(out, routes.NextHop{Gateway: g, Link: linkOf(g)})
 	}
 	return out, nil
 }
@@ -107,15 +111,23 @@ func (f *fakeRoutes) Current(_ context.Context, fam Family) ([]NextHop, error) {
 // linkOf is the fake kernel's interface towards a gateway.
 func linkOf(g netip.Addr) string { return "if-" + g.String() }
 
-// fakeDatapath records the next hops it was given.
+// fakeDatapath records the pod CIDRs and next hops it was given.
 type fakeDatapath struct {
 	mu    sync.Mutex
 	t     *testing.T
-	nhs   []NextHop
+	pods  []netip.Prefix
+	nhs   []routes.NextHop
 	calls int
 }
 
-func (f *fakeDatapath) SetNextHops(_ context.Context, nhs []NextHop) error {
+func (f *fakeDatapath) SetPodCIDRs(_ context.Context, ps []netip.Prefix) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pods = slices.Clone(ps)
+	return nil
+}
+
+func (f *fakeDatapath) SetNextHops(_ context.Context, nhs []routes.NextHop) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, nh := range nhs {
@@ -138,7 +150,7 @@ func addrs(ss ...string) []netip.Addr {
 
 func newTestAgent(t *testing.T, hold time.Duration) (*Agent, *fakeSpeaker, *fakeRoutes) {
 	sp := &fakeSpeaker{t: t}
-	rt := &fakeRoutes{t: t, kernel: map[Family][]netip.Addr{}}
+	rt := &fakeRoutes{t: t, kernel: map[routes.Family][]netip.Addr{}}
 	a, err := New(Config{Resync: time.Hour, StartupHold: hold}, slog.New(slog.NewTextHandler(io.Discard, nil)), sp, rt, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -176,8 +188,8 @@ func TestDefaultsFollowLearned(t *testing.T) {
 		if st.Err != "" {
 			t.Fatalf("step %d: %s", i, st.Err)
 		}
-		if !slices.Equal(rt.kernel[IPv4], steps[i].v4) || !slices.Equal(rt.kernel[IPv6], steps[i].v6) {
-			t.Fatalf("step %d: kernel v4 %v v6 %v, want %v %v", i, rt.kernel[IPv4], rt.kernel[IPv6], steps[i].v4, steps[i].v6)
+		if !slices.Equal(rt.kernel[routes.FamilyV4], steps[i].v4) || !slices.Equal(rt.kernel[routes.FamilyV6], steps[i].v6) {
+			t.Fatalf("step %d: kernel v4 %v v6 %v, want %v %v", i, rt.kernel[routes.FamilyV4], rt.kernel[routes.FamilyV6], steps[i].v4, steps[i].v6)
 		}
 	}
 	writes := rt.writes
@@ -194,22 +206,22 @@ func TestDefaultsFollowLearned(t *testing.T) {
 // peer offers a default during the hold, and goes after it.
 func TestStartupHold(t *testing.T) {
 	a, sp, rt := newTestAgent(t, time.Hour)
-	rt.kernel[IPv4] = addrs("192.168.1.0")
+	rt.kernel[routes.FamilyV4] = addrs("192.168.1.0")
 	ctx := context.Background()
 	st := a.ReconcileOnce(ctx)
-	if !st.Holding[IPv4] || !slices.Equal(rt.kernel[IPv4], addrs("192.168.1.0")) {
+	if !st.Holding[routes.FamilyV4] || !slices.Equal(rt.kernel[routes.FamilyV4], addrs("192.168.1.0")) {
 		t.Fatalf("hold did not keep the route: %+v kernel %v", st, rt.kernel)
 	}
 	sp.v4 = addrs("192.168.2.0")
 	a.ReconcileOnce(ctx)
-	if !slices.Equal(rt.kernel[IPv4], addrs("192.168.2.0")) {
-		t.Fatalf("learned default not installed during hold: %v", rt.kernel[IPv4])
+	if !slices.Equal(rt.kernel[routes.FamilyV4], addrs("192.168.2.0")) {
+		t.Fatalf("learned default not installed during hold: %v", rt.kernel[routes.FamilyV4])
 	}
 	sp.v4 = nil
 	a.holdUntil = time.Now().Add(-time.Second) // hold over
 	a.ReconcileOnce(ctx)
-	if len(rt.kernel[IPv4]) != 0 {
-		t.Fatalf("route kept after hold with no peer offering a default: %v", rt.kernel[IPv4])
+	if len(rt.kernel[routes.FamilyV4]) != 0 {
+		t.Fatalf("route kept after hold with no peer offering a default: %v", rt.kernel[routes.FamilyV4])
 	}
 
 	// Hold (a BGP server restart) keeps a route again while no peer offers one.
@@ -217,7 +229,7 @@ func TestStartupHold(t *testing.T) {
 	a.ReconcileOnce(ctx)
 	sp.v4 = nil
 	a.Hold(time.Hour)
-	if st := a.ReconcileOnce(ctx); !st.Holding[IPv4] || !slices.Equal(rt.kernel[IPv4], addrs("192.168.3.0")) {
+	if st := a.ReconcileOnce(ctx); !st.Holding[routes.FamilyV4] || !slices.Equal(rt.kernel[routes.FamilyV4], addrs("192.168.3.0")) {
 		t.Fatalf("Hold did not keep the route: %+v kernel %v", st, rt.kernel)
 	}
 }
@@ -230,14 +242,14 @@ func TestDatapathFollowsInstalled(t *testing.T) {
 	dp := &fakeDatapath{t: t}
 	a.dp = dp
 	ctx := context.Background()
-	render := func(nhs []NextHop) string {
+	render := func(nhs []routes.NextHop) string {
 		var b []string
 		for _, nh := range nhs {
 			b = append(b, nh.Gateway.String()+"@"+nh.Link)
 		}
 		return strings.Join(b, " ")
 	}
-	rt.kernel[IPv4] = addrs("192.168.1.0") // left by the previous instance
+	rt.kernel[routes.FamilyV4] = addrs("192.168.1.0") // left by the previous instance
 	a.ReconcileOnce(ctx)
 	if got, want := render(dp.nhs), "192.168.1.0@if-192.168.1.0"; got != want {
 		t.Fatalf("during hold: datapath %q, want %q", got, want)
@@ -286,5 +298,55 @@ func TestKickCoalesces(t *testing.T) {
 	}
 	if len(a.kick) != 1 {
 		t.Fatalf("kick channel holds %d", len(a.kick))
+	}
+}
+
+// TestLatePodCIDRs: pod CIDRs that arrive after start (Kubernetes assigns
+// spec.podCIDRs later) reach the speaker, the blackholes and the datapath
+// on the next pass, as do later changes; nothing is frozen at boot.
+func TestLatePodCIDRs(t *testing.T) {
+	a, sp, rt := newTestAgent(t, 0)
+	dp := &fakeDatapath{t: t}
+	a.dp = dp
+	ctx := context.Background()
+	a.SetNodeState(NodeState{Name: "n1"})
+	a.ReconcileOnce(ctx)
+	if len(sp.advertised) != 0 || len(dp.pods) != 0 || len(rt.blackholes) != 0 {
+		t.Fatalf("no pod CIDRs yet, but advertised %v, datapath %v, blackholes %v", sp.advertised, dp.pods, rt.blackholes)
+	}
+	for _, pods := range [][]netip.Prefix{
+		{netip.MustParsePrefix("10.0.1.0/24")},
+		{netip.MustParsePrefix("10.0.1.0/24"), netip.MustParsePrefix("fd00:10:0:1::/64")},
+	} {
+		a.SetNodeState(NodeState{Name: "n1", PodCIDRs: pods})
+		st := a.ReconcileOnce(ctx)
+		if !slices.Equal(sp.advertised, pods) || !slices.Equal(dp.pods, pods) || !slices.Equal(rt.blackholes, pods) || !slices.Equal(st.Node.PodCIDRs, pods) {
+			t.Errorf("pod CIDRs %v: advertised %v, datapath %v, blackholes %v, status %v", pods, sp.advertised, dp.pods, rt.blackholes, st.Node.PodCIDRs)
+		}
+	}
+}
+
+// failingDefaults is a speaker whose peers cannot be read.
+type failingDefaults struct{ *fakeSpeaker }
+
+func (failingDefaults) Defaults(context.Context) ([]netip.Addr, []netip.Addr, error) {
+	return nil, nil, errors.New("bgp speaker not running")
+}
+
+// TestPeersOnlyError: a pass that failed only in reading what the peers
+// offer says so in a typed field, not in its message.
+func TestPeersOnlyError(t *testing.T) {
+	_, sp, rt := newTestAgent(t, 0)
+	a, err := New(Config{Resync: time.Hour}, slog.New(slog.DiscardHandler), failingDefaults{sp}, rt, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.SetNodeState(NodeState{Name: "n1", PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.1.0/24")}})
+	if st := a.ReconcileOnce(context.Background()); st.Err == "" || !st.PeersOnly {
+		t.Errorf("peer-only failure: err %q peersOnly %v", st.Err, st.PeersOnly)
+	}
+	rt.failBlackholes = errors.New("netlink: boom")
+	if st := a.ReconcileOnce(context.Background()); !strings.Contains(st.Err, "boom") || st.PeersOnly {
+		t.Errorf("failure applying the config: err %q peersOnly %v", st.Err, st.PeersOnly)
 	}
 }

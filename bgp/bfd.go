@@ -3,6 +3,7 @@ package bgp
 import (
 	"context"
 	"net/netip"
+	"sync"
 	"time"
 
 	api "github.com/osrg/gobgp/v4/api"
@@ -33,6 +34,26 @@ func withoutBFD(p PeerConfig) PeerConfig {
 	return p
 }
 
+// bfdSessions is the BFD configuration running in GoBGP per peer. Its
+// lock serialises syncBFD and is taken before the speaker's.
+type bfdSessions struct {
+	mu      sync.Mutex
+	applied map[netip.Addr]BFDConfig // zero: off
+}
+
+func (b *bfdSessions) reset() {
+	b.mu.Lock()
+	b.applied = map[netip.Addr]BFDConfig{}
+	b.mu.Unlock()
+}
+
+// forget drops addr's entry: its peer was (re-)created without BFD.
+func (b *bfdSessions) forget(addr netip.Addr) {
+	b.mu.Lock()
+	delete(b.applied, addr)
+	b.mu.Unlock()
+}
+
 // syncBFD runs BFD for addr's session exactly while the session is
 // Established and its configuration asks for BFD; GoBGP swaps the BFD
 // session under the running BGP session (UpdatePeer). Stopping BFD when the
@@ -40,20 +61,14 @@ func withoutBFD(p PeerConfig) PeerConfig {
 // the next session too. Level-triggered: it compares what should run with
 // what runs, so a late or repeated call is harmless.
 func (s *Speaker) syncBFD(ctx context.Context, addr netip.Addr) {
-	s.bfdMu.Lock()
-	defer s.bfdMu.Unlock()
+	s.bfd.mu.Lock()
+	defer s.bfd.mu.Unlock()
 	if ctx.Err() != nil {
 		return
 	}
 	s.mu.Lock()
-	srv, st := s.srv, s.peerState[addr]
-	var p PeerConfig
-	found := false
-	for _, c := range s.cfg.Peers {
-		if c.Address == addr {
-			p, found = c, true
-		}
-	}
+	srv, st := s.life.srv, s.sessions.state[addr]
+	p, found := s.cfg.peer(addr)
 	s.mu.Unlock()
 	if srv == nil || !found {
 		return
@@ -62,7 +77,7 @@ func (s *Speaker) syncBFD(ctx context.Context, addr netip.Addr) {
 	if st == bgp.BGP_FSM_ESTABLISHED {
 		want = p.BFD
 	}
-	if want == s.bfdApplied[addr] {
+	if want == s.bfd.applied[addr] {
 		return
 	}
 	p.BFD = want
@@ -70,26 +85,10 @@ func (s *Speaker) syncBFD(ctx context.Context, addr netip.Addr) {
 		s.log.Error("switch bfd", "peer", addr, "bfd", want.Enabled, "err", err)
 		return
 	}
-	s.bfdApplied[addr] = want
+	s.bfd.applied[addr] = want
 	if want.Enabled {
 		s.log.Info("bfd started", "peer", addr, "min_tx", want.MinTx, "min_rx", want.MinRx, "multiplier", want.Multiplier)
 	} else {
 		s.log.Debug("bfd stopped", "peer", addr)
 	}
-}
-
-// bfdState names a BFD session state; "" when the peer runs no BFD (GoBGP
-// then reports UNSPECIFIED).
-func bfdState(st *api.BfdPeerState) string {
-	switch st.GetSessionState() {
-	case api.BfdSessionState_BFD_SESSION_STATE_UP:
-		return "up"
-	case api.BfdSessionState_BFD_SESSION_STATE_DOWN:
-		return "down"
-	case api.BfdSessionState_BFD_SESSION_STATE_INIT:
-		return "init"
-	case api.BfdSessionState_BFD_SESSION_STATE_ADMIN_DOWN:
-		return "admin-down"
-	}
-	return ""
 }

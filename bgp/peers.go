@@ -8,7 +8,6 @@ import (
 	"slices"
 
 	api "github.com/osrg/gobgp/v4/api"
-	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
 )
 
 // SetPeers makes the configured neighbours exactly peers, live: new ones
@@ -69,9 +68,7 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []PeerConfig) error {
 			errs = append(errs, fmt.Errorf("add peer %s: %w", p.Address, err))
 			continue
 		}
-		s.bfdMu.Lock()
-		delete(s.bfdApplied, p.Address)
-		s.bfdMu.Unlock()
+		s.bfd.forget(p.Address)
 		applied = append(applied, p)
 	}
 	for _, old := range have {
@@ -83,9 +80,7 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []PeerConfig) error {
 			continue
 		}
 		drop(old.Address)
-		s.bfdMu.Lock()
-		delete(s.bfdApplied, old.Address)
-		s.bfdMu.Unlock()
+		s.bfd.forget(old.Address)
 		s.log.Info("peer removed", "peer", old.Address)
 	}
 	s.mu.Lock()
@@ -103,13 +98,6 @@ func sameButBFD(a, b PeerConfig) bool {
 	return a == b
 }
 
-// LocalIdentity is the local ASN and router ID in force.
-func (s *Speaker) LocalIdentity() (asn uint32, routerID netip.Addr) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cfg.ASN, s.cfg.RouterID
-}
-
 // SetIdentity changes the local ASN and router ID and makes the neighbours
 // exactly peers. GoBGP cannot change its global config live, so the BGP
 // server is restarted: every session gets a Cease and comes back with the
@@ -118,13 +106,15 @@ func (s *Speaker) LocalIdentity() (asn uint32, routerID netip.Addr) {
 // the kernel's default route meanwhile (agent.Hold). When the new identity
 // cannot start, the old one is restored and the error returned.
 func (s *Speaker) SetIdentity(ctx context.Context, asn uint32, routerID netip.Addr, peers []PeerConfig) error {
-	if !routerID.Is4() || asn == 0 {
-		return fmt.Errorf("local ASN %d / router id %v: want a non-zero ASN and an IPv4 router id", asn, routerID)
-	}
 	s.mu.Lock()
-	runCtx, k, running := s.runCtx, s.kicker, s.srv != nil
+	runCtx, k, running := s.life.ctx, s.life.kicker, s.life.srv != nil
 	old := s.cfg
 	s.mu.Unlock()
+	next := old
+	next.ASN, next.RouterID, next.Peers = asn, routerID, slices.Clone(peers)
+	if err := next.validate(); err != nil {
+		return fmt.Errorf("new identity: %w", err)
+	}
 	if !running {
 		return ErrNotRunning
 	}
@@ -132,9 +122,9 @@ func (s *Speaker) SetIdentity(ctx context.Context, asn uint32, routerID netip.Ad
 		"asn", asn, "router_id", routerID, "old_asn", old.ASN, "old_router_id", old.RouterID)
 	s.Close()
 	s.mu.Lock()
-	s.cfg.ASN, s.cfg.RouterID, s.cfg.Peers = asn, routerID, slices.Clone(peers)
-	s.advertised, s.policyFor, s.advDepref = nil, nil, false
-	s.peerState = map[netip.Addr]bgp.FSMState{} // the old server's sessions are gone
+	s.cfg = next
+	s.adv.advertised, s.adv.policyFor, s.adv.depref = nil, nil, false
+	s.sessions.reset() // the old server's sessions are gone
 	s.mu.Unlock()
 	err := s.start(runCtx, k)
 	if err == nil {
@@ -143,7 +133,7 @@ func (s *Speaker) SetIdentity(ctx context.Context, asn uint32, routerID netip.Ad
 	s.log.Error("restart with the new identity failed; restoring the old one", "err", err)
 	s.mu.Lock()
 	s.cfg = old
-	s.advertised, s.policyFor, s.advDepref = nil, nil, false
+	s.adv.advertised, s.adv.policyFor, s.adv.depref = nil, nil, false
 	s.mu.Unlock()
 	if rerr := s.start(runCtx, k); rerr != nil {
 		return errors.Join(err, fmt.Errorf("restore the old identity: %w", rerr))

@@ -16,6 +16,8 @@ import (
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
 	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
 	"github.com/osrg/gobgp/v4/pkg/server"
+
+	"github.com/podrouter/podrouter/health"
 )
 
 type countKicker struct{ ch chan struct{} }
@@ -178,7 +180,7 @@ func established(t *testing.T, s *Speaker, n int) {
 		}
 		up := 0
 		for _, p := range ps {
-			if p.State == "established" {
+			if p.State == health.SessionEstablished {
 				up++
 			}
 		}
@@ -267,12 +269,12 @@ func TestAdvertisementsFollowDesiredState(t *testing.T) {
 		})
 	}
 	start := time.Now()
-	if err := node.Drain(ctx); err != nil {
+	if err := node.SetDrained(ctx, true); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "drained", 2*time.Second, func() bool { return len(tor.rib(t)) == 0 })
 	t.Logf("drain withdrew the pod CIDR from the ToR in %s", time.Since(start))
-	if err := node.Undrain(ctx); err != nil {
+	if err := node.SetDrained(ctx, false); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "undrained", 5*time.Second, func() bool { return slices.Equal(tor.rib(t), []string{"10.0.1.0/24"}) })
@@ -365,7 +367,7 @@ func TestSetPeersLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(4 * time.Second)
-	if ps, _ := node.Peers(ctx); len(ps) != 2 || ps[1].State == "established" {
+	if ps, _ := node.Peers(ctx); len(ps) != 2 || ps[1].State == health.SessionEstablished {
 		t.Fatalf("session with the wrong TCP-MD5 key came up: %+v", ps)
 	}
 	b.Password = "rotated2"
@@ -456,14 +458,14 @@ func TestDrainDeprefer(t *testing.T) {
 
 	for round, undrainWhile := range []string{"depreferred", "withdrawn"} {
 		start := time.Now()
-		if err := node.Drain(ctx); err != nil {
+		if err := node.SetDrained(ctx, true); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, "depreferred advertisement", 2*time.Second, depreferred)
-		if st, in := node.DrainState(); st != "depreferred" || in <= 0 || in > after {
-			t.Errorf("round %d: drain state %q, withdraw in %s", round, st, in)
+		if d := node.DrainStatus(); d.State != health.DrainDepreferred || d.WithdrawIn <= 0 || d.WithdrawIn > after {
+			t.Errorf("round %d: drain %+v", round, d)
 		}
-		if err := node.Drain(ctx); err != nil { // a second drain changes nothing
+		if err := node.SetDrained(ctx, true); err != nil { // a second drain changes nothing
 			t.Fatal(err)
 		}
 		if undrainWhile == "withdrawn" {
@@ -474,11 +476,11 @@ func TestDrainDeprefer(t *testing.T) {
 			if took := time.Since(start); took < after {
 				t.Errorf("withdrawn %s after the drain, before WithdrawAfter %s", took, after)
 			}
-			if st, _ := node.DrainState(); st != "withdrawn" {
-				t.Errorf("drain state %q after the withdraw", st)
+			if d := node.DrainStatus(); d.State != health.DrainWithdrawn {
+				t.Errorf("drain state %v after the withdraw", d.State)
 			}
 		}
-		if err := node.Undrain(ctx); err != nil {
+		if err := node.SetDrained(ctx, false); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, "plain advertisement after undrain ("+undrainWhile+")", 5*time.Second, plain)
@@ -574,7 +576,7 @@ func TestBFD(t *testing.T) {
 	node := startNode(t, []PeerConfig{pc, dead}, "10.0.1.0/24")
 	established(t, node, 1)
 	ctx := context.Background()
-	peer := func(a netip.Addr) PeerStatus {
+	peer := func(a netip.Addr) health.Peer {
 		ps, err := node.Peers(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -585,25 +587,25 @@ func TestBFD(t *testing.T) {
 			}
 		}
 		t.Fatalf("no peer %s in %+v", a, ps)
-		return PeerStatus{}
+		return health.Peer{}
 	}
-	eventually(t, "BFD state down (the ToR runs no BFD)", 10*time.Second, func() bool { return peer(pc.Address).BFD == "down" })
-	if p := peer(dead.Address); p.BFD != "" {
+	eventually(t, "BFD state down (the ToR runs no BFD)", 10*time.Second, func() bool { return peer(pc.Address).BFD == health.BFDDown })
+	if p := peer(dead.Address); p.BFD != health.BFDOff {
 		t.Errorf("BFD runs for a session that never came up: %+v", p)
 	}
 	time.Sleep(time.Second)
 	if err := node.SetPeers(ctx, []PeerConfig{plain, dead}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "BFD state gone", 5*time.Second, func() bool { return peer(pc.Address).BFD == "" })
-	if p := peer(pc.Address); p.State != "established" || p.Uptime < time.Second {
+	eventually(t, "BFD state gone", 5*time.Second, func() bool { return peer(pc.Address).BFD == health.BFDOff })
+	if p := peer(pc.Address); p.State != health.SessionEstablished || p.Uptime < time.Second {
 		t.Fatalf("switching BFD off reset the session: %+v", p)
 	}
 	if err := node.SetPeers(ctx, []PeerConfig{pc, dead}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "BFD state down again", 5*time.Second, func() bool { return peer(pc.Address).BFD == "down" })
-	if p := peer(pc.Address); p.State != "established" || p.Uptime < time.Second {
+	eventually(t, "BFD state down again", 5*time.Second, func() bool { return peer(pc.Address).BFD == health.BFDDown })
+	if p := peer(pc.Address); p.State != health.SessionEstablished || p.Uptime < time.Second {
 		t.Fatalf("switching BFD on reset the session: %+v", p)
 	}
 	if _, err := New(Config{RouterID: netip.MustParseAddr("192.0.2.1"), ASN: 65001,

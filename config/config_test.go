@@ -1,9 +1,14 @@
 package config
 
 import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -25,8 +30,8 @@ func TestParseGoodAndDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := c.BGP.Peers[0]
-	if p.HoldTime.Duration != 9*time.Second || p.KeepaliveInterval.Duration != 3*time.Second || !*p.GracefulRestart.Enabled ||
-		p.GracefulRestart.RestartTime.Duration != 120*time.Second || p.ConnectRetry.Duration != 5*time.Second {
+	if p.HoldTime != 9*time.Second || p.KeepaliveInterval != 3*time.Second || !*p.GracefulRestart.Enabled ||
+		p.GracefulRestart.RestartTime != 120*time.Second || p.ConnectRetry != 5*time.Second {
 		t.Errorf("peer defaults not applied: %+v", p)
 	}
 	if c.BGP.ListenPort != 179 || c.Routes.Protocol != 201 || c.Routes.Metric != 20 || c.Routes.Table != 254 ||
@@ -36,8 +41,7 @@ func TestParseGoodAndDefaults(t *testing.T) {
 	if c.BGP.ASN != 4200000001 {
 		t.Errorf("4-byte ASN: got %d", c.BGP.ASN)
 	}
-	ps, _ := c.Prefixes()
-	if len(ps) != 2 || !ps[1].Addr().Is6() {
+	if ps := c.PodCIDRs; len(ps) != 2 || !ps[1].Addr().Is6() {
 		t.Errorf("prefixes %v", ps)
 	}
 	if c.BGP.Drain.Mode != DrainWithdraw || c.BGP.AutoPeers.Enabled {
@@ -47,7 +51,7 @@ func TestParseGoodAndDefaults(t *testing.T) {
 	if b := c.BGP.Peers[0].BFD; b != (BFD{}) {
 		t.Errorf("disabled BFD got defaults: %+v", b)
 	}
-	if b := c.BGP.Peers[1].BFD; !b.Enabled || b.MinTx.Duration != 300*time.Millisecond || b.MinRx.Duration != 50*time.Millisecond || b.Multiplier != 3 {
+	if b := c.BGP.Peers[1].BFD; !b.Enabled || b.MinTx != 300*time.Millisecond || b.MinRx != 50*time.Millisecond || b.Multiplier != 3 {
 		t.Errorf("BFD defaults not applied: %+v", b)
 	}
 }
@@ -61,12 +65,12 @@ datapath: {enabled: true, uplinks: [up1, up2]}
 		t.Fatal(err)
 	}
 	ap := c.BGP.AutoPeers
-	if !*ap.DefaultGateways || strings.Join(ap.Interfaces, ",") != "up1,up2" || ap.HoldTime.Duration != 9*time.Second ||
-		!*ap.GracefulRestart.Enabled || ap.TTLMin != 255 || ap.BFD != (BFD{true, Duration{300 * time.Millisecond}, Duration{300 * time.Millisecond}, 3}) {
+	if !*ap.DefaultGateways || strings.Join(ap.Interfaces, ",") != "up1,up2" || ap.HoldTime != 9*time.Second ||
+		!*ap.GracefulRestart.Enabled || ap.TTLMin != 255 || ap.BFD != (BFD{true, 300 * time.Millisecond, 300 * time.Millisecond, 3}) {
 		t.Errorf("autoPeers defaults not applied: %+v", ap)
 	}
 	d := c.BGP.Drain
-	if d.ASPathPrepend != 3 || !*d.GracefulShutdownCommunity || d.WithdrawAfter.Duration != 30*time.Second || d.MED != 100 {
+	if d.ASPathPrepend != 3 || !*d.GracefulShutdownCommunity || d.WithdrawAfter != 30*time.Second || d.MED != 100 {
 		t.Errorf("deprefer defaults not applied: %+v", d)
 	}
 }
@@ -168,4 +172,180 @@ func TestBadInput(t *testing.T) {
 	if got, _ := ReadPassword(pw); got != "s3cret" {
 		t.Errorf("password %q", got)
 	}
+}
+
+// The shipped ConfigMap leaves node.name to the DaemonSet's
+// --node-name=$(NODE_NAME): overrides come before validation.
+func TestOverridesBeforeValidation(t *testing.T) {
+	const file = `
+kubernetes: {enabled: true}
+bgp: {asn: 65001}
+`
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path, Overrides{}); err == nil || !strings.Contains(err.Error(), "node.name: required") {
+		t.Fatalf("without --node-name: got %v, want node.name: required", err)
+	}
+	c, err := Load(path, Overrides{NodeName: "node1", LogLevel: "debug", ShutdownMode: ShutdownDrain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Node.Name != "node1" || c.Log.Level != "debug" || c.Shutdown.Mode != ShutdownDrain || c.Log.Format != "text" {
+		t.Errorf("overrides or defaults not applied: %+v %+v %+v", c.Node, c.Log, c.Shutdown)
+	}
+	// An override is validated like the file's value.
+	if _, err := Load(path, Overrides{NodeName: "Node_1"}); err == nil || !strings.Contains(err.Error(), "node.name") {
+		t.Errorf("bad --node-name accepted: %v", err)
+	}
+}
+
+// TestHostileInput: inputs that could hang the daemon or eat the machine
+// are refused at once with an error naming the field.
+func TestHostileInput(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big")
+	if err := os.WriteFile(big, bytes.Repeat([]byte("x"), MaxPasswordFile+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	node := func(name string) string {
+		return "node: {name: " + name + ", routerID: 10.255.0.1}\npodCIDRs: [10.0.1.0/24]\nbgp: {asn: 65001}\n"
+	}
+	peer := func(p string) string {
+		return "node: {name: n, routerID: 10.255.0.1}\npodCIDRs: [10.0.1.0/24]\nbgp:\n  asn: 65001\n  peers:\n    - " + p + "\n"
+	}
+	var cidrs strings.Builder
+	cidrs.WriteString("node: {name: n, routerID: 10.255.0.1}\nbgp: {asn: 65001}\npodCIDRs:\n")
+	for i := range 60000 {
+		fmt.Fprintf(&cidrs, "- 10.%d.%d.0/24\n", i/256, i%256)
+	}
+	laughs := "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+	for i := 'b'; i <= 'j'; i++ {
+		laughs += fmt.Sprintf("%c: &%c [*%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c]\n", i, i, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1)
+	}
+	bomb := strings.Replace(node("n"), "podCIDRs: [10.0.1.0/24]", "podCIDRs: [10.0.1.0/24]\nbogus:\n"+indent(laughs), 1)
+	aliasPeers := "node: {name: n, routerID: 10.255.0.1}\npodCIDRs: [10.0.1.0/24]\nbgp:\n  asn: 65001\n  x: &p {address: 10.1.0.0, asn: 65100, holdTime: 9s, ttlMin: 255, bfd: {enabled: true, minTx: 1s}, maxPrefix: {limit: 5}}\n  peers: [" + strings.Repeat("*p, ", 40000) + "*p]\n"
+	bombListed := node("n") + "datapath:\n  uplinks: &u [eth0, eth0, eth0, eth0, eth0, eth0, eth0, eth0, eth0, eth0]\n"
+	cases := []struct{ name, yaml, want string }{
+		{"huge node name", node(strings.Repeat("n", 900_000)), "node.name: 900000 characters"},
+		{"node name not a DNS name", node("'Node_1'"), `node.name: "Node_1" is not a DNS subdomain`},
+		{"node name of 254", node(strings.Repeat("a", 254)), "node.name: 254 characters"},
+		{"yaml bomb in an unknown field", bomb, `unknown field "bogus"`},
+		{"aliases multiplying peers", aliasPeers, "expands to more than 200000 YAML nodes"},
+		{"aliases in a known field", strings.Replace(bombListed, "[eth0, eth0", "[*u, eth0", 1), "datapath.uplinks"},
+		{"duplicate key", node("n") + "log: {level: info, level: debug}\n", `mapping key "level" already defined`},
+		{"duplicate section", node("n") + "log: {level: info}\nlog: {level: debug}\n", `mapping key "log" already defined`},
+		{"trailing document", node("n") + "---\nnode: {name: other}\n", "second YAML document"},
+		{"list for a string", "node: {name: [a, b], routerID: 10.255.0.1}\npodCIDRs: [10.0.1.0/24]\nbgp: {asn: 65001}\n", "node.name: line 1: want a scalar, got a list"},
+		{"map for a list", node("n") + "datapath: {uplinks: {eth0: true}}\n", "datapath.uplinks: line 4: want a list, got a mapping"},
+		{"list for a section", node("n") + "routes: [1, 2]\n", "routes: line 4: want a mapping, got a list"},
+		{"string for a number", node("n") + "routes: {metric: high}\n", "routes.metric: line"},
+		{"negative duration", node("n") + "routes: {resyncInterval: -1s}\n", `routes.resyncInterval: line`},
+		{"zone on a global peer", peer("{address: '2001:db8::1%eth0', asn: 65100}"), "bgp.peers[0].address: 2001:db8::1%eth0: a zone (%eth0) is for link-local addresses only"},
+		{"link-local peer", peer("{address: 'fe80::1%eth0', asn: 65100}"), "bgp.peers[0].address: want a global address"},
+		{"zone on a global local address", peer("{address: '2001:db8::1', asn: 65100, localAddress: '2001:db8::2%eth0'}"), "bgp.peers[0].localAddress: 2001:db8::2%eth0: a zone"},
+		{"zone on a listen address", "node: {name: n, routerID: 10.255.0.1}\npodCIDRs: [10.0.1.0/24]\nbgp:\n  asn: 65001\n  listenAddresses: ['2001:db8::2%eth0']\n", "bgp.listenAddresses[0]: 2001:db8::2%eth0: a zone"},
+		{"peer is the node itself", peer("{address: 10.255.0.1, asn: 65100}"), "bgp.peers[0].address: 10.255.0.1 is this node's own address (node.routerID)"},
+		{"peer on a listen address", "node: {name: n, routerID: 10.255.0.1}\npodCIDRs: [10.0.1.0/24]\nbgp:\n  asn: 65001\n  listenAddresses: [10.1.0.1]\n  peers: [{address: 10.1.0.1, asn: 65100}]\n", "bgp.peers[0].address: 10.1.0.1 is this node's own address (bgp.listenAddresses[0])"},
+		{"peer on loopback", peer("{address: 127.0.0.1, asn: 65100}"), "bgp.peers[0].address: 127.0.0.1 is not a neighbour's unicast address"},
+		{"peer local address is the peer", peer("{address: 10.1.0.0, asn: 65100, localAddress: 10.1.0.0}"), "bgp.peers[0].localAddress: 10.1.0.0 is the peer's own address"},
+		{"60000 pod cidrs", cidrs.String(), "podCIDRs: at most 64 pod CIDRs, got 60000"},
+		{"password file is a device", peer("{address: 10.1.0.0, asn: 65100, passwordFile: /dev/zero}"), "bgp.peers[0].passwordFile: read password file: /dev/zero is not a regular file (a character device)"},
+		{"password file is a fifo", peer("{address: 10.1.0.0, asn: 65100, passwordFile: " + fifo + "}"), "bgp.peers[0].passwordFile: read password file: " + fifo + " is not a regular file (a FIFO)"},
+		{"password file is a directory", peer("{address: 10.1.0.0, asn: 65100, passwordFile: " + dir + "}"), "is not a regular file (a directory)"},
+		{"password file too big", peer("{address: 10.1.0.0, asn: 65100, passwordFile: " + big + "}"), "bgp.peers[0].passwordFile: read password file: " + big + " is 4097 bytes, at most 4096"},
+		{"socket path too long", node("n") + "localAPI: {socket: /" + strings.Repeat("s", 120) + "}\n", "localAPI.socket: 121 bytes"},
+		{"bad metrics address", node("n") + "metrics: {address: 'localhost:9842'}\n", `metrics.address: want ip:port, got "localhost:9842"`},
+		{"file too large", node("n") + "#" + strings.Repeat("x", MaxFileSize), "at most 1048576"},
+		{"unknown field listed once", node("n") + "bgp: {asn: 65001, peer: []}\n", `unknown field "bgp.peer" (line 4)`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			if err == nil {
+				t.Fatalf("accepted")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %.300q does not mention %q", err, tc.want)
+			}
+			if len(err.Error()) > 16<<10 {
+				t.Errorf("error is %d bytes: a huge input must not make a huge error", len(err.Error()))
+			}
+		})
+	}
+	// The config file itself: only a regular file, bounded.
+	for _, tc := range []struct{ path, want string }{
+		{"/dev/zero", "read config: /dev/zero is not a regular file (a character device)"},
+		{fifo, "read config: " + fifo + " is not a regular file (a FIFO)"},
+		{big + "-nope", "read config: open"},
+	} {
+		if _, err := Load(tc.path, Overrides{}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Load(%s): got %v, want %q", tc.path, err, tc.want)
+		}
+	}
+	huge := filepath.Join(dir, "huge.yaml")
+	if err := os.WriteFile(huge, bytes.Repeat([]byte("#\n"), MaxFileSize), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(huge, Overrides{}); err == nil || !strings.Contains(err.Error(), "at most 1048576") {
+		t.Errorf("Load of a 2 MiB file: %v", err)
+	}
+}
+
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n  ") + "\n"
+}
+
+// TestPodCIDROverlapSweep: the sort-and-sweep overlap check finds exactly
+// the overlaps the pairwise check finds.
+func TestPodCIDROverlapSweep(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		var ps []netip.Prefix
+		for range 1 + r.IntN(8) {
+			var p netip.Prefix
+			if r.IntN(3) == 0 {
+				a := netip.AddrFrom16([16]byte{0xfd, 0, byte(r.IntN(4)), byte(r.IntN(4))})
+				p = netip.PrefixFrom(a, 16+r.IntN(24)).Masked()
+			} else {
+				a := netip.AddrFrom4([4]byte{10, byte(r.IntN(4)), byte(r.IntN(4)), 0})
+				p = netip.PrefixFrom(a, 8+r.IntN(17)).Masked()
+			}
+			ps = append(ps, p)
+		}
+		want := map[int]bool{}
+		for i := range ps {
+			for j := range i {
+				if ps[i].Overlaps(ps[j]) {
+					want[i] = true
+				}
+			}
+		}
+		err := validatePodCIDRs(ps)
+		for i := range ps {
+			got := err != nil && strings.Contains(err.Error(), fmt.Sprintf("podCIDRs[%d]: %s overlaps", i, ps[i]))
+			// The sweep names each overlapping later entry once; an entry
+			// overlapping only earlier ones is found either way.
+			if want[i] && !got && !overlapsLater(ps, i) {
+				t.Fatalf("%v: podCIDRs[%d] overlap not reported: %v", ps, i, err)
+			}
+		}
+		if (len(want) > 0) != (err != nil) {
+			t.Fatalf("%v: overlaps %v, error %v", ps, want, err)
+		}
+	}
+}
+
+func overlapsLater(ps []netip.Prefix, i int) bool {
+	for j := i + 1; j < len(ps); j++ {
+		if ps[i].Overlaps(ps[j]) {
+			return true
+		}
+	}
+	return false
 }

@@ -1,18 +1,32 @@
 package datapath
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 )
 
-// DefaultPinDir is where maps and links are pinned unless Config.PinDir says otherwise.
-const DefaultPinDir = "/sys/fs/bpf/podrouter"
+// Defaults and limits of Config.
+const (
+	// DefaultPinDir is where maps and links are pinned unless Config.PinDir says otherwise.
+	DefaultPinDir = "/sys/fs/bpf/podrouter"
+	// DefaultCTSizeTCP and DefaultCTSizeOther are the conntrack map sizes
+	// for a zero Config.CTSizeTCP and CTSizeOther.
+	DefaultCTSizeTCP   = 262144
+	DefaultCTSizeOther = 65536
+	// MaxCTSize bounds each conntrack map.
+	MaxCTSize = 1 << 24
+	// MaxPrefixes bounds Config.PassCIDRs and NextHopCIDRs (PR_LPM_MAX in
+	// bpf/lib/maps.h).
+	MaxPrefixes = maxLPM
+)
 
 // ErrUnavailable wraps every failure to load or attach the BPF programs: the
 // caller logs it and keeps the kernel forwarding path.
@@ -28,8 +42,9 @@ type Config struct {
 	PinDir string
 	// Uplinks are the node's uplink interfaces (from-network is attached there).
 	Uplinks []string
-	// PodCIDRs are this node's pod prefixes; endpoint discovery looks for
-	// /32 and /128 routes inside them.
+	// PodCIDRs are this node's pod prefixes at start; endpoint discovery
+	// looks for /32 and /128 routes inside them. SetPodCIDRs replaces them
+	// while running.
 	PodCIDRs []netip.Prefix
 	// NodeAddrs are addresses of the node itself: traffic to them goes to
 	// the stack. Addresses found on the uplinks are added automatically.
@@ -40,7 +55,8 @@ type Config struct {
 	// NextHopCIDRs, when set, limits the cached next hop to these
 	// destinations (e.g. the cluster's pod supernet); others use the FIB.
 	NextHopCIDRs []netip.Prefix
-	// CTSizeTCP and CTSizeOther are the conntrack map sizes (defaults 262144, 65536).
+	// CTSizeTCP and CTSizeOther are the conntrack map sizes (defaults
+	// DefaultCTSizeTCP, DefaultCTSizeOther).
 	CTSizeTCP, CTSizeOther int
 	// CTTimeouts are the conntrack lifetimes; zero fields take defaults.
 	CTTimeouts CTTimeouts
@@ -115,8 +131,9 @@ type Datapath struct {
 	kick chan struct{}
 
 	mu          sync.Mutex
-	explicitEPs []Endpoint // last SetEndpoints input
-	nextHops    []NextHop  // last SetNextHops input
+	podCIDRs    []netip.Prefix // where endpoints are discovered (Config.PodCIDRs, SetPodCIDRs)
+	explicitEPs []Endpoint     // last SetEndpoints input
+	nextHops    []NextHop      // last SetNextHops input
 	status      Status
 	impl        *loaded // non-nil while Run holds loaded objects (Linux)
 }
@@ -130,7 +147,7 @@ func New(cfg Config, logger *slog.Logger) (*Datapath, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Datapath{cfg: cfg, log: logger, kick: make(chan struct{}, 1)}, nil
+	return &Datapath{cfg: cfg, log: logger, kick: make(chan struct{}, 1), podCIDRs: slices.Clone(cfg.PodCIDRs)}, nil
 }
 
 func (c Config) withDefaults() Config {
@@ -138,10 +155,10 @@ func (c Config) withDefaults() Config {
 		c.PinDir = DefaultPinDir
 	}
 	if c.CTSizeTCP == 0 {
-		c.CTSizeTCP = 262144
+		c.CTSizeTCP = DefaultCTSizeTCP
 	}
 	if c.CTSizeOther == 0 {
-		c.CTSizeOther = 65536
+		c.CTSizeOther = DefaultCTSizeOther
 	}
 	t := &c.CTTimeouts
 	def := func(d *time.Duration, v time.Duration) {
@@ -168,14 +185,10 @@ func (c Config) validate() error {
 	if !filepath.IsAbs(c.PinDir) {
 		errs = append(errs, fmt.Errorf("pin dir %q: not an absolute path", c.PinDir))
 	}
-	if c.CTSizeTCP < 1 || c.CTSizeOther < 1 || c.CTSizeTCP > 1<<24 || c.CTSizeOther > 1<<24 {
-		errs = append(errs, fmt.Errorf("conntrack sizes %d/%d: want 1..%d", c.CTSizeTCP, c.CTSizeOther, 1<<24))
+	if c.CTSizeTCP < 1 || c.CTSizeOther < 1 || c.CTSizeTCP > MaxCTSize || c.CTSizeOther > MaxCTSize {
+		errs = append(errs, fmt.Errorf("conntrack sizes %d/%d: want 1..%d", c.CTSizeTCP, c.CTSizeOther, MaxCTSize))
 	}
-	for _, p := range c.PodCIDRs {
-		if !p.IsValid() || p != p.Masked() {
-			errs = append(errs, fmt.Errorf("pod cidr %s: not a masked prefix", p))
-		}
-	}
+	errs = append(errs, validPodCIDRs(c.PodCIDRs))
 	for _, l := range [][]netip.Prefix{c.PassCIDRs, c.NextHopCIDRs} {
 		if len(l) > maxLPM {
 			errs = append(errs, fmt.Errorf("%d prefixes: at most %d", len(l), maxLPM))
@@ -198,6 +211,42 @@ func (c Config) validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func validPodCIDRs(ps []netip.Prefix) error {
+	var errs []error
+	for _, p := range ps {
+		if !p.IsValid() || p != p.Masked() {
+			errs = append(errs, fmt.Errorf("pod cidr %s: not a masked prefix", p))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// SetPodCIDRs replaces the node's pod prefixes (whole desired state), for
+// pod CIDRs that arrive or change after start (Kubernetes assigns them to
+// the Node): endpoints are discovered inside them from now on. Applied now
+// when running, else at Run; the same set again is a no-op.
+func (d *Datapath) SetPodCIDRs(ctx context.Context, ps []netip.Prefix) error {
+	if err := validPodCIDRs(ps); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	same := slices.Equal(d.podCIDRs, ps)
+	d.podCIDRs = slices.Clone(ps)
+	d.mu.Unlock()
+	if same {
+		return nil
+	}
+	d.log.Info("pod cidrs set", "pod_cidrs", ps)
+	return d.applyNow(ctx)
+}
+
+// pods returns the pod prefixes endpoints are discovered in.
+func (d *Datapath) pods() []netip.Prefix {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.podCIDRs)
 }
 
 // Status returns the current state of the fast path.

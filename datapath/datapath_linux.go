@@ -147,7 +147,7 @@ func (d *Datapath) load() (*loaded, error) {
 func (d *Datapath) reconcile(ctx context.Context) {
 	var eps []Endpoint
 	if !d.cfg.DisableDiscovery {
-		found, err := discoverEndpoints(ctx, d.cfg.PodCIDRs)
+		found, err := discoverEndpoints(ctx, d.pods())
 		if err != nil {
 			d.log.Warn("endpoint discovery", "err", err)
 		}
@@ -299,7 +299,7 @@ func (d *Datapath) applyNow(ctx context.Context) error {
 	var found []Endpoint
 	if !d.cfg.DisableDiscovery {
 		var err error
-		if found, err = discoverEndpoints(ctx, d.cfg.PodCIDRs); err != nil {
+		if found, err = discoverEndpoints(ctx, d.pods()); err != nil {
 			return err
 		}
 	}

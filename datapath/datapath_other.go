@@ -30,3 +30,6 @@ func (d *Datapath) Conntrack() ([]CTEntry, error) { return nil, ErrNotRunning }
 func (d *Datapath) Monitor(ctx context.Context, types []string, sampleRate uint32, fn func(Event)) error {
 	return ErrNotRunning
 }
+
+// applyNow has nothing to apply off Linux.
+func (d *Datapath) applyNow(context.Context) error { return nil }

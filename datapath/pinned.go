@@ -30,10 +30,3 @@ type PinnedLink struct {
 	IfIndex int    // where the link is attached (0 if it could not be read)
 	ProgID  uint32 // program the link runs
 }
-
-// MapUsage is how full one pinned map is.
-type MapUsage struct {
-	Map      string // "ct_tcp", "ct_other" or "endpoints"
-	Entries  int
-	Capacity int // the map's max entries
-}

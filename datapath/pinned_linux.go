@@ -9,6 +9,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+
+	"github.com/podrouter/podrouter/health"
 )
 
 // Pinned is a read-only view of the maps a daemon pinned under its pin
@@ -57,8 +59,8 @@ func (p *Pinned) Conntrack() ([]CTEntry, error) { return readConntrack(p.ctTCP, 
 
 // Usage counts the entries of the conntrack maps and the endpoint map.
 // It reads keys and values in batches: cheap enough for every `status`.
-func (p *Pinned) Usage() ([]MapUsage, error) {
-	var out []MapUsage
+func (p *Pinned) Usage() ([]health.MapUsage, error) {
+	var out []health.MapUsage
 	var errs []error
 	for _, m := range []struct {
 		name string
@@ -73,7 +75,7 @@ func (p *Pinned) Usage() ([]MapUsage, error) {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("count %s: %w", m.name, err))
 		}
-		out = append(out, MapUsage{Map: m.name, Entries: n, Capacity: int(m.m.MaxEntries())})
+		out = append(out, health.MapUsage{Map: m.name, Entries: n, Capacity: int(m.m.MaxEntries())})
 	}
 	return out, errors.Join(errs...)
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/podrouter/podrouter/health"
 )
 
 // TestPinnedUsageAndFlush: entry counts and filtered deletion through the
@@ -56,7 +58,7 @@ func TestPinnedUsageAndFlush(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []MapUsage{{"ct_tcp", 1500, 4096}, {"ct_other", 3, 2048}, {"endpoints", 0, us[2].Capacity}}
+	want := []health.MapUsage{{Map: "ct_tcp", Entries: 1500, Capacity: 4096}, {Map: "ct_other", Entries: 3, Capacity: 2048}, {Map: "endpoints", Capacity: us[2].Capacity}}
 	if len(us) != 3 || us[0] != want[0] || us[1] != want[1] || us[2] != want[2] || us[2].Capacity == 0 {
 		t.Errorf("usage %+v, want %+v", us, want)
 	}

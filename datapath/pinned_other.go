@@ -2,6 +2,8 @@
 
 package datapath
 
+import "github.com/podrouter/podrouter/health"
+
 // Pinned is unavailable off Linux.
 type Pinned struct{}
 
@@ -18,7 +20,7 @@ func (p *Pinned) Counters() ([]Counter, error) { return nil, ErrNotRunning }
 func (p *Pinned) Conntrack() ([]CTEntry, error) { return nil, ErrNotRunning }
 
 // Usage is unavailable off Linux.
-func (p *Pinned) Usage() ([]MapUsage, error) { return nil, ErrNotRunning }
+func (p *Pinned) Usage() ([]health.MapUsage, error) { return nil, ErrNotRunning }
 
 // FlushConntrack is unavailable off Linux.
 func FlushConntrack(string, func(CTEntry) bool) (int, error) { return 0, ErrNotRunning }

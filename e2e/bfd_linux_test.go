@@ -11,6 +11,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/podrouter/podrouter/health"
 	"github.com/podrouter/podrouter/lab"
 )
 
@@ -41,7 +42,7 @@ func TestLabBFD(t *testing.T) {
 			}
 			st := nodeStatus(t, l, 1)
 			for _, p := range st.Peers {
-				if p.State != "established" || p.BFD != "up" {
+				if p.State != health.SessionEstablished || p.BFD != health.BFDUp {
 					return false, fmt.Sprintf("node1 peer %s: %s, bfd %q", p.Address, p.State, p.BFD)
 				}
 			}
@@ -57,7 +58,7 @@ func TestLabBFD(t *testing.T) {
 				return false, why
 			}
 			for _, p := range nodeStatus(t, l, 1).Peers {
-				if p.BFD != "up" {
+				if p.BFD != health.BFDUp {
 					return false, fmt.Sprintf("node1 peer %s: bfd %q", p.Address, p.BFD)
 				}
 			}
@@ -67,7 +68,7 @@ func TestLabBFD(t *testing.T) {
 	t.Run("hold-timer", func(t *testing.T) {
 		l := upLab(t, 2)
 		for _, p := range nodeStatus(t, l, 1).Peers {
-			if p.BFD != "" {
+			if p.BFD != health.BFDOff {
 				t.Fatalf("BFD runs without being configured: %+v", p)
 			}
 		}
@@ -151,7 +152,7 @@ func silentFailure(t *testing.T, l *lab.Lab, timeout time.Duration) time.Duratio
 	tor4, _ := lab.LinkV4(1, 1)
 	tor6, _ := lab.LinkV6(1, 1)
 	for _, p := range nodeStatus(t, l, 1).Peers {
-		if (p.Address == tor4 || p.Address == tor6) && p.State == "established" {
+		if (p.Address == tor4 || p.Address == tor6) && p.State == health.SessionEstablished {
 			t.Errorf("node1's session with ToR 1 still established: %+v", p)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podrouter/podrouter/api"
 	"github.com/podrouter/podrouter/lab"
 )
 
@@ -40,19 +41,11 @@ func bpfJSON(t *testing.T, l *lab.Lab, n int, v any, args ...string) {
 	}
 }
 
-type hook struct {
-	IfName   string   `json:"ifName"`
-	Uplink   bool     `json:"uplink"`
-	Pinned   bool     `json:"pinned"`
-	PinnedID uint32   `json:"pinnedProgramID"`
-	Programs []uint32 `json:"programs"`
-}
-
-func hooks(t *testing.T, l *lab.Lab, n int) map[string]hook {
+func hooks(t *testing.T, l *lab.Lab, n int) map[string]api.Hook {
 	t.Helper()
-	var hs []hook
+	var hs []api.Hook
 	bpfJSON(t, l, n, &hs, "hook", "list")
-	out := map[string]hook{}
+	out := map[string]api.Hook{}
 	for _, h := range hs {
 		out[h.IfName] = h
 	}
@@ -81,15 +74,10 @@ func hooksOK(t *testing.T, l *lab.Lab, n, pods int) (bool, string) {
 	return true, ""
 }
 
-type counter struct {
-	Direction, Reason string
-	Packets, Bytes    uint64
-}
-
 // forwarded sums the fast path's fwd-* counters of node n.
 func forwarded(t *testing.T, l *lab.Lab, n int) uint64 {
 	t.Helper()
-	var cs []counter
+	var cs []api.Counter
 	bpfJSON(t, l, n, &cs, "stats")
 	var sum uint64
 	for _, c := range cs {
@@ -100,32 +88,20 @@ func forwarded(t *testing.T, l *lab.Lab, n int) uint64 {
 	return sum
 }
 
-type endpoint struct {
-	Addr netip.Addr
-}
-
 func endpointAddrs(t *testing.T, l *lab.Lab, n int) map[netip.Addr]bool {
 	t.Helper()
-	var eps []endpoint
+	var eps []api.Endpoint
 	bpfJSON(t, l, n, &eps, "endpoint", "list")
 	out := map[netip.Addr]bool{}
 	for _, e := range eps {
-		out[e.Addr] = true
+		out[e.Address] = true
 	}
 	return out
 }
 
-type ctEntry struct {
-	Proto   uint8
-	Src     netip.AddrPort
-	Dst     netip.AddrPort
-	Packets [2]uint64
-	Age     time.Duration
-}
-
-func conntrack(t *testing.T, l *lab.Lab, n int) []ctEntry {
+func conntrack(t *testing.T, l *lab.Lab, n int) []api.CTEntry {
 	t.Helper()
-	var ct []ctEntry
+	var ct []api.CTEntry
 	bpfJSON(t, l, n, &ct, "ct", "list")
 	return ct
 }

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/podrouter/podrouter/health"
 	"github.com/podrouter/podrouter/k8s/k8stest"
 	"github.com/podrouter/podrouter/lab"
 )
@@ -104,7 +105,7 @@ func TestKubernetesLab(t *testing.T) {
 			tor6, _ := lab.LinkV6(1, n)
 			up := 0
 			for _, p := range st.Peers {
-				if p.State == "established" && (p.Address == tor4 || p.Address == tor6) {
+				if p.State == health.SessionEstablished && (p.Address == tor4 || p.Address == tor6) {
 					up++
 				}
 			}
@@ -329,7 +330,7 @@ func TestKubernetesLab(t *testing.T) {
 			}
 			for _, p := range st.Peers {
 				up, err := time.ParseDuration(p.Uptime)
-				if err != nil || p.State != "established" || up > time.Since(start) {
+				if err != nil || p.State != health.SessionEstablished || up > time.Since(start) {
 					t.Errorf("node%d peer %s: %s for %s — not re-established after the rotation", n, p.Address, p.State, p.Uptime)
 				}
 			}

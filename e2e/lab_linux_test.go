@@ -23,6 +23,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/podrouter/podrouter/api"
 	"github.com/podrouter/podrouter/lab"
 	"github.com/podrouter/podrouter/metrics/promtest"
 )
@@ -756,23 +757,10 @@ func defaultLinks(h *netlink.Handle) (map[int][]int, error) {
 	return out, nil
 }
 
-// statusDoc is the part of `podrouter status -o json` the tests read.
-type statusDoc struct {
-	ASN        uint32   `json:"asn"`
-	Advertised []string `json:"advertised"`
-	Drain      string   `json:"drain"`
-	Peers      []struct {
-		Address netip.Addr `json:"address"`
-		State   string     `json:"state"`
-		Uptime  string     `json:"uptime"`
-		BFD     string     `json:"bfd"`
-	} `json:"peers"`
-}
-
 // readStatus runs `podrouter status -o json` on node n; the raw output
 // comes back too, for messages.
-func readStatus(l *lab.Lab, n int) (statusDoc, string, error) {
-	var st statusDoc
+func readStatus(l *lab.Lab, n int) (api.Status, string, error) {
+	var st api.Status
 	out, err := l.Exec(context.Background(), l.NodeNS(n), podrouterBin, "status", "-o", "json", "--socket", socket(l, n))
 	if err == nil {
 		err = json.Unmarshal([]byte(out), &st)
@@ -781,7 +769,7 @@ func readStatus(l *lab.Lab, n int) (statusDoc, string, error) {
 }
 
 // nodeStatus is readStatus that fails the test on an error.
-func nodeStatus(t *testing.T, l *lab.Lab, n int) statusDoc {
+func nodeStatus(t *testing.T, l *lab.Lab, n int) api.Status {
 	t.Helper()
 	st, out, err := readStatus(l, n)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/podrouter/podrouter/api"
 	"github.com/podrouter/podrouter/lab"
 )
 
@@ -26,24 +27,12 @@ import (
 // status` shows the attached programs and conntrack usage.
 
 // monEvent is one line of `podrouter monitor -o json`.
-type monEvent struct {
-	Type       string         `json:"type"`
-	CTVerdict  string         `json:"ctVerdict"`
-	Reason     string         `json:"reason"`
-	IfIndex    int            `json:"ifindex"`
-	IfName     string         `json:"ifname"`
-	Target     int            `json:"target"`
-	TargetName string         `json:"targetName"`
-	Endpoint   uint32         `json:"endpoint"`
-	Proto      uint8          `json:"proto"`
-	Src        netip.AddrPort `json:"src"`
-	Dst        netip.AddrPort `json:"dst"`
-	Error      string         `json:"error"`
-}
+type monEvent = api.MonitorEvent
 
-func (e monEvent) String() string {
+// evString is one event on one line, for messages.
+func evString(e monEvent) string {
 	return fmt.Sprintf("%s ct=%s reason=%s on %s(%d) target %s(%d) endpoint %d proto %d %s -> %s",
-		e.Type, e.CTVerdict, e.Reason, e.IfName, e.IfIndex, e.TargetName, e.Target, e.Endpoint, e.Proto, e.Src, e.Dst)
+		e.Type, e.CTVerdict, e.Reason, e.IfName, e.IfIndex, e.TargetName, e.Target, e.EndpointID, e.Proto, e.Src, e.Dst)
 }
 
 // monitor is a running `podrouter monitor -o json` in a node.
@@ -102,7 +91,7 @@ func (m *monitor) dump(filter func(monEvent) bool) string {
 	var b strings.Builder
 	for _, e := range m.snapshot() {
 		if filter(e) {
-			fmt.Fprintf(&b, "  node%d: %s\n", m.node, e)
+			fmt.Fprintf(&b, "  node%d: %s\n", m.node, evString(e))
 		}
 	}
 	if s := m.stderr.String(); strings.Contains(s, "error") {
@@ -144,13 +133,10 @@ func follow(evs []monEvent, from int, steps ...step) string {
 // endpoint map.
 func endpointIfIndex(t *testing.T, l *lab.Lab, n int, a netip.Addr) int {
 	t.Helper()
-	var eps []struct {
-		Addr    netip.Addr
-		IfIndex int
-	}
+	var eps []api.Endpoint
 	bpfJSON(t, l, n, &eps, "endpoint", "list")
 	for _, e := range eps {
-		if e.Addr == a {
+		if e.Address == a {
 			return e.IfIndex
 		}
 	}
@@ -248,7 +234,7 @@ func TestObserve(t *testing.T) {
 	onUp := func(e monEvent) bool { return e.IfName == "up1" }
 	into := func(idx int) func(monEvent) bool { return func(e monEvent) bool { return e.Target == idx } }
 	viaUp := func(e monEvent) bool { return e.TargetName == "up1" }
-	fromPod := func(e monEvent) bool { return e.Endpoint != 0 } // source endpoint id
+	fromPod := func(e monEvent) bool { return e.EndpointID != 0 } // source endpoint id
 
 	t.Run("monitor follows a cross-node ping on both nodes", func(t *testing.T) {
 		// Tracing starts just after the monitor says it listens, and every
@@ -352,7 +338,7 @@ func TestObserve(t *testing.T) {
 			t.Errorf("bpf stats: from-endpoint drop-malformed %d before, %d after the malformed packet", before, after)
 		}
 		if got := index(m3.snapshot(), 0, func(e monEvent) bool { return e.Proto == 17 && e.Src.Addr() == pod1 }); got >= 0 {
-			t.Errorf("the malformed packet reached node3: %s", m3.snapshot()[got])
+			t.Errorf("the malformed packet reached node3: %s", evString(m3.snapshot()[got]))
 		}
 	})
 
@@ -373,17 +359,7 @@ func TestObserve(t *testing.T) {
 				t.Errorf("status does not match %s", re)
 			}
 		}
-		var st struct {
-			FastPath struct {
-				Mode         string
-				FromNetwork  []string
-				FromEndpoint []string
-				Maps         []struct {
-					Map               string
-					Entries, Capacity int
-				}
-			}
-		}
+		var st api.Status
 		js := nodeExec(t, l, 1, podrouterBin, "status", "--socket", socket(l, 1), "-o", "json")
 		if err := json.Unmarshal([]byte(js), &st); err != nil {
 			t.Fatalf("status -o json: %v\n%s", err, js)
@@ -393,7 +369,7 @@ func TestObserve(t *testing.T) {
 		for _, m := range fp.Maps {
 			usage[m.Map] = [2]int{m.Entries, m.Capacity}
 		}
-		if fp.Mode != "ebpf" || strings.Join(fp.FromNetwork, ",") != "up1" || len(fp.FromEndpoint) != 2 ||
+		if fp.Mode != api.ModeEBPF || strings.Join(fp.FromNetwork, ",") != "up1" || len(fp.FromEndpoint) != 2 ||
 			usage["ct_other"][0] < 1 || usage["ct_other"][1] < usage["ct_other"][0] || usage["ct_tcp"][1] == 0 || usage["endpoints"][0] < 2 {
 			t.Errorf("status -o json fast path: %+v", fp)
 		}
@@ -406,8 +382,8 @@ func TestObserve(t *testing.T) {
 		if err := lab.Ping(ctx, l.PodNS(1, 1), pod1b, 1); err != nil {
 			t.Fatal(err)
 		}
-		list := func(args ...string) []ctEntry {
-			var ct []ctEntry
+		list := func(args ...string) []api.CTEntry {
+			var ct []api.CTEntry
 			bpfJSON(t, l, 1, &ct, append([]string{"ct", "list"}, args...)...)
 			return ct
 		}
@@ -460,7 +436,7 @@ func TestObserve(t *testing.T) {
 // dropMalformed is node n's from-endpoint drop-malformed packet counter.
 func dropMalformed(t *testing.T, l *lab.Lab, n int) uint64 {
 	t.Helper()
-	var cs []counter
+	var cs []api.Counter
 	bpfJSON(t, l, n, &cs, "stats", "--all")
 	for _, c := range cs {
 		if c.Direction == "from-endpoint" && c.Reason == "drop-malformed" {

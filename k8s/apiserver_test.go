@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/podrouter/podrouter/agent"
+	"github.com/podrouter/podrouter/health"
 	"github.com/podrouter/podrouter/k8s"
 	"github.com/podrouter/podrouter/k8s/k8stest"
 )
@@ -75,19 +76,37 @@ func (s *sink) last() (agent.NodeState, k8s.Peering, string, int) {
 	return ns, p, pw, len(s.peerings)
 }
 
-// health is a HealthSource the test steers.
-type health struct {
+// steered is a HealthSource the test steers.
+type steered struct {
 	mu sync.Mutex
-	h  k8s.Health
+	h  health.Snapshot
 }
 
-func (h *health) Health(context.Context) k8s.Health {
+func (h *steered) Snapshot(context.Context) health.Snapshot {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.h
 }
 
-func (h *health) set(v k8s.Health) {
+// established and down are peers in those states.
+func established(a string) health.Peer {
+	return health.Peer{Address: netip.MustParseAddr(a), State: health.SessionEstablished}
+}
+func down(a string) health.Peer {
+	return health.Peer{Address: netip.MustParseAddr(a), State: health.SessionActive}
+}
+
+// reconciled is a snapshot after one reconcile with these peers and n
+// IPv4 default next hops.
+func reconciled(n int, peers ...health.Peer) health.Snapshot {
+	s := health.Snapshot{Reconcile: health.Reconcile{Count: 1}, Peers: peers}
+	for range n {
+		s.DefaultV4.Installed = append(s.DefaultV4.Installed, netip.MustParseAddr("192.0.2.1"))
+	}
+	return s
+}
+
+func (h *steered) set(v health.Snapshot) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.h = v
@@ -224,7 +243,7 @@ func TestAdapterAgainstAPIServer(t *testing.T) {
 		t.Errorf("bootstrap snapshot = %+v", snap)
 	}
 
-	h := &health{}
+	h := &steered{}
 	s, cni := startAdapter(t, srv.Admin, "n1", h)
 	dual := []netip.Prefix{netip.MustParsePrefix("10.244.1.0/24"), netip.MustParsePrefix("fd00:10:244:1::/64")}
 
@@ -301,25 +320,29 @@ func TestAdapterAgainstAPIServer(t *testing.T) {
 	t.Run("condition and health events", func(t *testing.T) {
 		eventually(t, "condition NotReconciled", func() (bool, string) {
 			cd, err := condition(c, "n1")
-			return err == nil && cd != nil && cd.Status == corev1.ConditionFalse && cd.Reason == k8s.ReasonNotReconciled, fmt.Sprintf("%+v %v", cd, err)
+			return err == nil && cd != nil && cd.Status == corev1.ConditionFalse && cd.Reason == health.ReasonNotReconciled, fmt.Sprintf("%+v %v", cd, err)
 		})
-		p1, p2 := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
-		h.set(k8s.Health{Reconciled: true, Peers: []k8s.PeerHealth{{Address: p1, Established: true}, {Address: p2}}, DefaultV4: 1, Datapath: k8s.DatapathActive})
+		up := reconciled(1, established("10.0.0.1"), down("10.0.0.2"))
+		up.Datapath.State = health.DatapathActive
+		h.set(up)
 		eventually(t, "condition True", func() (bool, string) {
 			cd, err := condition(c, "n1")
-			return err == nil && cd != nil && cd.Status == corev1.ConditionTrue && cd.Reason == k8s.ReasonReady &&
+			return err == nil && cd != nil && cd.Status == corev1.ConditionTrue && cd.Reason == health.ReasonReady &&
 				strings.Contains(cd.Message, "BGP sessions 1/2 established"), fmt.Sprintf("%+v %v", cd, err)
 		})
-		eventually(t, "session up event", func() (bool, string) { return nodeEvent(c, "n1", k8s.EventSessionUp, "10.0.0.1") })
-		h.set(k8s.Health{Reconciled: true, Peers: []k8s.PeerHealth{{Address: p1}, {Address: p2, MaxPrefixTrips: 1}},
-			ForeignDefault: true, Datapath: k8s.DatapathUnavailable, DatapathReason: "pin dir not on bpffs"})
+		eventually(t, "session up event", func() (bool, string) { return nodeEvent(c, "n1", health.EventSessionUp, "10.0.0.1") })
+		bad := reconciled(0, down("10.0.0.1"), down("10.0.0.2"))
+		bad.Peers[1].MaxPrefixTrips = 1
+		bad.DefaultV4.Foreign = true
+		bad.Datapath = health.Datapath{State: health.DatapathUnavailable, Reason: "pin dir not on bpffs"}
+		h.set(bad)
 		eventually(t, "condition False NoBGPSessions", func() (bool, string) {
 			cd, err := condition(c, "n1")
-			return err == nil && cd != nil && cd.Status == corev1.ConditionFalse && cd.Reason == k8s.ReasonNoSessions, fmt.Sprintf("%+v %v", cd, err)
+			return err == nil && cd != nil && cd.Status == corev1.ConditionFalse && cd.Reason == health.ReasonNoSessions, fmt.Sprintf("%+v %v", cd, err)
 		})
 		for reason, sub := range map[string]string{
-			k8s.EventSessionDown: "10.0.0.1", k8s.EventMaxPrefix: "10.0.0.2",
-			k8s.EventForeignDefault: "did not install", k8s.EventFallback: "pin dir not on bpffs",
+			health.EventSessionDown: "10.0.0.1", health.EventMaxPrefix: "10.0.0.2",
+			health.EventForeignDefault: "did not install", health.EventFallback: "pin dir not on bpffs",
 		} {
 			eventually(t, reason+" event", func() (bool, string) { return nodeEvent(c, "n1", reason, sub) })
 		}

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/podrouter/podrouter/agent"
+	"github.com/podrouter/podrouter/health"
 )
 
 // Config configures the adapter. Field names match the kubernetes section
@@ -84,7 +85,7 @@ type Sink interface {
 
 // HealthSource is the daemon's state for the condition and Events.
 type HealthSource interface {
-	Health(ctx context.Context) Health
+	Snapshot(ctx context.Context) health.Snapshot
 }
 
 // Adapter is the Kubernetes edge of one podrouter daemon.

@@ -3,7 +3,6 @@ package k8s_test
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/podrouter/podrouter/health"
 	"github.com/podrouter/podrouter/k8s"
 	"github.com/podrouter/podrouter/k8s/apply"
 	"github.com/podrouter/podrouter/k8s/k8stest"
@@ -101,8 +101,8 @@ func TestDeployManifestsAndRBAC(t *testing.T) {
 		t.Fatal(err)
 	}
 	sa := srv.PodTokenConfig(t, pod)
-	h := &health{}
-	h.set(k8s.Health{Reconciled: true, Peers: []k8s.PeerHealth{{Address: netip.MustParseAddr("10.0.0.1"), Established: true}}, DefaultV4: 1})
+	h := &steered{}
+	h.set(reconciled(1, established("10.0.0.1")))
 	s, _ := startAdapter(t, sa, "n1", h)
 
 	t.Run("allowed: watch own node, read the secret, condition, events", func(t *testing.T) {
@@ -115,7 +115,7 @@ func TestDeployManifestsAndRBAC(t *testing.T) {
 			return err == nil && cd != nil && cd.Status == corev1.ConditionTrue, fmt.Sprintf("%+v %v", cd, err)
 		})
 		eventually(t, "event created by the service account", func() (bool, string) {
-			return nodeEvent(admin, "n1", k8s.EventSessionUp, "10.0.0.1")
+			return nodeEvent(admin, "n1", health.EventSessionUp, "10.0.0.1")
 		})
 		bs, err := k8s.NewForConfig(k8s.Config{NodeName: "n1", Namespace: ns, PasswordSecret: secretName}, sa, testLogger(t), nil)
 		if err != nil {
@@ -190,10 +190,10 @@ func TestDeployManifestsAndRBAC(t *testing.T) {
 			t.Errorf("status patch with a token not bound to a pod on the node: err = %v, want Forbidden", err)
 		}
 		// With the policy in force, the daemon still updates its own node.
-		h.set(k8s.Health{Reconciled: true, Peers: []k8s.PeerHealth{{Address: netip.MustParseAddr("10.0.0.1")}}, DefaultV4: 1})
+		h.set(reconciled(1, down("10.0.0.1")))
 		eventually(t, "own node's condition still patched under the policy", func() (bool, string) {
 			cd, err := condition(admin, "n1")
-			return err == nil && cd != nil && cd.Reason == k8s.ReasonNoSessions, fmt.Sprintf("%+v %v", cd, err)
+			return err == nil && cd != nil && cd.Reason == health.ReasonNoSessions, fmt.Sprintf("%+v %v", cd, err)
 		})
 		n2, err := admin.CoreV1().Nodes().Get(ctx, "n2", metav1.GetOptions{})
 		if err != nil || n2.Spec.Unschedulable || len(n2.Status.Conditions) > 0 {

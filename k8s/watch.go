@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/podrouter/podrouter/agent"
+	"github.com/podrouter/podrouter/health"
 )
 
 var metaGet = metav1.GetOptions{}
@@ -49,7 +50,7 @@ type run struct {
 	havePW      bool
 	pw          string
 	badPW       string
-	prevHealth  *Health
+	prevHealth  *health.Snapshot
 	cond        [3]string // status, reason, message last patched
 	condAt      time.Time
 }
@@ -296,13 +297,16 @@ func (r *run) syncHealth(ctx context.Context) {
 	if r.a.health == nil || r.node == nil {
 		return
 	}
-	h := r.a.health.Health(ctx)
-	for _, e := range healthEvents(r.prevHealth, h) {
-		r.recorder.Event(r.node, e.Type, e.Reason, e.Message)
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	h := r.a.health.Snapshot(hctx)
+	cancel()
+	for _, e := range health.Events(r.prevHealth, h) {
+		r.recorder.Event(r.node, eventType(e), e.Reason, e.Message)
 	}
 	r.prevHealth = &h
 
-	status, reason, msg := condition(h)
+	c := h.Condition()
+	status, reason, msg := conditionStatus(c), c.Reason, c.Message
 	now := time.Now()
 	if r.cond == [3]string{string(status), reason, msg} && now.Sub(r.condAt) < heartbeat {
 		return

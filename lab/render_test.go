@@ -64,7 +64,7 @@ func TestPodrouterConfigParses(t *testing.T) {
 	}
 	want := []string{"192.168.1.2", "fd00:1:2::1", "192.168.2.2", "fd00:2:2::1"}
 	for i, p := range c.BGP.Peers {
-		if p.Address != want[i] || p.ASN != ToRASN {
+		if p.Address.String() != want[i] || p.ASN != ToRASN {
 			t.Errorf("peer %d = %+v, want %s", i, p, want[i])
 		}
 	}
@@ -89,7 +89,7 @@ func TestPodrouterConfigKubernetesAutoPeers(t *testing.T) {
 	if len(c.BGP.Peers) != 0 || !ap.Enabled || ap.ASN != ToRASN || *ap.DefaultGateways || strings.Join(ap.Interfaces, ",") != "up1,up2" {
 		t.Errorf("autoPeers: %+v peers %+v\n%s", ap, c.BGP.Peers, b)
 	}
-	if d := c.BGP.Drain; d.Mode != config.DrainDeprefer || d.WithdrawAfter.Duration != 3*time.Second || d.MED != 100 {
+	if d := c.BGP.Drain; d.Mode != config.DrainDeprefer || d.WithdrawAfter != 3*time.Second || d.MED != 100 {
 		t.Errorf("drain: %+v", d)
 	}
 	if c.Kubernetes.Kubeconfig != "/k/node3.kubeconfig" || c.Kubernetes.ASNBase != 65000 {
@@ -176,8 +176,7 @@ func TestBFDConfig(t *testing.T) {
 			t.Errorf("bfdd config lacks %q:\n%s", line, b)
 		}
 	}
-	want := config.BFD{Enabled: true, MinTx: config.Duration{Duration: 300 * time.Millisecond},
-		MinRx: config.Duration{Duration: 300 * time.Millisecond}, Multiplier: 3}
+	want := config.BFD{Enabled: true, MinTx: 300 * time.Millisecond, MinRx: 300 * time.Millisecond, Multiplier: 3}
 	for _, auto := range []bool{false, true} {
 		s.AutoPeers = auto
 		b, err = render(podrouterTmpl, s.nodeData(1))

@@ -1,12 +1,13 @@
 package metrics
 
 import (
-	"context"
+	"errors"
 	"log/slog"
 	"strconv"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/podrouter/podrouter/health"
 )
 
 const namespace = "podrouter"
@@ -34,21 +35,19 @@ func sourceUp(ch chan<- prometheus.Metric, d *prometheus.Desc, err error) {
 	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v)
 }
 
-// bgpCollector reads the BGP sessions at scrape time.
+// bgpCollector renders the BGP sessions of a snapshot.
 type bgpCollector struct {
-	src     PeerSource
-	log     *slog.Logger
-	timeout time.Duration
+	log *slog.Logger
 
 	up, state, uptime, flaps, trips          *prometheus.Desc
 	received, accepted, rejected, advertised *prometheus.Desc
 	updatesIn, updatesOut, grState, bfdUp    *prometheus.Desc
 }
 
-func newBGPCollector(src PeerSource, log *slog.Logger, timeout time.Duration) *bgpCollector {
+func newBGPCollector(log *slog.Logger) *bgpCollector {
 	return &bgpCollector{
-		src: src, log: log, timeout: timeout,
-		up: sourceUpDesc("bgp"),
+		log: log,
+		up:  sourceUpDesc("bgp"),
 		state: desc("bgp", "session_state",
 			"BGP session FSM state: 1 for the session's current state, 0 for the others.",
 			append(peerLabels, "state")...),
@@ -77,36 +76,30 @@ func newBGPCollector(src PeerSource, log *slog.Logger, timeout time.Duration) *b
 	}
 }
 
-func (c *bgpCollector) Describe(ch chan<- *prometheus.Desc) {
+func (c *bgpCollector) describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.state, c.uptime, c.flaps, c.trips,
 		c.received, c.accepted, c.rejected, c.advertised, c.updatesIn, c.updatesOut, c.grState, c.bfdUp, c.up} {
 		ch <- d
 	}
 }
 
-func (c *bgpCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
-	peers, err := c.src.Peers(ctx)
-	sourceUp(ch, c.up, err)
-	if err != nil {
-		c.log.Debug("scrape bgp peers", "err", err)
+func (c *bgpCollector) collect(ch chan<- prometheus.Metric, s health.Snapshot) {
+	if s.PeersErr != "" {
+		sourceUp(ch, c.up, errors.New(s.PeersErr))
+		c.log.Debug("scrape bgp peers", "err", s.PeersErr)
 		return
 	}
+	sourceUp(ch, c.up, nil)
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	counter := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
-	for _, p := range peers {
-		l := []string{p.Address.String(), strconv.FormatUint(uint64(p.ASN), 10), p.AFI}
-		for _, s := range SessionStates {
-			v := 0.0
-			if s == p.State {
-				v = 1
-			}
-			gauge(c.state, v, append(l, s)...)
+	for _, p := range s.Peers {
+		l := []string{p.Address.String(), strconv.FormatUint(uint64(p.ASN), 10), p.AFI()}
+		for _, st := range health.SessionStates {
+			gauge(c.state, b2f(st == p.State), append(l, st.String())...)
 		}
 		gauge(c.uptime, p.Uptime.Seconds(), l...)
 		counter(c.flaps, float64(p.Flaps), l...)
@@ -117,19 +110,11 @@ func (c *bgpCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.advertised, float64(p.Advertised), l...)
 		counter(c.updatesIn, float64(p.UpdatesIn), l...)
 		counter(c.updatesOut, float64(p.UpdatesOut), l...)
-		for _, s := range GRStates {
-			v := 0.0
-			if s == p.GRState {
-				v = 1
-			}
-			gauge(c.grState, v, append(l, s)...)
+		for _, st := range health.GRStates {
+			gauge(c.grState, b2f(st == p.GracefulRestart), append(l, st.String())...)
 		}
-		if p.BFD != "" {
-			v := 0.0
-			if p.BFD == "up" {
-				v = 1
-			}
-			gauge(c.bfdUp, v, l...)
+		if p.BFD != health.BFDOff {
+			gauge(c.bfdUp, b2f(p.BFD == health.BFDUp), l...)
 		}
 	}
 }

@@ -3,7 +3,6 @@ package metrics
 import (
 	"bytes"
 	"flag"
-	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -15,34 +14,45 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/podrouter/podrouter/datapath"
+	"github.com/podrouter/podrouter/health"
+	"github.com/podrouter/podrouter/routes"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
-func fixture(t *testing.T) (*fakePeers, *fakeAgent, *fakeRoutes, *fakeDatapath) {
-	peers := &fakePeers{t: t, peers: []Peer{
-		{Address: netip.MustParseAddr("192.0.2.1"), ASN: 65001, AFI: "ipv4", State: "established",
-			Uptime: 90 * time.Second, Flaps: 2, Received: 10, Accepted: 1, Advertised: 1, MaxPrefixTrips: 1, UpdatesIn: 12, UpdatesOut: 3, GRState: "enabled", BFD: "up"},
-		{Address: netip.MustParseAddr("2001:db8::1"), ASN: 65001, AFI: "ipv6", State: "active", BFD: "down"},
-	}}
-	ag := &fakeAgent{st: AgentState{
-		Reconciles: 7, Errors: 1, LastAt: time.Unix(1700000000, 500e6), LastDuration: 1500 * time.Microsecond,
-		Families: []FamilyState{
-			{Family: "ipv4", Learned: 2, Installed: 2},
-			{Family: "ipv6", Learned: 0, Installed: 1, Holding: true, ForeignPresent: true},
+func fixture(t *testing.T) (*fakeHealth, *fakeRoutes, *fakeCounters) {
+	h := &fakeHealth{t: t, s: health.Snapshot{
+		Peers: []health.Peer{
+			{Address: netip.MustParseAddr("192.0.2.1"), ASN: 65001, State: health.SessionEstablished,
+				Uptime: 90 * time.Second, Flaps: 2, Received: 10, Accepted: 1, Advertised: 1, MaxPrefixTrips: 1, UpdatesIn: 12, UpdatesOut: 3,
+				GracefulRestart: health.GREnabled, BFD: health.BFDUp},
+			{Address: netip.MustParseAddr("2001:db8::1"), ASN: 65001, State: health.SessionActive, BFD: health.BFDDown},
 		},
+		Reconcile: health.Reconcile{Count: 7, Errors: 1, At: time.Unix(1700000000, 500e6), Duration: 1500 * time.Microsecond},
+		DefaultV4: health.Default{Learned: addrs("192.0.2.1", "192.0.2.2"), Installed: addrs("192.0.2.1", "192.0.2.2")},
+		DefaultV6: health.Default{Installed: addrs("2001:db8::1"), Holding: true, Foreign: true},
+		Datapath: health.Datapath{State: health.DatapathActive, Uplinks: []string{"eth0"}, FromNetwork: []string{"eth0"},
+			FromEndpoint: []string{"veth1", "veth2"}, GCRuns: 4, GCRemoved: 17, GCLastDuration: 1500 * time.Microsecond,
+			Maps: []health.MapUsage{{Map: "ct_tcp", Entries: 512, Capacity: 1024}, {Map: "ct_other", Entries: 0, Capacity: 256},
+				{Map: "endpoints", Entries: 2, Capacity: 4096}}},
 	}}
-	rt := &fakeRoutes{st: RouteStats{Installs: 3, Removals: 1, DriftMissing: 2, DriftChanged: 1, ForeignSeen: 1,
+	rt := &fakeRoutes{st: routes.Stats{Installs: 3, Removals: 1, DriftMissing: 2, DriftChanged: 1, ForeignSeen: 1,
 		Writes: 5, WriteErrors: 1, DumpsInterrupted: 4, Resubscriptions: 0}}
-	dp := &fakeDatapath{t: t,
-		st: DatapathState{Mode: DatapathLoaded, Uplinks: []string{"eth0"}, Endpoints: []string{"veth1", "veth2"}, GCRuns: 4, GCRemoved: 17, GCLastDuration: 1500 * time.Microsecond},
-		counters: []DatapathCounter{
-			{Direction: "from-endpoint", Reason: "fwd-redirect-neigh", Packets: 100, Bytes: 9000},
-			{Direction: "from-network", Reason: "drop-malformed", Packets: 3, Bytes: 180},
-		},
-		usage: []MapUsage{{Map: "ct_tcp", Entries: 512, Capacity: 1024}, {Map: "ct_other", Entries: 0, Capacity: 256}},
+	dp := &fakeCounters{t: t, h: h, counters: []datapath.Counter{
+		{Direction: "from-endpoint", Reason: "fwd-redirect-neigh", Packets: 100, Bytes: 9000},
+		{Direction: "from-network", Reason: "drop-malformed", Packets: 3, Bytes: 180},
+	}}
+	return h, rt, dp
+}
+
+func addrs(ss ...string) []netip.Addr {
+	out := make([]netip.Addr, len(ss))
+	for i, s := range ss {
+		out[i] = netip.MustParseAddr(s)
 	}
-	return peers, ag, rt, dp
+	return out
 }
 
 // golden compares the text exposition of c with testdata/name.
@@ -87,25 +97,29 @@ func gather(c prometheus.Collector) ([]byte, error) {
 }
 
 func TestCollectorsGolden(t *testing.T) {
-	peers, ag, rt, dp := fixture(t)
-	log := slog.New(slog.DiscardHandler)
-	golden(t, newBGPCollector(peers, log, time.Second), "bgp.prom")
-	golden(t, newRoutesCollector(ag, rt), "routes.prom")
-	golden(t, newDatapathCollector(dp, log), "datapath.prom")
+	h, rt, dp := fixture(t)
+	golden(t, bgpPart(h), "bgp.prom")
+	golden(t, routesPart(h, rt), "routes.prom")
+	golden(t, datapathPart(h, dp), "datapath.prom")
 }
 
 func TestDatapathStates(t *testing.T) {
-	log := slog.New(slog.DiscardHandler)
 	for _, tc := range []struct {
 		name string
-		src  DatapathSource
+		dp   health.Datapath
 	}{
-		{"disabled", nil},
-		{"starting", &fakeDatapath{t: t, st: DatapathState{Mode: DatapathStarting, Reason: "starting"}}},
-		{"fallback", &fakeDatapath{t: t, st: DatapathState{Mode: DatapathFallback, Reason: "unavailable", Detail: "ebpf fast path unavailable: no bpffs"}}},
+		{"disabled", health.Datapath{}},
+		{"starting", health.Datapath{State: health.DatapathStarting}},
+		{"fallback", health.Datapath{State: health.DatapathUnavailable, Reason: "ebpf fast path unavailable: no bpffs"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			golden(t, newDatapathCollector(tc.src, log), "datapath-"+tc.name+".prom")
+			h, _, dp := fixture(t)
+			h.set(func(s *health.Snapshot) { s.Datapath = tc.dp })
+			var counters CounterSource = dp
+			if tc.dp.State == health.DatapathDisabled {
+				counters = nil
+			}
+			golden(t, datapathPart(h, counters), "datapath-"+tc.name+".prom")
 		})
 	}
 }
@@ -114,8 +128,8 @@ func TestDatapathStates(t *testing.T) {
 // next scrape; a source that fails shows as source_up 0, without stale
 // series.
 func TestRemovedPeerSeriesVanish(t *testing.T) {
-	peers, _, _, _ := fixture(t)
-	c := newBGPCollector(peers, slog.New(slog.DiscardHandler), time.Second)
+	h, _, _ := fixture(t)
+	c := bgpPart(h)
 	count := func() (v4, v6 int) {
 		out, err := gather(c)
 		if err != nil {
@@ -135,11 +149,11 @@ func TestRemovedPeerSeriesVanish(t *testing.T) {
 	if v4 == 0 || v6 != v4 {
 		t.Fatalf("before: %d series for the v4 peer, %d for the v6 peer; want the same, non-zero", v4, v6)
 	}
-	peers.set(peers.peers[:1], nil)
+	h.set(func(s *health.Snapshot) { s.Peers = s.Peers[:1] })
 	if v4b, v6b := count(); v4b != v4 || v6b != 0 {
 		t.Errorf("after removing the v6 peer: %d v4 series (want %d), %d v6 series (want 0)", v4b, v4, v6b)
 	}
-	peers.set(nil, os.ErrDeadlineExceeded)
+	h.set(func(s *health.Snapshot) { s.Peers, s.PeersErr = nil, os.ErrDeadlineExceeded.Error() })
 	if n := testutil.CollectAndCount(c); n != 1 {
 		t.Errorf("failing source: %d series, want only podrouter_metrics_source_up", n)
 	}
@@ -155,8 +169,8 @@ podrouter_metrics_source_up{source="bgp"} 0
 // podrouter_bgp_bfd_up exists only for peers with BFD enabled: 1 up, 0 any
 // other BFD state.
 func TestBFDUpOnlyWithBFD(t *testing.T) {
-	peers, _, _, _ := fixture(t)
-	c := newBGPCollector(peers, slog.New(slog.DiscardHandler), time.Second)
+	h, _, _ := fixture(t)
+	c := bgpPart(h)
 	const head = `
 # HELP podrouter_bgp_bfd_up Whether the session's BFD is up (1) or not (0); only for peers with BFD enabled.
 # TYPE podrouter_bgp_bfd_up gauge
@@ -166,9 +180,10 @@ podrouter_bgp_bfd_up{afi="ipv6",peer="2001:db8::1",peer_asn="65001"} 0
 `), "podrouter_bgp_bfd_up"); err != nil {
 		t.Error(err)
 	}
-	ps := slices.Clone(peers.peers)
-	ps[0].BFD, ps[1].BFD = "", "init"
-	peers.set(ps, nil)
+	h.set(func(s *health.Snapshot) {
+		s.Peers = slices.Clone(s.Peers)
+		s.Peers[0].BFD, s.Peers[1].BFD = health.BFDOff, health.BFDInit
+	})
 	if err := testutil.CollectAndCompare(c, strings.NewReader(head+`podrouter_bgp_bfd_up{afi="ipv6",peer="2001:db8::1",peer_asn="65001"} 0
 `), "podrouter_bgp_bfd_up"); err != nil {
 		t.Error(err)

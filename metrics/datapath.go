@@ -3,17 +3,18 @@ package metrics
 import (
 	"errors"
 	"log/slog"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/podrouter/podrouter/health"
 )
 
 // Hook names for podrouter_datapath_programs_attached.
 const hookTCXIngress = "tcx_ingress"
 
-// datapathCollector reads the fast path at scrape time. A nil source
-// means the fast path is disabled by configuration.
+// datapathCollector renders the fast path of a snapshot and its counters.
 type datapathCollector struct {
-	src DatapathSource
 	log *slog.Logger
 
 	up, loaded, fallback, endpoints, programs *prometheus.Desc
@@ -22,10 +23,10 @@ type datapathCollector struct {
 	gcRuns, gcRemoved, gcDuration             *prometheus.Desc
 }
 
-func newDatapathCollector(src DatapathSource, log *slog.Logger) *datapathCollector {
+func newDatapathCollector(log *slog.Logger) *datapathCollector {
 	return &datapathCollector{
-		src: src, log: log,
-		up: sourceUpDesc("datapath"),
+		log: log,
+		up:  sourceUpDesc("datapath"),
 		loaded: desc("datapath", "loaded",
 			"Whether the eBPF programs are loaded (1) or not (0)."),
 		fallback: desc("datapath", "fallback",
@@ -54,54 +55,54 @@ func newDatapathCollector(src DatapathSource, log *slog.Logger) *datapathCollect
 	}
 }
 
-func (c *datapathCollector) Describe(ch chan<- *prometheus.Desc) {
+func (c *datapathCollector) describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.loaded, c.fallback, c.endpoints, c.programs,
 		c.packets, c.bytes, c.entries, c.capacity, c.pressure, c.gcRuns, c.gcRemoved, c.gcDuration, c.up} {
 		ch <- d
 	}
 }
 
-func (c *datapathCollector) Collect(ch chan<- prometheus.Metric) {
+// collect renders st; counters is nil when the fast path is disabled.
+func (c *datapathCollector) collect(ch chan<- prometheus.Metric, st health.Datapath, counters CounterSource) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
-	st := DatapathState{Mode: DatapathDisabled, Reason: "disabled"}
-	if c.src != nil {
-		st = c.src.DatapathState()
-	}
-	if st.Mode == DatapathLoaded {
+	loaded := st.State == health.DatapathActive
+	if loaded {
 		gauge(c.loaded, 1)
 		gauge(c.fallback, 0, "none")
 	} else {
-		reason := st.Reason
-		if reason == "" {
-			reason = string(st.Mode)
-		}
 		gauge(c.loaded, 0)
-		gauge(c.fallback, 1, reason)
+		gauge(c.fallback, 1, st.State.String())
 	}
-	gauge(c.endpoints, float64(len(st.Endpoints)))
-	gauge(c.programs, float64(len(st.Endpoints)), "from-endpoint", hookTCXIngress)
-	gauge(c.programs, float64(len(st.Uplinks)), "from-network", hookTCXIngress)
-	if st.Mode != DatapathLoaded {
+	gauge(c.endpoints, float64(len(st.FromEndpoint)))
+	gauge(c.programs, float64(len(st.FromEndpoint)), "from-endpoint", hookTCXIngress)
+	gauge(c.programs, float64(len(st.FromNetwork)), "from-network", hookTCXIngress)
+	if !loaded || counters == nil {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(c.gcRuns, prometheus.CounterValue, float64(st.GCRuns))
 	ch <- prometheus.MustNewConstMetric(c.gcRemoved, prometheus.CounterValue, float64(st.GCRemoved))
 	gauge(c.gcDuration, st.GCLastDuration.Seconds())
 
-	counters, cerr := c.src.DatapathCounters()
-	for _, k := range counters {
+	cs, cerr := counters.Counters()
+	for _, k := range cs {
 		ch <- prometheus.MustNewConstMetric(c.packets, prometheus.CounterValue, float64(k.Packets), k.Direction, k.Reason)
 		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(k.Bytes), k.Direction, k.Reason)
 	}
-	usage, uerr := c.src.MapUsage()
-	for _, u := range usage {
+	for _, u := range st.Maps {
+		if !strings.HasPrefix(u.Map, "ct_") {
+			continue // the maps that can fill up
+		}
 		gauge(c.entries, float64(u.Entries), u.Map)
 		gauge(c.capacity, float64(u.Capacity), u.Map)
 		if u.Capacity > 0 {
 			gauge(c.pressure, float64(u.Entries)/float64(u.Capacity), u.Map)
 		}
+	}
+	var uerr error
+	if st.MapsError != "" {
+		uerr = errors.New(st.MapsError)
 	}
 	err := errors.Join(cerr, uerr)
 	if err != nil {

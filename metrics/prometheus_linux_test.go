@@ -14,8 +14,8 @@ import (
 // API returns podrouter's series with the labels we set.
 func TestPrometheusScrapes(t *testing.T) {
 	requireBinary(t, promtest.DefaultBinary)
-	peers, ag, rt, dp := fixture(t)
-	s := newTestServer(t, Sources{Peers: peers, Agent: ag, Routes: rt, Datapath: dp})
+	h, rt, dp := fixture(t)
+	s := newTestServer(t, Sources{Health: h, Routes: rt, Datapath: dp})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

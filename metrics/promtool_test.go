@@ -33,8 +33,8 @@ func requireBinary(t *testing.T, path string) {
 // scrape serves the full handler on loopback and returns one /metrics body.
 func scrape(t *testing.T) []byte {
 	t.Helper()
-	peers, ag, rt, dp := fixture(t)
-	s := newTestServer(t, Sources{Peers: peers, Agent: ag, Routes: rt, Datapath: dp})
+	h, rt, dp := fixture(t)
+	s := newTestServer(t, Sources{Health: h, Routes: rt, Datapath: dp})
 	ts := httptest.NewServer(s.Handler())
 	defer ts.Close()
 	resp, err := http.Get(ts.URL + "/metrics")

@@ -2,14 +2,14 @@ package metrics
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/podrouter/podrouter/health"
+	"github.com/podrouter/podrouter/routes"
 )
 
-// routesCollector reads the reconcile loop and the route installer at
-// scrape time.
+// routesCollector renders the reconcile loop and the default routes of a
+// snapshot and the route installer's counters.
 type routesCollector struct {
-	agent  AgentSource
-	routes RouteSource
-
 	reconciles, reconcileErrors, lastDuration, lastAt, lastOK *prometheus.Desc
 
 	learned, installed, hold, foreignPresent, foreignBlocking *prometheus.Desc
@@ -18,9 +18,8 @@ type routesCollector struct {
 	writes, writeErrors, dumpsInterrupted, resubscriptions *prometheus.Desc
 }
 
-func newRoutesCollector(a AgentSource, r RouteSource) *routesCollector {
+func newRoutesCollector() *routesCollector {
 	return &routesCollector{
-		agent: a, routes: r,
 		reconciles: desc("agent", "reconciles_total",
 			"Reconcile passes completed."),
 		reconcileErrors: desc("agent", "reconcile_errors_total",
@@ -62,7 +61,7 @@ func newRoutesCollector(a AgentSource, r RouteSource) *routesCollector {
 	}
 }
 
-func (c *routesCollector) Describe(ch chan<- *prometheus.Desc) {
+func (c *routesCollector) describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.reconciles, c.reconcileErrors, c.lastDuration, c.lastAt, c.lastOK,
 		c.learned, c.installed, c.hold, c.foreignPresent, c.foreignBlocking,
 		c.installs, c.removals, c.drift, c.foreignSeen,
@@ -78,7 +77,7 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-func (c *routesCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *routesCollector) collect(ch chan<- prometheus.Metric, snap health.Snapshot, s routes.Stats) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
@@ -86,23 +85,25 @@ func (c *routesCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
 
-	a := c.agent.AgentState()
-	counter(c.reconciles, a.Reconciles)
-	counter(c.reconcileErrors, a.Errors)
-	if a.Reconciles > 0 {
-		gauge(c.lastDuration, a.LastDuration.Seconds())
-		gauge(c.lastAt, float64(a.LastAt.UnixMilli())/1e3)
-		gauge(c.lastOK, b2f(a.LastError == ""))
-	}
-	for _, f := range a.Families {
-		gauge(c.learned, float64(f.Learned), f.Family)
-		gauge(c.installed, float64(f.Installed), f.Family)
-		gauge(c.hold, b2f(f.Holding), f.Family)
-		gauge(c.foreignPresent, b2f(f.ForeignPresent), f.Family)
-		gauge(c.foreignBlocking, b2f(f.ForeignBlocking), f.Family)
+	r := snap.Reconcile
+	counter(c.reconciles, r.Count)
+	counter(c.reconcileErrors, r.Errors)
+	if r.Count > 0 {
+		gauge(c.lastDuration, r.Duration.Seconds())
+		gauge(c.lastAt, float64(r.At.UnixMilli())/1e3)
+		gauge(c.lastOK, b2f(r.Error == ""))
+		for _, f := range []struct {
+			name string
+			d    health.Default
+		}{{"ipv4", snap.DefaultV4}, {"ipv6", snap.DefaultV6}} {
+			gauge(c.learned, float64(len(f.d.Learned)), f.name)
+			gauge(c.installed, float64(len(f.d.Installed)), f.name)
+			gauge(c.hold, b2f(f.d.Holding), f.name)
+			gauge(c.foreignPresent, b2f(f.d.Foreign), f.name)
+			gauge(c.foreignBlocking, b2f(f.d.Blocked), f.name)
+		}
 	}
 
-	s := c.routes.RouteStats()
 	counter(c.installs, s.Installs)
 	counter(c.removals, s.Removals)
 	counter(c.drift, s.DriftMissing, "missing")

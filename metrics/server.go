@@ -55,8 +55,8 @@ func New(cfg Config, logger *slog.Logger, src Sources) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if src.Peers == nil || src.Agent == nil || src.Routes == nil {
-		return nil, errors.New("metrics needs peer, agent and route sources")
+	if src.Health == nil || src.Routes == nil {
+		return nil, errors.New("metrics needs the health and route sources")
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
@@ -65,7 +65,7 @@ func New(cfg Config, logger *slog.Logger, src Sources) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, addr: addr, log: logger, reg: reg, ready: readiness{src: src, timeout: cfg.Timeout}}
+	s := &Server{cfg: cfg, addr: addr, log: logger, reg: reg, ready: readiness{src: src.Health, timeout: cfg.Timeout}}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:            slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
@@ -113,9 +113,7 @@ func NewRegistry(cfg Config, logger *slog.Logger, src Sources) (*prometheus.Regi
 		buildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		newBGPCollector(src.Peers, logger, cfg.Timeout),
-		newRoutesCollector(src.Agent, src.Routes),
-		newDatapathCollector(src.Datapath, logger),
+		newCollector(src, logger, cfg.Timeout),
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics collector: %w", err)

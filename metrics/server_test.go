@@ -8,10 +8,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/podrouter/podrouter/health"
 )
 
 func newTestServer(t *testing.T, src Sources) *Server {
@@ -32,9 +33,9 @@ func get(t *testing.T, h http.Handler, path string) (int, string) {
 }
 
 func TestHealthz(t *testing.T) {
-	peers, ag, rt, _ := fixture(t)
-	ag.set(AgentState{}) // nothing reconciled yet: alive but not ready
-	s := newTestServer(t, Sources{Peers: peers, Agent: ag, Routes: rt})
+	h, rt, _ := fixture(t)
+	h.set(func(s *health.Snapshot) { s.Reconcile = health.Reconcile{} }) // nothing reconciled yet: alive but not ready
+	s := newTestServer(t, Sources{Health: h, Routes: rt})
 	if code, body := get(t, s.Handler(), "/healthz"); code != http.StatusOK || body != "ok\n" {
 		t.Errorf("/healthz: %d %q", code, body)
 	}
@@ -43,75 +44,25 @@ func TestHealthz(t *testing.T) {
 	}
 }
 
+// TestReadyz: /readyz renders the snapshot's checks (health.Snapshot.Ready
+// has the table of cases).
 func TestReadyz(t *testing.T) {
-	v4 := netip.MustParseAddr("192.0.2.1")
-	v6 := netip.MustParseAddr("2001:db8::1")
-	applied := AgentState{Reconciles: 3, Errors: 1, LastError: "ipv4 default route: boom"}
-	up := []Peer{{Address: v4, State: "established"}, {Address: v6, State: "active"}}
-	down := []Peer{{Address: v4, State: "active"}, {Address: v6, State: "idle"}}
-	loaded := &fakeDatapath{t: t, st: DatapathState{Mode: DatapathLoaded}}
-	for _, tc := range []struct {
-		name     string
-		agent    AgentState
-		peers    []Peer
-		peersErr error
-		dp       DatapathSource
-		ready    bool
-		want     []string // lines the body must hold
-	}{
-		{name: "not reconciled", agent: AgentState{}, peers: up, dp: loaded,
-			want: []string{"not ready", "FAIL config: no reconcile completed yet", "ok bgp: 1 of 2 sessions established", "ok datapath: loaded"}},
-		{name: "every reconcile failed", agent: AgentState{Reconciles: 2, Errors: 2, LastError: "ipv4 default route: boom"}, peers: up,
-			want: []string{"FAIL config: every reconcile failed (2); last: ipv4 default route: boom"}},
-		{name: "failed only on peer state", agent: AgentState{Reconciles: 1, Errors: 1, LastError: "read learned defaults: x", LastErrorPeerOnly: true}, peers: up,
-			ready: true, want: []string{"ok config: applied; waiting for peers"}},
-		{name: "applied once, failing since", agent: applied, peers: up, ready: true,
-			want: []string{"ready", "ok config: 3 reconciles, 1 failed; last: ipv4 default route: boom", "ok datapath: disabled"}},
-		{name: "no session established", agent: applied, peers: down, dp: loaded,
-			want: []string{"FAIL bgp: 0 of 2 sessions established (192.0.2.1 active, 2001:db8::1 idle)"}},
-		{name: "no peers configured", agent: applied, peers: nil, ready: true,
-			want: []string{"ok bgp: no peers configured"}},
-		{name: "speaker not running", agent: applied, peersErr: errors.New("bgp speaker not running"),
-			want: []string{"FAIL bgp: cannot list peers: bgp speaker not running"}},
-		{name: "datapath starting", agent: applied, peers: up,
-			dp:   &fakeDatapath{t: t, st: DatapathState{Mode: DatapathStarting}},
-			want: []string{"FAIL datapath: not loaded yet"}},
-		{name: "datapath fallback declared", agent: applied, peers: up, ready: true,
-			dp:   &fakeDatapath{t: t, st: DatapathState{Mode: DatapathFallback, Reason: "unavailable", Detail: "ebpf fast path unavailable: no bpf filesystem"}},
-			want: []string{"ok datapath: fallback to the kernel path: ebpf fast path unavailable: no bpf filesystem"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			src := Sources{
-				Peers:    &fakePeers{t: t, peers: tc.peers, err: tc.peersErr},
-				Agent:    &fakeAgent{st: tc.agent},
-				Routes:   &fakeRoutes{},
-				Datapath: tc.dp,
-			}
-			code, body := get(t, newTestServer(t, src).Handler(), "/readyz")
-			want := http.StatusServiceUnavailable
-			if tc.ready {
-				want = http.StatusOK
-			}
-			if code != want {
-				t.Errorf("status %d, want %d; body:\n%s", code, want, body)
-			}
-			lines := strings.Split(body, "\n")
-			for _, w := range tc.want {
-				found := false
-				for _, l := range lines {
-					found = found || strings.HasPrefix(l, w)
-				}
-				if !found {
-					t.Errorf("body has no line starting %q:\n%s", w, body)
-				}
-			}
-		})
+	h, rt, _ := fixture(t)
+	src := Sources{Health: h, Routes: rt}
+	code, body := get(t, newTestServer(t, src).Handler(), "/readyz")
+	if code != http.StatusOK || !strings.HasPrefix(body, "ready\nok config: 7 reconciles, 1 failed\nok bgp: 1 of 2 sessions established") {
+		t.Errorf("/readyz: %d\n%s", code, body)
+	}
+	h.set(func(s *health.Snapshot) { s.PeersErr = "bgp speaker not running" })
+	code, body = get(t, newTestServer(t, src).Handler(), "/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "\nFAIL bgp: cannot list peers: bgp speaker not running\n") {
+		t.Errorf("/readyz without peers: %d\n%s", code, body)
 	}
 }
 
 func TestListenAddress(t *testing.T) {
-	peers, ag, rt, _ := fixture(t)
-	src := Sources{Peers: peers, Agent: ag, Routes: rt}
+	h, rt, _ := fixture(t)
+	src := Sources{Health: h, Routes: rt}
 	for _, tc := range []struct {
 		addr  string
 		allow bool
@@ -137,7 +88,7 @@ func TestListenAddress(t *testing.T) {
 			t.Errorf("%s (allow=%v): err %v, want %v", tc.addr, tc.allow, err, tc.err)
 		}
 	}
-	if _, err := New(Config{Address: "127.0.0.1:1"}, nil, Sources{Peers: peers}); err == nil {
+	if _, err := New(Config{Address: "127.0.0.1:1"}, nil, Sources{Health: h}); err == nil {
 		t.Error("New accepted missing sources")
 	}
 }
@@ -147,14 +98,14 @@ var errAny = errors.New("any error")
 // Run serves on the configured loopback address until its context ends,
 // then releases the port.
 func TestRunLifecycle(t *testing.T) {
-	peers, ag, rt, _ := fixture(t)
+	h, rt, _ := fixture(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
 	l.Close()
-	s, err := New(Config{Address: addr}, nil, Sources{Peers: peers, Agent: ag, Routes: rt})
+	s, err := New(Config{Address: addr}, nil, Sources{Health: h, Routes: rt})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podrouter/podrouter/api"
 	"github.com/podrouter/podrouter/datapath"
+	"github.com/podrouter/podrouter/health"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -38,9 +40,9 @@ var (
 	at      = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	addrs   = func(ss ...string) []netip.Addr { return mapSlice(ss, netip.MustParseAddr) }
 	pfxs    = func(ss ...string) []netip.Prefix { return mapSlice(ss, netip.MustParsePrefix) }
-	peersOK = []PeerReport{
-		{Address: netip.MustParseAddr("192.168.1.1"), ASN: 65000, State: "established", AdminState: "up", Uptime: "5m0s", Received: 1, Accepted: 1, Advertised: 1, BFD: "up"},
-		{Address: netip.MustParseAddr("fd00:192:168:1::1"), ASN: 65000, State: "established", AdminState: "up", Uptime: "5m0s", Received: 1, Accepted: 1, Advertised: 1},
+	peersOK = []api.Peer{
+		{Address: netip.MustParseAddr("192.168.1.1"), ASN: 65000, State: health.SessionEstablished, AdminState: health.AdminUp, Uptime: "5m0s", Received: 1, Accepted: 1, Advertised: 1, BFD: health.BFDUp},
+		{Address: netip.MustParseAddr("fd00:192:168:1::1"), ASN: 65000, State: health.SessionEstablished, AdminState: health.AdminUp, Uptime: "5m0s", Received: 1, Accepted: 1, Advertised: 1},
 	}
 )
 
@@ -52,13 +54,13 @@ func mapSlice[T any](ss []string, f func(string) T) []T {
 	return out
 }
 
-func baseStatus() StatusReport {
-	return StatusReport{
+func baseStatus() api.Status {
+	return api.Status{
 		Node: "node1", RouterID: "10.255.0.1", ASN: 65001,
 		PodCIDRs:   pfxs("fd00:10:0:1::/64", "10.0.1.0/24"),
 		Advertised: pfxs("10.0.1.0/24", "fd00:10:0:1::/64"),
 		Peers:      peersOK,
-		Defaults: []DefaultReport{
+		Defaults: []api.DefaultRoute{
 			{Family: "ipv4", Learned: addrs("192.168.1.1"), Installed: addrs("192.168.1.1")},
 			{Family: "ipv6", Learned: addrs("fe80::1"), Installed: addrs("fe80::1")},
 		},
@@ -67,59 +69,44 @@ func baseStatus() StatusReport {
 }
 
 func TestPrintStatusGolden(t *testing.T) {
-	active := FastPathReport{
-		Enabled: true, State: fastPathActive, Mode: modeEBPF, PinDir: "/sys/fs/bpf/podrouter",
-		Attached: []string{"up1", "veth1a2b", "veth3c4d"}, Uplinks: []string{"up1", "up2"},
+	active := health.Datapath{
+		State: health.DatapathActive, PinDir: "/sys/fs/bpf/podrouter", Uplinks: []string{"up1", "up2"},
 		FromNetwork: []string{"up1"}, FromEndpoint: []string{"veth1a2b", "veth3c4d"},
-		Maps: []MapUsageReport{
+		Maps: []health.MapUsage{
 			{Map: "ct_tcp", Entries: 12, Capacity: 262144},
 			{Map: "ct_other", Entries: 61000, Capacity: 65536},
 			{Map: "endpoints", Entries: 4, Capacity: 4096},
 		},
 	}
-	cases := map[string]func(*StatusReport){
-		"status_ebpf": func(r *StatusReport) {
-			r.FastPath = active
-			r.Warnings = r.FastPath.warnings()
+	unavailable := health.Datapath{State: health.DatapathUnavailable, PinDir: "/x",
+		Reason: "ebpf fast path unavailable: /x is not on a bpf filesystem", Cause: "/x is not on a bpf filesystem"}
+	// fastPath renders d as the daemon does (api.StatusOf).
+	fastPath := func(d health.Datapath) api.FastPath { return api.StatusOf(health.Snapshot{Datapath: d}).FastPath }
+	cases := map[string]func(*api.Status){
+		"status_ebpf": func(r *api.Status) {
+			r.FastPath = fastPath(active)
+			r.Warnings = active.Warnings()
 		},
-		"status_kernel_disabled": func(r *StatusReport) {
-			r.FastPath = FastPathReport{State: fastPathDisabled, Mode: modeKernel}
+		"status_kernel_disabled": func(r *api.Status) {
+			r.FastPath = fastPath(health.Datapath{})
 		},
-		"status_kernel_unavailable": func(r *StatusReport) {
-			r.FastPath = FastPathReport{Enabled: true, State: fastPathUnavailable, Mode: modeKernel, PinDir: "/x",
-				Reason: "ebpf fast path unavailable: /x is not on a bpf filesystem"}
-			r.Defaults[1] = DefaultReport{Family: "ipv6", Holding: true}
-			r.Peers[1].State, r.Peers[1].AdminState = "active", "pfx_ct"
+		"status_kernel_unavailable": func(r *api.Status) {
+			r.FastPath = fastPath(unavailable)
+			r.Defaults[1] = api.DefaultRoute{Family: "ipv6", Holding: true}
+			r.Peers[1].State, r.Peers[1].AdminState = health.SessionActive, health.AdminPfxCt
 			r.LastError = "read learned defaults: boom"
-			r.Warnings = append(r.FastPath.warnings(), "peer fd00:192:168:1::1 is active")
+			r.Warnings = append(unavailable.Warnings(), "peer fd00:192:168:1::1 is active")
 		},
 	}
 	for name, edit := range cases {
 		t.Run(name, func(t *testing.T) {
 			r := baseStatus()
-			r.Peers = append([]PeerReport(nil), r.Peers...)
+			r.Peers = append([]api.Peer(nil), r.Peers...)
 			edit(&r)
 			var b bytes.Buffer
 			printStatus(&b, r, at)
 			golden(t, name, b.Bytes())
 		})
-	}
-}
-
-func TestFastPathWarnings(t *testing.T) {
-	r := FastPathReport{Enabled: true, State: fastPathActive, Uplinks: []string{"up1"}, FromNetwork: []string{"up1"},
-		Maps: []MapUsageReport{{Map: "ct_tcp", Entries: 89, Capacity: 100}, {Map: "endpoints", Entries: 100, Capacity: 100}}}
-	if w := r.warnings(); len(w) != 0 {
-		t.Errorf("healthy fast path warns: %q", w)
-	}
-	r.Maps[0].Entries = 90
-	r.FromNetwork = nil
-	r.LastErr = "resolve next hops: no neighbour"
-	if w := r.warnings(); len(w) != 3 {
-		t.Errorf("want warnings for ct_tcp 90%%, the missing uplink and the last error; got %q", w)
-	}
-	if w := (FastPathReport{State: fastPathDisabled}).warnings(); w != nil {
-		t.Errorf("disabled fast path warns: %q", w)
 	}
 }
 

@@ -1,299 +1,119 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
-	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
-	"golang.org/x/sync/errgroup"
+	"github.com/spf13/cobra"
 
-	"github.com/podrouter/podrouter/agent"
-	"github.com/podrouter/podrouter/bgp"
 	"github.com/podrouter/podrouter/config"
-	"github.com/podrouter/podrouter/k8s"
-	"github.com/podrouter/podrouter/routes"
+	"github.com/podrouter/podrouter/daemon"
 )
 
-// loadConfig reads the file named by --config and applies flag overrides,
-// then validates the result. Every error names the field.
-func loadConfig(args []string, name string) (*config.Config, error) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	path := fs.String("config", "", "config file (YAML)")
-	nodeName := fs.String("node-name", "", "override node.name")
-	routerID := fs.String("router-id", "", "override node.routerID")
-	logLevel := fs.String("log-level", "", "override log.level (debug, info, warn, error)")
-	logFormat := fs.String("log-format", "", "override log.format (text, json)")
-	apiAddr := fs.String("api-address", "", "override bgp.api.address (loopback ip:port or unix:///path)")
-	socket := fs.String("socket", "", "override localAPI.socket")
-	shutdown := fs.String("shutdown-mode", "", "override shutdown.mode (graceful-restart, drain)")
-	if err := fs.Parse(args); err != nil {
-		return nil, usageError{err.Error()}
-	}
-	if *path == "" {
-		return nil, usageError{"--config is required"}
-	}
-	b, err := os.ReadFile(*path)
-	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
-	}
-	cfg, err := config.Parse(b)
-	if err != nil {
-		return nil, err
-	}
-	for _, o := range []struct {
-		v   string
-		dst *string
-	}{
-		{*nodeName, &cfg.Node.Name}, {*routerID, &cfg.Node.RouterID},
-		{*logLevel, &cfg.Log.Level}, {*logFormat, &cfg.Log.Format},
-		{*apiAddr, &cfg.BGP.API.Address}, {*socket, &cfg.LocalAPI.Socket},
-		{*shutdown, &cfg.Shutdown.Mode},
+// configFlags are --config and the flags that override the file.
+type configFlags struct {
+	path     string
+	routerID string
+	o        config.Overrides
+}
+
+func (f *configFlags) register(c *cobra.Command) {
+	fl := c.Flags()
+	fl.StringVar(&f.path, "config", "", "config file (YAML; required)")
+	fl.StringVar(&f.o.NodeName, "node-name", "", "override node.name (the DaemonSet passes spec.nodeName)")
+	fl.StringVar(&f.routerID, "router-id", "", "override node.routerID (IPv4)")
+	fl.StringVar(&f.o.LogLevel, "log-level", "", "override log.level: debug, info, warn or error")
+	fl.StringVar(&f.o.LogFormat, "log-format", "", "override log.format: text or json")
+	fl.StringVar(&f.o.APIAddress, "api-address", "", "override bgp.api.address: loopback ip:port or unix:///path")
+	fl.StringVar(&f.o.Socket, "socket", "", "override localAPI.socket")
+	fl.StringVar(&f.o.ShutdownMode, "shutdown-mode", "", "override shutdown.mode: graceful-restart or drain")
+	_ = c.MarkFlagRequired("config")
+	_ = c.MarkFlagFilename("config", "yaml", "yml")
+	for flag, values := range map[string][]string{
+		"log-level": {"debug", "info", "warn", "error"}, "log-format": {"text", "json"},
+		"shutdown-mode": {config.ShutdownGracefulRestart, config.ShutdownDrain},
 	} {
-		if o.v != "" {
-			*o.dst = o.v
+		_ = c.RegisterFlagCompletionFunc(flag, cobra.FixedCompletions(values, cobra.ShellCompDirectiveNoFileComp))
+	}
+}
+
+// load runs the config pipeline: decode, these overrides, defaults,
+// validation. Every error names the field.
+func (f *configFlags) load(c *cobra.Command) (*config.Config, error) {
+	if f.routerID != "" {
+		a, err := netip.ParseAddr(f.routerID)
+		if err != nil {
+			return nil, usageError{c.CommandPath(), fmt.Errorf("--router-id %q: not an IP address", f.routerID)}
 		}
+		f.o.RouterID = a
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	return cfg, nil
+	return config.Load(f.path, f.o)
 }
 
-func cmdCheck(args []string) error {
-	if _, err := loadConfig(args, "check"); err != nil {
-		return err
+func newRunCmd() *cobra.Command {
+	var f configFlags
+	c := &cobra.Command{
+		Use:   "run --config FILE [flags]",
+		Short: "Run the daemon (flags override the file)",
+		Long: `Run the daemon: peer with the ToRs, advertise the pod CIDRs, install the
+default route, run the eBPF fast path, serve metrics and the local API.
+
+SIGTERM exits as shutdown.mode says: graceful-restart (the default) leaves
+sessions, routes and the fast path in place for the next instance; drain
+withdraws, closes the sessions and removes what podrouter installed.`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cfg, err := f.load(c)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(c.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return daemon.Run(ctx, cfg, daemon.Options{Log: newLogger(cfg.Log, c.ErrOrStderr()), Version: version})
+		},
 	}
-	fmt.Println("config ok")
-	return nil
+	f.register(c)
+	return c
 }
 
-func newLogger(c config.Log) *slog.Logger {
+func newCheckCmd() *cobra.Command {
+	var f configFlags
+	var o output
+	c := &cobra.Command{
+		Use:   "check --config FILE [flags]",
+		Short: "Validate a config file (with the same flags as run) and exit",
+		Long: `Validate a config file as "podrouter run" would, with the same overriding
+flags, and exit: 0 when it is valid, 1 with every offending field named by
+its path otherwise. Nothing on the host is touched; password files are read.`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if _, err := f.load(c); err != nil {
+				return err
+			}
+			if o.json() {
+				return printJSON(c.OutOrStdout(), struct {
+					OK bool `json:"ok"`
+				}{true})
+			}
+			_, err := fmt.Fprintln(c.OutOrStdout(), "config ok")
+			return err
+		},
+	}
+	f.register(c)
+	o.register(c, "text")
+	return c
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(c.Level)) // validated already
 	opts := &slog.HandlerOptions{Level: lv}
 	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+		return slog.New(slog.NewJSONHandler(w, opts))
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
-}
-
-// speakerConfig translates the file's BGP section.
-func speakerConfig(c *config.Config) (bgp.Config, error) {
-	sc := bgp.Config{
-		RouterID:   parseOptionalAddr(c.Node.RouterID), // Kubernetes mode may leave it to the Node
-		ASN:        c.BGP.ASN,
-		ListenPort: c.BGP.ListenPort,
-		APIAddress: c.BGP.API.Address,
-		LogLevel:   slog.LevelWarn,
-	}
-	if c.Log.Level == "debug" {
-		sc.LogLevel = slog.LevelDebug
-	}
-	for _, a := range c.BGP.ListenAddresses {
-		sc.ListenAddresses = append(sc.ListenAddresses, netip.MustParseAddr(a))
-	}
-	for i, p := range c.BGP.Peers {
-		pc, err := peerConfig(p, fmt.Sprintf("bgp.peers[%d]", i))
-		if err != nil {
-			return sc, err
-		}
-		sc.Peers = append(sc.Peers, pc)
-	}
-	if d := c.BGP.Drain; d.Mode == config.DrainDeprefer {
-		sc.Drain = bgp.DrainConfig{
-			Mode: bgp.DrainDeprefer, ASPathPrepend: d.ASPathPrepend, MED: d.MED,
-			GracefulShutdown: *d.GracefulShutdownCommunity, WithdrawAfter: d.WithdrawAfter.Duration,
-		}
-	}
-	return sc, nil
-}
-
-func cmdRun(ctx context.Context, args []string) error {
-	cfg, err := loadConfig(args, "run")
-	if err != nil {
-		return err
-	}
-	log := newLogger(cfg.Log).With("node", cfg.Node.Name)
-	var kube *kubeMode
-	if cfg.Kubernetes.Enabled {
-		// The Node says which pod CIDRs are ours (they cannot change once
-		// set) and may override the peering; read it before building
-		// anything that depends on them.
-		kube, err = startKubernetes(ctx, kubeConfig(cfg), log.With("subsys", "k8s"))
-		if err != nil {
-			return err
-		}
-		cfg.PodCIDRs = nil
-		for _, p := range kube.Snapshot().State.PodCIDRs {
-			cfg.PodCIDRs = append(cfg.PodCIDRs, p.String())
-		}
-	}
-	pods, _ := cfg.Prefixes() // validated (or taken from the Node)
-	base, err := speakerConfig(cfg)
-	if err != nil {
-		return err
-	}
-	installer, err := routes.New(routes.Config{
-		Protocol: cfg.Routes.Protocol, Table: cfg.Routes.Table, Metric: cfg.Routes.Metric,
-	}, log.With("subsys", "routes"))
-	if err != nil {
-		return err
-	}
-	peers, err := newPeering(log.With("subsys", "bgp"), cfg, base, installer)
-	if err != nil {
-		return err
-	}
-	if kube != nil {
-		kube.InitPeering(peers)
-	}
-	peers.Discover(ctx)
-	sc := peers.Desired()
-	speaker, err := bgp.New(sc, log.With("subsys", "bgp"))
-	if err != nil {
-		return err
-	}
-	fp, err := newFastPath(cfg, log.With("subsys", "datapath"))
-	if err != nil {
-		return err
-	}
-	ag, err := agent.New(agent.Config{
-		Resync: cfg.Routes.ResyncInterval.Duration, StartupHold: cfg.BGP.StartupHold.Duration,
-	}, log.With("subsys", "agent"), speaker, routeAdapter{installer}, fp.agentDatapath())
-	if err != nil {
-		return err
-	}
-
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	runCtx, cancelRun := context.WithCancelCause(ctx)
-	defer cancelRun(nil)
-
-	api, err := newLocalAPI(cfg.LocalAPI.Socket, log.With("subsys", "localapi"), &daemon{
-		cfg: cfg, speaker: speaker, agent: ag, fastPath: fp, drain: func() { cancelRun(errDrainRequested) },
-	})
-	if err != nil {
-		return err
-	}
-	defer api.Close() // last: the socket going away tells `podrouter drain` we are done
-	if err := speaker.Start(runCtx, ag); err != nil {
-		return err
-	}
-	peers.Attach(speaker, ag)
-	log.Info("podrouter started", "version", version, "asn", sc.ASN, "router_id", sc.RouterID,
-		"pod_cidrs", pods, "peers", len(sc.Peers), "grpc_api", cfg.BGP.API.Address, "socket", cfg.LocalAPI.Socket,
-		"datapath", cfg.Datapath.Enabled)
-	if kube != nil {
-		ag.SetNodeState(kube.Snapshot().State)
-	} else {
-		ag.SetNodeState(agent.NodeState{Name: cfg.Node.Name, PodCIDRs: pods})
-	}
-
-	observe, err := startObservability(runCtx, cfg, log.With("subsys", "metrics"), speaker, ag, installer, fp.dp)
-	if err != nil {
-		return err
-	}
-	g, gctx := errgroup.WithContext(runCtx)
-	g.Go(func() error { return observe(gctx) })
-	g.Go(func() error { return ag.Run(gctx) })
-	g.Go(func() error { return installer.Run(gctx, ag) })
-	g.Go(func() error { return api.Serve(gctx) })
-	g.Go(func() error { return fp.run(gctx, log.With("subsys", "datapath")) })
-	g.Go(func() error { return peers.Run(gctx, cfg.Routes.ResyncInterval.Duration) })
-	if kube != nil {
-		kubeRun := kube.Runner(ag, speaker, fp, peers)
-		g.Go(func() error { return kubeRun(gctx) })
-	}
-	err = g.Wait()
-
-	drain := cfg.Shutdown.Mode == config.ShutdownDrain || errors.Is(context.Cause(runCtx), errDrainRequested)
-	if drain {
-		log.Info("draining: withdrawing pod CIDRs and closing sessions", "mode", cfg.BGP.Drain.Mode)
-		// deprefer mode: the pod CIDRs stay advertised, depreferred, for
-		// withdrawAfter (terminationGracePeriodSeconds must cover it).
-		dctx, cancel := context.WithTimeout(context.Background(), cfg.BGP.Drain.Delay()+5*time.Second)
-		defer cancel()
-		if derr := speaker.DrainAndWait(dctx); derr != nil {
-			log.Error("withdraw pod cidrs", "err", derr)
-		}
-		// Let the UPDATEs with the withdrawals leave before the NOTIFICATION.
-		time.Sleep(200 * time.Millisecond)
-		speaker.Close()
-		// The fast path goes before the routes: pod traffic falls back to
-		// the kernel path, which still has the default route.
-		fp.unpin(log)
-		if rerr := installer.RemoveAll(dctx); rerr != nil {
-			log.Error("remove default routes", "err", rerr)
-		}
-		if _, berr := installer.SetBlackholes(dctx, nil); berr != nil {
-			log.Error("remove pod cidr blackholes", "err", berr)
-		}
-		log.Info("drained; exiting")
-	} else {
-		// Graceful restart: no NOTIFICATION, no route removal, pins and
-		// tcx links stay. The ToR keeps our routes as stale, and the kernel
-		// and the fast path keep forwarding until we are back.
-		log.Info("exiting for restart; sessions, routes and datapath pins left for graceful restart")
-	}
-	if err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return nil
-}
-
-var errDrainRequested = errors.New("drain requested")
-
-// parseOptionalAddr parses a validated address; "" gives the zero Addr.
-func parseOptionalAddr(s string) netip.Addr {
-	a, _ := netip.ParseAddr(s) // validated by config; "" stays invalid
-	return a
-}
-
-// kubeConfig maps the config file's kubernetes section onto k8s.Config.
-func kubeConfig(c *config.Config) k8s.Config {
-	k := c.Kubernetes
-	return k8s.Config{
-		Kubeconfig: k.Kubeconfig, NodeName: c.Node.Name, Namespace: k.Namespace,
-		PasswordSecret: k.PasswordSecret, PasswordKey: k.PasswordKey, DrainTaint: k.DrainTaint,
-		ASNBase: k.ASNBase, PeerASNBase: k.PeerASNBase, DrainWithdrawAfter: c.BGP.Drain.Delay(),
-		CNIConfPath: k.CNIConfPath, CNIDataDir: k.CNIDataDir, MTU: k.MTU,
-		Uplinks: c.Datapath.Uplinks, StatusInterval: k.StatusInterval.Duration, Resync: k.Resync.Duration,
-	}
-}
-
-// routeAdapter turns routes' types into the agent's.
-type routeAdapter struct{ i *routes.Installer }
-
-func (r routeAdapter) SetDefault(ctx context.Context, fam agent.Family, gws []netip.Addr) (agent.DefaultResult, error) {
-	res, err := r.i.SetDefault(ctx, routes.Family(fam), gws)
-	out := agent.DefaultResult{ForeignPresent: res.ForeignPresent, ForeignBlocking: res.ForeignBlocking, Changed: res.Changed}
-	for _, nh := range res.Installed {
-		out.Installed = append(out.Installed, nh.Gateway)
-		out.Links = append(out.Links, nh.Link)
-	}
-	for _, s := range res.Skipped {
-		out.Skipped = append(out.Skipped, s.String())
-	}
-	return out, err
-}
-
-func (r routeAdapter) SetBlackholes(ctx context.Context, ps []netip.Prefix) (bool, error) {
-	return r.i.SetBlackholes(ctx, ps)
-}
-
-func (r routeAdapter) Current(ctx context.Context, fam agent.Family) ([]agent.NextHop, error) {
-	nhs, err := r.i.Current(ctx, routes.Family(fam))
-	var out []agent.NextHop
-	for _, nh := range nhs {
-		out = append(out, agent.NextHop{Gateway: nh.Gateway, Link: nh.Link})
-	}
-	return out, err
+	return slog.New(slog.NewTextHandler(w, opts))
 }
