@@ -83,7 +83,8 @@ type Spec struct {
 	KubeBinDir string `json:"kubeBinDir"`
 	// BackendCommand is the argv prefix that runs the lab's backend server
 	// (TCP/HTTP and UDP echo, see backend.go) with Kubernetes; the lab
-	// appends its flags. Default: PodrouterBin lab backend.
+	// appends its flags. Default: podrouter-lab backend, the lab command
+	// next to PodrouterBin (make lab-tool builds both into bin/).
 	BackendCommand []string `json:"backendCommand"`
 	// PassCIDRs is datapath.passCIDRs of every podrouter node. Default with
 	// Kubernetes: the cluster's Service CIDRs.
@@ -139,7 +140,7 @@ func (s Spec) WithDefaults() Spec {
 			s.KubeBinDir = filepath.Dir(s.PodrouterBin)
 		}
 		if len(s.BackendCommand) == 0 && s.PodrouterBin != "" {
-			s.BackendCommand = []string{s.PodrouterBin, "lab", "backend"}
+			s.BackendCommand = []string{filepath.Join(filepath.Dir(s.PodrouterBin), "podrouter-lab"), "backend"}
 		}
 		if s.PassCIDRs == nil {
 			s.PassCIDRs = ServiceCIDRs()
