@@ -12,7 +12,7 @@ APT_PKGS := frr bird2 containernetworking-plugins iproute2 iputils-ping iptables
 	containerd runc podman docker.io
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build lab-tool release image pause-image tools kube kube-apiserver deps lab lab-down lab-status converge test test-unit lint generate generate-check bench clean
+.PHONY: all build lab-tool release image pause-image lab-image tools kube kube-apiserver deps lab lab-down lab-status converge test test-unit lint generate generate-check bench clean
 
 all: build
 
@@ -58,6 +58,18 @@ pause-image:
 		-entrypoint /pause $(RELEASE_DIR)/pause=/pause >$(PAUSE_ARCHIVE).digest
 	@echo "$(PAUSE_IMAGE) $$(cat $(PAUSE_ARCHIVE).digest) -> $(PAUSE_ARCHIVE)"
 
+# The lab's workload image (the Kubernetes lab's Deployments run it):
+# podrouter-lab, whose `backend` serves HTTP and TCP/UDP echo, FROM scratch,
+# built like the images above. Not a podrouter image.
+LAB_IMAGE ?= localhost/podrouter/lab:1
+LAB_ARCHIVE ?= $(RELEASE_DIR)/lab-image.tar
+lab-image:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(RELEASE_DIR)/podrouter-lab ./cmd/podrouter-lab
+	$(GO) run ./tools/image -o $(LAB_ARCHIVE) -ref $(LAB_IMAGE) -created $(SOURCE_DATE_EPOCH) \
+		-entrypoint /usr/local/bin/podrouter-lab -env PATH=/usr/local/bin \
+		$(RELEASE_DIR)/podrouter-lab=/usr/local/bin/podrouter-lab >$(LAB_ARCHIVE).digest
+	@echo "$(LAB_IMAGE) $$(cat $(LAB_ARCHIVE).digest) -> $(LAB_ARCHIVE)"
+
 # The stock gobgp CLI at exactly the library's version (a go.mod tool).
 tools:
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/gobgp github.com/osrg/gobgp/v4/cmd/gobgp
@@ -90,9 +102,9 @@ deps:
 #   installed with `kubectl apply -k deploy/lab` (the image from make image).
 KUBERNETES ?= false
 ifeq ($(KUBERNETES),true)
-lab: deps lab-tool tools kube image pause-image
+lab: deps lab-tool tools kube image pause-image lab-image
 	$(BIN)/podrouter-lab up --name $(LAB) --kubernetes --kubelets \
-		--images $(IMAGE_ARCHIVE),$(PAUSE_ARCHIVE) --overlay deploy/lab
+		--images $(IMAGE_ARCHIVE),$(PAUSE_ARCHIVE),$(LAB_ARCHIVE) --overlay deploy/lab
 else
 lab: deps lab-tool tools
 	$(BIN)/podrouter-lab up --name $(LAB) --tors $(TORS) --datapath=$(DATAPATH) --bfd=$(BFD)

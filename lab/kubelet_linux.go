@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -116,7 +118,7 @@ func (l *Lab) startKubelets(ctx context.Context) error {
 		l.log.Info("node registered by its kubelet", "node", NodeName(n), "podCIDRs", l.podCIDRs[n],
 			"elapsed", time.Since(start).Round(time.Millisecond))
 	}
-	b, err := json.Marshal(l.podCIDRs)
+	b, err := json.Marshal(l.podCIDRs) // empty with DeferNodeIPAM: StartNodeIPAM writes it again
 	if err != nil {
 		return err
 	}
@@ -124,7 +126,7 @@ func (l *Lab) startKubelets(ctx context.Context) error {
 }
 
 // waitNodeRegistered waits (60 s) until node n's Node exists with both pod
-// CIDRs, and records them.
+// CIDRs (just exists, with DeferNodeIPAM), and records them.
 func (l *Lab) waitNodeRegistered(ctx context.Context, cs kubernetes.Interface, n int) error {
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
@@ -133,6 +135,9 @@ func (l *Lab) waitNodeRegistered(ctx context.Context, cs kubernetes.Interface, n
 		node, err := cs.CoreV1().Nodes().Get(wctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false, fmt.Sprintf("node %s: %v", name, err), nil
+		}
+		if l.Spec.DeferNodeIPAM {
+			return true, "", nil
 		}
 		ps, err := nodePodCIDRs(node)
 		if err != nil {
@@ -144,6 +149,46 @@ func (l *Lab) waitNodeRegistered(ctx context.Context, cs kubernetes.Interface, n
 		l.podCIDRs[n] = ps
 		return true, "", nil
 	})
+}
+
+// StartNodeIPAM (Spec.DeferNodeIPAM) restarts the controller-manager with
+// node IPAM and waits (60 s) until every Node has its pod CIDRs.
+func (l *Lab) StartNodeIPAM(ctx context.Context) error {
+	s := l.Spec
+	logPath, pidPath := s.controlPlanePaths("kube-controller-manager")
+	pid, err := readPid(pidPath)
+	if err != nil {
+		return err
+	}
+	if pid > 0 {
+		if err := terminate(ctx, []int{pid}, 10*time.Second); err != nil {
+			return err
+		}
+	}
+	if _, err := startDetached(s.ToRNS(1), s.controllerManagerArgv(true), logPath, pidPath); err != nil {
+		return err
+	}
+	cs, err := l.KubeClient()
+	if err != nil {
+		return err
+	}
+	l.Spec.DeferNodeIPAM = false // from now on Nodes have pod CIDRs
+	if l.podCIDRs == nil {
+		l.podCIDRs = map[int][]netip.Prefix{}
+	}
+	for n := 1; n <= s.Nodes; n++ {
+		if err := l.waitNodeRegistered(ctx, cs, n); err != nil {
+			return fmt.Errorf("node IPAM: %w\n%s", err, tail(logPath, 20))
+		}
+	}
+	if err := l.Spec.save(); err != nil {
+		return err
+	}
+	b, err := json.Marshal(l.podCIDRs)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(s.kubeDir(), "nodes.json"), b, 0o644)
 }
 
 // nodePodCIDRs parses a Node's spec.podCIDRs, IPv4 first.
@@ -246,6 +291,76 @@ func teardownKubelets(ctx context.Context, s Spec, log *slog.Logger) error {
 	if _, err := os.Stat(dir); err == nil {
 		log.Debug("removing node runtime data", "dir", dir)
 		errs = append(errs, os.RemoveAll(dir))
+		_ = os.Remove(root) // only if no other lab's data is there
 	}
 	return errors.Join(errs...)
+}
+
+// kubeletStatus is Status with real nodes: what an operator of such a
+// cluster checks. The ToR's BGP view, the Nodes and pods as kubectl shows
+// them, podrouter's own status on every node (kubectl exec), each node's
+// routes, and a ping between two echo pods on different nodes if the echo
+// workload runs.
+func (l *Lab) kubeletStatus(ctx context.Context, w io.Writer, section func(title, body string, err error)) error {
+	s := l.Spec
+	var errs []error
+	fmt.Fprintf(w, "lab %s: %d ToR, %d Kubernetes nodes (containerd + kubelet + kube-proxy each), state %s, data %s\n",
+		s.Name, s.Nodes, s.Nodes, s.StateDir(), s.dataDir())
+	for _, c := range []string{"show bgp summary", "show ip route bgp", "show ipv6 route bgp"} {
+		out, err := l.Vtysh(ctx, 1, c)
+		section(fmt.Sprintf("%s: vtysh -N %s -c '%s'", ToRName(1), s.ToRNS(1), c), out, err)
+		errs = append(errs, err)
+	}
+	section(fmt.Sprintf("kubernetes control plane (namespace %s, state %s)", s.ToRNS(1), s.kubeDir()), l.controlPlaneStatus(), nil)
+	kubectl := fmt.Sprintf("ip netns exec %s %s --kubeconfig %s", s.ToRNS(1), s.kubeBin("kubectl"), s.adminKubeconfig())
+	out, err := l.Kubectl(ctx, "get", "nodes,pods", "-A", "-o", "wide")
+	section(kubectl+" get nodes,pods -A -o wide", out, err)
+	errs = append(errs, err)
+	cs, err := l.KubeClient()
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	pods, err := cs.CoreV1().Pods("podrouter").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=podrouter"})
+	if err != nil {
+		errs = append(errs, err)
+	} else {
+		sort.Slice(pods.Items, func(i, j int) bool { return pods.Items[i].Spec.NodeName < pods.Items[j].Spec.NodeName })
+		for _, p := range pods.Items {
+			out, err := l.Kubectl(ctx, "-n", "podrouter", "exec", p.Name, "--", "podrouter", "status")
+			section(fmt.Sprintf("%s: kubectl -n podrouter exec %s -- podrouter status", p.Spec.NodeName, p.Name), out, err)
+			errs = append(errs, err)
+		}
+	}
+	for n := 1; n <= s.Nodes; n++ {
+		for _, fl := range []string{"-4", "-6"} {
+			out, err := Exec(ctx, s.NodeNS(n), "ip", fl, "route")
+			section(fmt.Sprintf("%s: ip netns exec %s ip %s route", NodeName(n), s.NodeNS(n), fl), out, err)
+			errs = append(errs, err)
+		}
+	}
+	echo, err := cs.CoreV1().Pods(KubeNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app=echo"})
+	if err == nil && len(echo.Items) > 1 {
+		a := &echo.Items[0]
+		for i := range echo.Items[1:] {
+			b := &echo.Items[i+1]
+			if b.Spec.NodeName == a.Spec.NodeName || len(PodIPs(b)) == 0 {
+				continue
+			}
+			for _, dst := range PodIPs(b) {
+				out, err := l.PodExec(ctx, a, "ping", "-c", "3", "-i", "0.2", "-W", "2", dst.String())
+				section(fmt.Sprintf("cross-node pod ping: %s (%s) -> %s (%s, %s)", a.Name, a.Spec.NodeName, b.Name, b.Spec.NodeName, dst), lastLines(out, 2), err)
+				errs = append(errs, err)
+			}
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func lastLines(s string, n int) string {
+	ls := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(ls) > n {
+		ls = ls[len(ls)-n:]
+	}
+	return strings.Join(ls, "\n")
 }

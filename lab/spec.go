@@ -103,6 +103,10 @@ type Spec struct {
 	// apply -k` once the Nodes are registered (deploy/lab: podrouter for
 	// this lab); "" installs nothing.
 	Overlay string `json:"overlay"`
+	// DeferNodeIPAM (with Kubelets) starts the controller-manager without
+	// node IPAM: the Nodes register with no pod CIDRs until StartNodeIPAM
+	// (a node whose pod CIDR comes after podrouter started).
+	DeferNodeIPAM bool `json:"deferNodeIPAM"`
 	// DataRoot holds, per lab and node, containerd's root, the kubelet's
 	// root directory and the pod logs (default /var/lib/podrouter-lab: a
 	// disk file system).
@@ -211,6 +215,9 @@ func (s Spec) Validate() error {
 		return fmt.Errorf("kubelets: only with kubernetes")
 	} else if s.ProxyMode != "" {
 		return fmt.Errorf("proxy mode %q: only with kubernetes", s.ProxyMode)
+	}
+	if s.DeferNodeIPAM && !s.Kubelets {
+		return fmt.Errorf("deferNodeIPAM: only with kubelets")
 	}
 	for i, p := range s.PassCIDRs {
 		if !p.IsValid() || p != p.Masked() {
