@@ -37,6 +37,7 @@ type CTEntry struct {
 	Age          time.Duration  `json:"ageNs"`
 	SeenReply    bool           `json:"seenReply"`
 	Closing      bool           `json:"closing"`
+	Stack        bool           `json:"stack"` // the kernel stack forwards the flow (nf_conntrack translates or knows it)
 	IngressIndex int            `json:"ingressIfindex"`
 }
 

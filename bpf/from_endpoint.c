@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* from-endpoint: tcx ingress on each pod's host-side veth (traffic leaving
  * a pod). Local pod -> bpf_redirect_peer; remote -> cached next hop or
- * fib + bpf_redirect_neigh out of the uplink; node itself -> stack. */
+ * fib + bpf_redirect_neigh out of the uplink; node itself, pass prefixes
+ * and flows that netfilter translates -> stack. */
 
 #include "lib/types.h"
 #include "lib/maps.h"
@@ -21,6 +22,7 @@ int from_endpoint(struct __sk_buff *skb)
 	struct pr_fwd f;
 	struct pr_pkt p;
 	int verdict = PR_CT_NONE;
+	int stack = 0;
 	int r;
 
 	__builtin_memset(&p, 0, sizeof(p));
@@ -36,8 +38,13 @@ int from_endpoint(struct __sk_buff *skb)
 			return pr_not_forwarded(skb, tflags, dir, PR_PASS_PREFIX, &p);
 	}
 
-	if (p.tracked)
-		verdict = pr_ct_track(skb, &p);
+	if (p.tracked) {
+		r = pr_ct_track(skb, &p);
+		verdict = PR_CT_VERDICT(r);
+		stack = r & PR_CT_F_STACK;
+	} else if (cfg_kct_mode != PR_KCT_OFF) { /* an ICMP error */
+		stack = pr_kct_icmp_error(skb, &p) != PR_KCT_NONE;
+	}
 
 	if (pr_tracing(tflags, PR_EV_FROM_ENDPOINT)) {
 		/* The source pod's id costs a lookup: only when traced. */
@@ -45,6 +52,8 @@ int from_endpoint(struct __sk_buff *skb)
 
 		pr_trace(skb, tflags, PR_EV_FROM_ENDPOINT, verdict, 0, &p, 0, src ? src->id : 0);
 	}
+	if (stack)
+		return pr_to_stack_ct(skb, tflags, dir, PR_PASS_NAT, verdict, &p);
 
 	if (ep) {
 		f = pr_to_endpoint(skb, &p, ep);

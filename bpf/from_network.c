@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* from-network: tcx ingress on the node uplink(s). A packet for a local pod
  * is tracked, its TTL decremented and MACs rewritten, then it goes straight
- * into the pod's netns with bpf_redirect_peer; anything else -> stack. */
+ * into the pod's netns with bpf_redirect_peer; anything else, and flows that
+ * netfilter translates (the replies of a Service's flows) -> stack. */
 
 #include "lib/types.h"
 #include "lib/maps.h"
@@ -21,6 +22,7 @@ int from_network(struct __sk_buff *skb)
 	struct pr_fwd f;
 	struct pr_pkt p;
 	int verdict = PR_CT_NONE;
+	int stack = 0;
 	int r;
 
 	__builtin_memset(&p, 0, sizeof(p));
@@ -32,9 +34,16 @@ int from_network(struct __sk_buff *skb)
 	if (!ep)
 		return pr_not_forwarded(skb, tflags, dir, PR_PASS_NOT_ENDPOINT, &p);
 
-	if (p.tracked)
-		verdict = pr_ct_track(skb, &p);
+	if (p.tracked) {
+		r = pr_ct_track(skb, &p);
+		verdict = PR_CT_VERDICT(r);
+		stack = r & PR_CT_F_STACK;
+	} else if (cfg_kct_mode != PR_KCT_OFF) { /* an ICMP error */
+		stack = pr_kct_icmp_error(skb, &p) != PR_KCT_NONE;
+	}
 	pr_trace(skb, tflags, PR_EV_FROM_NETWORK, verdict, 0, &p, 0, 0);
+	if (stack)
+		return pr_to_stack_ct(skb, tflags, dir, PR_PASS_NAT, verdict, &p);
 	f = pr_to_endpoint(skb, &p, ep);
 	if (f.action == TC_ACT_REDIRECT) {
 		pr_count(dir, f.reason, p.len);

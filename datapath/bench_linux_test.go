@@ -2,6 +2,8 @@ package datapath
 
 import (
 	"encoding/binary"
+	"errors"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -188,19 +190,24 @@ func BenchmarkNoopNewFlow(b *testing.B) {
 // Every packet a new flow, warm caches (repeat runs through newFlowWrapper),
 // in chunks on fresh maps so that the LRU never fills.
 func BenchmarkFromEndpointCTMissCreateNewFlow(b *testing.B) {
-	const chunk = 1 << 16
+	benchNewFlows(b, loadOpts{ttlDec: 0}, benchUDP())
+}
+
+const newFlowChunk = 1 << 16
+
+func benchNewFlows(b *testing.B, o loadOpts, in []byte) {
 	var total time.Duration
-	for done := 0; done < b.N; done += chunk {
+	for done := 0; done < b.N; done += newFlowChunk {
 		b.StopTimer()
-		f := newFixture(b, Config{CTSizeOther: 2 * chunk}, loadOpts{ttlDec: 0})
+		f := newFixture(b, Config{CTSizeTCP: 2 * newFlowChunk, CTSizeOther: 2 * newFlowChunk}, o)
 		f.setNextHops(true)
 		w := newFlowWrapper(b, f.objs.ep.FromEndpoint)
 		b.StartTimer()
-		ret, d, err := w.Benchmark(benchUDP(), min(chunk, b.N-done), nil)
+		ret, d, err := w.Benchmark(in, min(newFlowChunk, b.N-done), nil)
 		if err != nil || ret != actRedirect {
 			b.Fatalf("verdict %d, err %v", ret, err)
 		}
-		total += d * time.Duration(min(chunk, b.N-done))
+		total += d * time.Duration(min(newFlowChunk, b.N-done))
 		w.Close()
 		f.objs.Close()
 	}
@@ -220,4 +227,102 @@ func BenchmarkFromEndpointCTMissLRUFullNewFlow(b *testing.B) {
 	}
 	binary.BigEndian.PutUint32(in[14+20:], 1<<30) // flows not seen in the fill
 	benchRepeat(b, w, in, actRedirect)
+}
+
+// --- Services (issue 9): what the nf_conntrack lookup and the always-on
+// pass-prefix lookup cost. Compare side by side in one run:
+//   go test -run '^$' -bench 'CTHit|NewFlow|KernelCT|Stack|Noop' -count 7 ./datapath/
+
+// The conntrack miss path with the nf_conntrack lookup compiled out (what
+// the programs did before): compare with BenchmarkFromEndpointCTMissCreateNewFlow.
+func BenchmarkFromEndpointCTMissCreateNewFlowNoKernelCT(b *testing.B) {
+	benchNewFlows(b, loadOpts{ttlDec: 0, noKernelCT: true}, benchUDP())
+}
+
+// The pass-prefix LPM lookup on the from-endpoint path to a remote pod (CT
+// hit, cached next hop): compiled out, empty map (the default), two
+// Service CIDRs that do not match.
+func BenchmarkFromEndpointCTHitNoPassLookup(b *testing.B) {
+	benchCTHitPass(b, loadOpts{noPassLookup: true}, nil)
+}
+
+func BenchmarkFromEndpointCTHitPassCIDRs(b *testing.B) {
+	benchCTHitPass(b, loadOpts{}, []netip.Prefix{netip.MustParsePrefix("10.96.0.0/12"), netip.MustParsePrefix("fd00:10:96::/112")})
+}
+
+func benchCTHitPass(b *testing.B, o loadOpts, pass []netip.Prefix) {
+	f := newFixture(b, Config{}, o)
+	f.setNextHops(true)
+	if err := syncHash(f.objs.ep.PrPassPrefixes, lpmEntries(pass)); err != nil {
+		b.Fatal(err)
+	}
+	in := benchUDP()
+	f.run(f.objs.ep.FromEndpoint, in)
+	benchRepeat(b, f.objs.ep.FromEndpoint, in, actRedirect)
+}
+
+// A hit on a stack-flagged entry: a Service reply arriving on the uplink
+// from a remote backend goes to the stack without asking nf_conntrack.
+func BenchmarkFromNetworkCTHitStack(b *testing.B) {
+	ns := enterNetns(b)
+	f := newFixture(b, Config{}, loadOpts{ttlDec: 0})
+	nfInsert(b, ns, "udp", ap(podA4, 1000), ap(netip.MustParseAddr("10.96.0.10"), 53), "--dst-nat", natTo(ap(remote4, 53)))
+	in := frame(macUp, macToR, remote4, podA4, protoUDP, l4(remote4, podA4, protoUDP, 53, 1000, 0, make([]byte, 18)), frameOpts{})
+	if ret, _ := f.run(f.objs.net.FromNetwork, in); ret != actOK {
+		b.Fatalf("first packet verdict %d, want to the stack", ret)
+	}
+	if e, ok := f.ct(ap(podA4, 1000), ap(remote4, 53)); !ok || !e.Stack {
+		b.Fatalf("entry %+v found=%v, want stack", e, ok)
+	}
+	benchRepeat(b, f.objs.net.FromNetwork, in, actOK)
+}
+
+// Conntrack misses, one BPF_PROG_RUN per packet, the entry deleted before
+// each run (outside the measured time) so that every run misses: the
+// nf_conntrack lookup compiled out, finding nothing (a new pod flow), and
+// finding a NATed entry (a Service's first reply: pass-nat). The packet is
+// a UDP reply from local pod B to pod A.
+func BenchmarkKernelCTMissOff(b *testing.B)   { benchKernelCTMiss(b, "off") }
+func BenchmarkKernelCTMissNone(b *testing.B)  { benchKernelCTMiss(b, "none") }
+func BenchmarkKernelCTMissNATed(b *testing.B) { benchKernelCTMiss(b, "nat") }
+
+func benchKernelCTMiss(b *testing.B, kind string) {
+	ns := enterNetns(b)
+	f := newFixture(b, Config{}, loadOpts{ttlDec: 0, noKernelCT: kind == "off"})
+	want := uint32(actRedirect)
+	if kind == "nat" {
+		nfInsert(b, ns, "udp", ap(podA4, 1000), ap(netip.MustParseAddr("10.96.0.10"), 53), "--dst-nat", natTo(ap(podB4, 53)))
+		want = actOK
+	}
+	in := frame(macHostB, macPodB, podB4, podA4, protoUDP, l4(podB4, podA4, protoUDP, 53, 1000, 0, make([]byte, 18)), frameOpts{})
+	f.run(f.objs.ep.FromEndpoint, in) // the entry, to learn its key
+	var k ctKey
+	var e ctEntry
+	if !f.objs.ep.PrCtOther.Iterate().Next(&k, &e) {
+		b.Fatal("no conntrack entry after the first packet")
+	}
+	var total time.Duration
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		if err := f.objs.ep.PrCtOther.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		ret, d, err := f.objs.ep.FromEndpoint.Benchmark(in, 1, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if ret != want {
+			b.Fatalf("verdict %d, want %d", ret, want)
+		}
+		total += d
+	}
+	b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "ns/op")
+}
+
+// As BenchmarkFromEndpointCTMissCreateNewFlow with TCP SYNs: a
+// connection's opening packet does not ask nf_conntrack.
+func BenchmarkFromEndpointCTMissCreateNewFlowTCPSyn(b *testing.B) {
+	benchNewFlows(b, loadOpts{ttlDec: 0}, frame(macHostA, macPodA, podA4, remote4, protoTCP, l4(podA4, remote4, protoTCP, 1000, 80, tcpSYN, nil), frameOpts{}))
 }

@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -50,8 +51,13 @@ type Config struct {
 	// the stack. Addresses found on the uplinks are added automatically.
 	NodeAddrs []netip.Addr
 	// PassCIDRs are destinations always handed to the stack (e.g. the
-	// Kubernetes service CIDR, which kube-proxy translates).
+	// Kubernetes service CIDR, which kube-proxy translates). They are the
+	// static part of the set: SetPassCIDRs adds learned ones live.
 	PassCIDRs []netip.Prefix
+	// KernelConntrack says which new flows the fast path hands to the
+	// kernel stack after looking them up in nf_conntrack (default
+	// KernelCTNAT: those netfilter translates).
+	KernelConntrack KernelCTMode
 	// NextHopCIDRs, when set, limits the cached next hop to these
 	// destinations (e.g. the cluster's pod supernet); others use the FIB.
 	NextHopCIDRs []netip.Prefix
@@ -67,6 +73,33 @@ type Config struct {
 	ResyncInterval time.Duration
 	// GCInterval is the period of the conntrack GC (default 30s).
 	GCInterval time.Duration
+}
+
+// KernelCTMode selects the flows that go through the kernel stack because
+// nf_conntrack knows them. The fast path asks nf_conntrack (the
+// bpf_skb_ct_lookup kfunc) on every conntrack miss and remembers the answer
+// in its own entry.
+type KernelCTMode uint8
+
+const (
+	// KernelCTNAT sends flows that netfilter translates (SNAT, DNAT:
+	// kube-proxy's iptables and nftables modes) through the stack.
+	KernelCTNAT KernelCTMode = iota
+	// KernelCTAny sends every flow nf_conntrack knows through the stack:
+	// for proxies that translate without nf_nat's status bits (kube-proxy's
+	// IPVS mode with conntrack on). Costs the fast path for any flow the
+	// stack saw first.
+	KernelCTAny
+)
+
+func (m KernelCTMode) String() string {
+	switch m {
+	case KernelCTNAT:
+		return "nat"
+	case KernelCTAny:
+		return "any"
+	}
+	return fmt.Sprintf("KernelCTMode(%d)", uint8(m))
 }
 
 // CTTimeouts are conntrack entry lifetimes.
@@ -102,14 +135,17 @@ type Counter struct {
 
 // CTEntry is one conntrack entry, oriented as the flow's originator sent it.
 type CTEntry struct {
-	Proto        uint8 // IP protocol number
-	Src, Dst     netip.AddrPort
-	Packets      [2]uint64 // [original, reply]
-	Bytes        [2]uint64
-	Expires      time.Duration // remaining lifetime (negative: expired, GC pending)
-	Age          time.Duration
-	SeenReply    bool
-	Closing      bool
+	Proto     uint8 // IP protocol number
+	Src, Dst  netip.AddrPort
+	Packets   [2]uint64 // [original, reply]
+	Bytes     [2]uint64
+	Expires   time.Duration // remaining lifetime (negative: expired, GC pending)
+	Age       time.Duration
+	SeenReply bool
+	Closing   bool
+	// Stack: every packet of the flow goes to the kernel stack, because
+	// nf_conntrack translates it (a Service) or knows it (KernelCTAny).
+	Stack        bool
 	IngressIndex int
 }
 
@@ -134,6 +170,7 @@ type Datapath struct {
 	podCIDRs    []netip.Prefix // where endpoints are discovered (Config.PodCIDRs, SetPodCIDRs)
 	explicitEPs []Endpoint     // last SetEndpoints input
 	nextHops    []NextHop      // last SetNextHops input
+	passCIDRs   []netip.Prefix // last SetPassCIDRs input
 	status      Status
 	impl        *loaded // non-nil while Run holds loaded objects (Linux)
 }
@@ -190,14 +227,10 @@ func (c Config) validate() error {
 	}
 	errs = append(errs, validPodCIDRs(c.PodCIDRs))
 	for _, l := range [][]netip.Prefix{c.PassCIDRs, c.NextHopCIDRs} {
-		if len(l) > maxLPM {
-			errs = append(errs, fmt.Errorf("%d prefixes: at most %d", len(l), maxLPM))
-		}
-		for _, p := range l {
-			if !p.IsValid() {
-				errs = append(errs, fmt.Errorf("prefix %s: invalid", p))
-			}
-		}
+		errs = append(errs, validatePrefixes(l))
+	}
+	if c.KernelConntrack > KernelCTAny {
+		errs = append(errs, fmt.Errorf("kernel conntrack mode %s: unknown", c.KernelConntrack))
 	}
 	for _, u := range c.Uplinks {
 		if u == "" || len(u) > 15 {
@@ -218,6 +251,26 @@ func validPodCIDRs(ps []netip.Prefix) error {
 	for _, p := range ps {
 		if !p.IsValid() || p != p.Masked() {
 			errs = append(errs, fmt.Errorf("pod cidr %s: not a masked prefix", p))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// validatePrefixes checks one LPM map's prefixes: valid, not IPv4-mapped
+// IPv6 (ambiguous family), at most maxLPM distinct ones.
+func validatePrefixes(l []netip.Prefix) error {
+	var errs []error
+	for _, p := range l {
+		switch {
+		case !p.IsValid():
+			errs = append(errs, fmt.Errorf("prefix %s: invalid", p))
+		case p.Addr().Is4In6():
+			errs = append(errs, fmt.Errorf("prefix %s: IPv4-mapped IPv6, write the IPv4 prefix", p))
+		}
+	}
+	if len(errs) == 0 {
+		if n := len(mergePrefixes(l)); n > maxLPM {
+			errs = append(errs, fmt.Errorf("%d prefixes: at most %d", n, maxLPM))
 		}
 	}
 	return errors.Join(errs...)
@@ -249,6 +302,24 @@ func (d *Datapath) pods() []netip.Prefix {
 	return slices.Clone(d.podCIDRs)
 }
 
+// mergePrefixes returns the distinct masked prefixes of the lists, sorted.
+func mergePrefixes(lists ...[]netip.Prefix) []netip.Prefix {
+	seen := map[netip.Prefix]bool{}
+	var out []netip.Prefix
+	for _, l := range lists {
+		for _, p := range l {
+			if p = p.Masked(); !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int {
+		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+	})
+	return out
+}
+
 // Status returns the current state of the fast path.
 func (d *Datapath) Status() Status {
 	d.mu.Lock()
@@ -272,7 +343,7 @@ var reasonNames = [...]string{
 	"fwd-redirect-peer", "fwd-nexthop", "fwd-redirect-neigh",
 	"pass-not-ip", "pass-fragment", "pass-ip-options", "pass-ipv6-exthdr", "pass-ttl",
 	"pass-proto", "pass-icmp-ctrl", "pass-non-unicast", "pass-node-local",
-	"pass-not-endpoint", "pass-fib", "pass-prefix",
+	"pass-not-endpoint", "pass-fib", "pass-prefix", "pass-nat",
 	"drop-malformed", "drop-redirect",
 }
 

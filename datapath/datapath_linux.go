@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"time"
 
@@ -125,11 +127,10 @@ func (d *Datapath) load() (*loaded, error) {
 	}
 	l := &loaded{objs: objs, attached: map[string]attachment{}}
 	var errs []error
-	pass := map[lpmKey]uint32{}
-	for _, p := range d.cfg.PassCIDRs {
-		pass[makeLPMKey(p.Masked())] = 1
-	}
-	errs = append(errs, syncHash(objs.ep.PrPassPrefixes, pass))
+	d.mu.Lock()
+	live := d.passCIDRs
+	d.mu.Unlock()
+	errs = append(errs, syncHash(objs.ep.PrPassPrefixes, lpmEntries(d.cfg.PassCIDRs, live)))
 	nh := map[lpmKey]uint32{}
 	for _, p := range d.cfg.NextHopCIDRs {
 		nh[makeLPMKey(p.Masked())] = 1
@@ -200,6 +201,7 @@ func (d *Datapath) applyLocked(eps []Endpoint, nhs []NextHop) error {
 		delete(node, k) // a pod address is never a node address
 	}
 	errs = append(errs, syncHash(objs.ep.PrNodeAddrs, node))
+	errs = append(errs, syncHash(objs.ep.PrPassPrefixes, lpmEntries(d.cfg.PassCIDRs, d.passCIDRs)))
 	errs = append(errs, syncHash(objs.ep.PrEndpoints, endpointEntries(eps)))
 
 	resolved, err := resolveNextHops(nhs)
@@ -293,6 +295,40 @@ func (d *Datapath) SetNextHops(ctx context.Context, nhs []NextHop) error {
 	d.nextHops = append([]NextHop(nil), nhs...)
 	d.mu.Unlock()
 	return d.applyNow(ctx)
+}
+
+// SetPassCIDRs sets the learned destinations handed to the kernel stack
+// (e.g. the cluster's Service CIDRs from its ServiceCIDR objects): the whole
+// desired set, merged with the static Config.PassCIDRs. Idempotent: the
+// pass-prefix map is diffed, additions written before removals. Conntrack
+// is not touched; the prefix check precedes it, so packets to an added
+// prefix go to the stack from the next one on. An invalid set is refused
+// whole and changes nothing. Applied now when running, else at Run.
+func (d *Datapath) SetPassCIDRs(ctx context.Context, prefixes []netip.Prefix) error {
+	if err := validatePrefixes(prefixes); err != nil {
+		return fmt.Errorf("pass cidrs: %w", err)
+	}
+	if n := len(mergePrefixes(d.cfg.PassCIDRs, prefixes)); n > maxLPM {
+		return fmt.Errorf("pass cidrs: %d with the configured ones, at most %d", n, maxLPM)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.passCIDRs = slices.Clone(prefixes)
+	if d.impl == nil {
+		return nil // applied when Run loads
+	}
+	return syncHash(d.impl.objs.ep.PrPassPrefixes, lpmEntries(d.cfg.PassCIDRs, d.passCIDRs))
+}
+
+// PassCIDRs returns the prefixes in the pass-to-stack map (static and
+// learned), sorted.
+func (d *Datapath) PassCIDRs() ([]netip.Prefix, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.impl == nil {
+		return nil, ErrNotRunning
+	}
+	return readLPM(d.impl.objs.ep.PrPassPrefixes)
 }
 
 func (d *Datapath) applyNow(ctx context.Context) error {

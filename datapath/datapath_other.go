@@ -5,6 +5,7 @@ package datapath
 import (
 	"context"
 	"fmt"
+	"net/netip"
 )
 
 type loaded struct{}
@@ -19,6 +20,14 @@ func (d *Datapath) SetEndpoints(ctx context.Context, eps []Endpoint) error { ret
 
 // SetNextHops records the desired next hops (no effect off Linux).
 func (d *Datapath) SetNextHops(ctx context.Context, nhs []NextHop) error { return ErrNotRunning }
+
+// SetPassCIDRs has no effect off Linux.
+func (d *Datapath) SetPassCIDRs(ctx context.Context, prefixes []netip.Prefix) error {
+	return ErrNotRunning
+}
+
+// PassCIDRs is unavailable off Linux.
+func (d *Datapath) PassCIDRs() ([]netip.Prefix, error) { return nil, ErrNotRunning }
 
 // Counters is unavailable off Linux.
 func (d *Datapath) Counters() ([]Counter, error) { return nil, ErrNotRunning }

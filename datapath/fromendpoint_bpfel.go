@@ -44,6 +44,7 @@ const (
 	fromEndpointPrCtFlagsPR_CTF_ORIG_IS_A  fromEndpointPrCtFlags = 1
 	fromEndpointPrCtFlagsPR_CTF_SEEN_REPLY fromEndpointPrCtFlags = 2
 	fromEndpointPrCtFlagsPR_CTF_CLOSING    fromEndpointPrCtFlags = 4
+	fromEndpointPrCtFlagsPR_CTF_STACK      fromEndpointPrCtFlags = 8
 )
 
 type fromEndpointPrCtKey struct {
@@ -137,6 +138,14 @@ const (
 	fromEndpointPrEventTypePR_EV_TO_STACK      fromEndpointPrEventType = 6
 )
 
+type fromEndpointPrKctMode uint32
+
+const (
+	fromEndpointPrKctModePR_KCT_OFF fromEndpointPrKctMode = 0
+	fromEndpointPrKctModePR_KCT_NAT fromEndpointPrKctMode = 1
+	fromEndpointPrKctModePR_KCT_ANY fromEndpointPrKctMode = 2
+)
+
 type fromEndpointPrLpmKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -172,9 +181,10 @@ const (
 	fromEndpointPrReasonPR_PASS_NOT_ENDPOINT  fromEndpointPrReason = 12
 	fromEndpointPrReasonPR_PASS_FIB           fromEndpointPrReason = 13
 	fromEndpointPrReasonPR_PASS_PREFIX        fromEndpointPrReason = 14
-	fromEndpointPrReasonPR_DROP_MALFORMED     fromEndpointPrReason = 15
-	fromEndpointPrReasonPR_DROP_REDIRECT      fromEndpointPrReason = 16
-	fromEndpointPrReasonPR_REASON_MAX         fromEndpointPrReason = 17
+	fromEndpointPrReasonPR_PASS_NAT           fromEndpointPrReason = 15
+	fromEndpointPrReasonPR_DROP_MALFORMED     fromEndpointPrReason = 16
+	fromEndpointPrReasonPR_DROP_REDIRECT      fromEndpointPrReason = 17
+	fromEndpointPrReasonPR_REASON_MAX         fromEndpointPrReason = 18
 )
 
 type fromEndpointPrTraceCfg struct {
@@ -214,6 +224,7 @@ const (
 	fromEndpointVarCfgCtTcpSynNs       = "cfg_ct_tcp_syn_ns"
 	fromEndpointVarCfgCtUdpNs          = "cfg_ct_udp_ns"
 	fromEndpointVarCfgFibFallback      = "cfg_fib_fallback"
+	fromEndpointVarCfgKctMode          = "cfg_kct_mode"
 	fromEndpointVarCfgNhPrefixes       = "cfg_nh_prefixes"
 	fromEndpointVarCfgPassPrefixes     = "cfg_pass_prefixes"
 	fromEndpointVarCfgTtlDec           = "cfg_ttl_dec"
@@ -301,6 +312,7 @@ type fromEndpointVariableSpecs struct {
 	CfgCtTcpSynNs       *ebpf.VariableSpec `ebpf:"cfg_ct_tcp_syn_ns"`
 	CfgCtUdpNs          *ebpf.VariableSpec `ebpf:"cfg_ct_udp_ns"`
 	CfgFibFallback      *ebpf.VariableSpec `ebpf:"cfg_fib_fallback"`
+	CfgKctMode          *ebpf.VariableSpec `ebpf:"cfg_kct_mode"`
 	CfgNhPrefixes       *ebpf.VariableSpec `ebpf:"cfg_nh_prefixes"`
 	CfgPassPrefixes     *ebpf.VariableSpec `ebpf:"cfg_pass_prefixes"`
 	CfgTtlDec           *ebpf.VariableSpec `ebpf:"cfg_ttl_dec"`
@@ -374,6 +386,7 @@ type fromEndpointVariables struct {
 	CfgCtTcpSynNs       *ebpf.Variable `ebpf:"cfg_ct_tcp_syn_ns"`
 	CfgCtUdpNs          *ebpf.Variable `ebpf:"cfg_ct_udp_ns"`
 	CfgFibFallback      *ebpf.Variable `ebpf:"cfg_fib_fallback"`
+	CfgKctMode          *ebpf.Variable `ebpf:"cfg_kct_mode"`
 	CfgNhPrefixes       *ebpf.Variable `ebpf:"cfg_nh_prefixes"`
 	CfgPassPrefixes     *ebpf.Variable `ebpf:"cfg_pass_prefixes"`
 	CfgTtlDec           *ebpf.Variable `ebpf:"cfg_ttl_dec"`

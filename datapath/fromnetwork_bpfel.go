@@ -43,6 +43,7 @@ const (
 	fromNetworkVarCfgCtTcpSynNs       = "cfg_ct_tcp_syn_ns"
 	fromNetworkVarCfgCtUdpNs          = "cfg_ct_udp_ns"
 	fromNetworkVarCfgFibFallback      = "cfg_fib_fallback"
+	fromNetworkVarCfgKctMode          = "cfg_kct_mode"
 	fromNetworkVarCfgNhPrefixes       = "cfg_nh_prefixes"
 	fromNetworkVarCfgPassPrefixes     = "cfg_pass_prefixes"
 	fromNetworkVarCfgTtlDec           = "cfg_ttl_dec"
@@ -130,6 +131,7 @@ type fromNetworkVariableSpecs struct {
 	CfgCtTcpSynNs       *ebpf.VariableSpec `ebpf:"cfg_ct_tcp_syn_ns"`
 	CfgCtUdpNs          *ebpf.VariableSpec `ebpf:"cfg_ct_udp_ns"`
 	CfgFibFallback      *ebpf.VariableSpec `ebpf:"cfg_fib_fallback"`
+	CfgKctMode          *ebpf.VariableSpec `ebpf:"cfg_kct_mode"`
 	CfgNhPrefixes       *ebpf.VariableSpec `ebpf:"cfg_nh_prefixes"`
 	CfgPassPrefixes     *ebpf.VariableSpec `ebpf:"cfg_pass_prefixes"`
 	CfgTtlDec           *ebpf.VariableSpec `ebpf:"cfg_ttl_dec"`
@@ -203,6 +205,7 @@ type fromNetworkVariables struct {
 	CfgCtTcpSynNs       *ebpf.Variable `ebpf:"cfg_ct_tcp_syn_ns"`
 	CfgCtUdpNs          *ebpf.Variable `ebpf:"cfg_ct_udp_ns"`
 	CfgFibFallback      *ebpf.Variable `ebpf:"cfg_fib_fallback"`
+	CfgKctMode          *ebpf.Variable `ebpf:"cfg_kct_mode"`
 	CfgNhPrefixes       *ebpf.Variable `ebpf:"cfg_nh_prefixes"`
 	CfgPassPrefixes     *ebpf.Variable `ebpf:"cfg_pass_prefixes"`
 	CfgTtlDec           *ebpf.Variable `ebpf:"cfg_ttl_dec"`

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/cilium/ebpf"
 )
@@ -23,6 +24,25 @@ func (o *objects) Close() error {
 type loadOpts struct {
 	pinDir string // "" = no pinning (BPF_PROG_RUN tests)
 	ttlDec uint8  // TTL decrement; 0 only for repeat benchmarks
+	// Benchmarks only, to measure what each lookup costs: no nf_conntrack
+	// lookup on a conntrack miss (NATed flows break), no pass-prefix lookup.
+	noKernelCT, noPassLookup bool
+}
+
+// ErrNoConntrackKfunc: the kernel lacks the nf_conntrack kfuncs
+// (bpf_skb_ct_lookup, bpf_ct_release) without which the fast path would
+// bypass netfilter's reverse translation and break every Service; the
+// programs are not loaded (Run's error wraps it and ErrUnavailable).
+var ErrNoConntrackKfunc = errors.New("kernel lacks the nf_conntrack kfunc bpf_skb_ct_lookup " +
+	"(needs CONFIG_NF_CONNTRACK and kernel BTF; with nf_conntrack as a module, the module loaded)")
+
+// kfuncErr explains a load failure caused by a missing kfunc (the
+// conntrack ones are the only kfuncs the programs call).
+func kfuncErr(err error) error {
+	if errors.Is(err, ebpf.ErrNotSupported) && strings.Contains(err.Error(), "kfunc") {
+		return fmt.Errorf("%w: %w", ErrNoConntrackKfunc, err)
+	}
+	return err
 }
 
 func boolU8(b bool) uint8 {
@@ -49,7 +69,8 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, o loadOpts) error {
 		"cfg_ct_udp_ns":     uint64(cfg.CTTimeouts.UDP),
 		"cfg_ct_icmp_ns":    uint64(cfg.CTTimeouts.ICMP),
 		"cfg_ttl_dec":       o.ttlDec,
-		"cfg_pass_prefixes": boolU8(len(cfg.PassCIDRs) > 0),
+		"cfg_pass_prefixes": boolU8(!o.noPassLookup),
+		"cfg_kct_mode":      kctMode(cfg.KernelConntrack, o.noKernelCT),
 		"cfg_nh_prefixes":   boolU8(len(cfg.NextHopCIDRs) > 0),
 		"cfg_fib_fallback":  uint8(1),
 	}
@@ -65,24 +86,45 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, o loadOpts) error {
 	return nil
 }
 
+func kctMode(m KernelCTMode, off bool) uint8 {
+	switch {
+	case off:
+		return uint8(fromEndpointPrKctModePR_KCT_OFF)
+	case m == KernelCTAny:
+		return uint8(fromEndpointPrKctModePR_KCT_ANY)
+	}
+	return uint8(fromEndpointPrKctModePR_KCT_NAT)
+}
+
+// loadSpecs reads both collection specs and writes Config into them.
+func loadSpecs(cfg Config, o loadOpts) (ep, net *ebpf.CollectionSpec, err error) {
+	if ep, err = loadFromEndpoint(); err != nil {
+		return nil, nil, err
+	}
+	if net, err = loadFromNetwork(); err != nil {
+		return nil, nil, err
+	}
+	if err := configure(ep, cfg, o); err != nil {
+		return nil, nil, err
+	}
+	if err := configure(net, cfg, o); err != nil {
+		return nil, nil, err
+	}
+	return ep, net, nil
+}
+
 // loadObjects loads both programs; the second object reuses the first's maps.
 // With pinning, a pinned map whose spec changed (e.g. a new conntrack size)
 // is dropped and recreated.
 func loadObjects(cfg Config, o loadOpts) (*objects, error) {
-	epSpec, err := loadFromEndpoint()
+	epSpec, netSpec, err := loadSpecs(cfg, o)
 	if err != nil {
 		return nil, err
 	}
-	netSpec, err := loadFromNetwork()
-	if err != nil {
-		return nil, err
-	}
-	if err := configure(epSpec, cfg, o); err != nil {
-		return nil, err
-	}
-	if err := configure(netSpec, cfg, o); err != nil {
-		return nil, err
-	}
+	return loadCollections(epSpec, netSpec, o)
+}
+
+func loadCollections(epSpec, netSpec *ebpf.CollectionSpec, o loadOpts) (*objects, error) {
 	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: o.pinDir}}
 	if o.pinDir != "" {
 		if err := os.MkdirAll(o.pinDir, 0o700); err != nil {
@@ -91,7 +133,7 @@ func loadObjects(cfg Config, o loadOpts) (*objects, error) {
 	}
 
 	objs := &objects{}
-	err = epSpec.LoadAndAssign(&objs.ep, opts)
+	err := epSpec.LoadAndAssign(&objs.ep, opts)
 	if errors.Is(err, ebpf.ErrMapIncompatible) && o.pinDir != "" {
 		// Drop incompatible pins; compatible ones (conntrack) are kept.
 		if rerr := removeIncompatiblePins(epSpec, o.pinDir); rerr != nil {
@@ -100,7 +142,7 @@ func loadObjects(cfg Config, o loadOpts) (*objects, error) {
 		err = epSpec.LoadAndAssign(&objs.ep, opts)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("load from-endpoint: %w", verifierDetail(err))
+		return nil, fmt.Errorf("load from-endpoint: %w", kfuncErr(verifierDetail(err)))
 	}
 
 	replace := map[string]*ebpf.Map{
@@ -118,7 +160,7 @@ func loadObjects(cfg Config, o loadOpts) (*objects, error) {
 	}
 	if err := netSpec.LoadAndAssign(&objs.net, &ebpf.CollectionOptions{MapReplacements: replace}); err != nil {
 		objs.ep.Close()
-		return nil, fmt.Errorf("load from-network: %w", verifierDetail(err))
+		return nil, fmt.Errorf("load from-network: %w", kfuncErr(verifierDetail(err)))
 	}
 	return objs, nil
 }

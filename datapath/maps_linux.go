@@ -34,7 +34,12 @@ const (
 	ctfOrigIsA = uint8(fromEndpointPrCtFlagsPR_CTF_ORIG_IS_A)
 	ctfReply   = uint8(fromEndpointPrCtFlagsPR_CTF_SEEN_REPLY)
 	ctfClosing = uint8(fromEndpointPrCtFlagsPR_CTF_CLOSING)
+	ctfStack   = uint8(fromEndpointPrCtFlagsPR_CTF_STACK)
 )
+
+// One name per enum pr_reason value: a new reason without a name (or the
+// reverse) does not compile.
+var _ [reasonMax]string = reasonNames
 
 // addrWords stores a in network order: IPv4 in word 0, IPv6 in words 0..3.
 func addrWords(a netip.Addr) (w [4]uint32, family uint8) {
@@ -70,6 +75,30 @@ func makeAddrKey(a netip.Addr) addrKey {
 func makeLPMKey(p netip.Prefix) lpmKey {
 	w, f := addrWords(p.Addr())
 	return lpmKey{Prefixlen: uint32(32 + p.Bits()), Family: f, Addr: w}
+}
+
+// lpmEntries renders prefix lists into LPM map entries (value 1).
+func lpmEntries(lists ...[]netip.Prefix) map[lpmKey]uint32 {
+	want := map[lpmKey]uint32{}
+	for _, p := range mergePrefixes(lists...) {
+		want[makeLPMKey(p)] = 1
+	}
+	return want
+}
+
+// readLPM lists the prefixes of an LPM map, sorted.
+func readLPM(m *ebpf.Map) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	var k lpmKey
+	var v uint32
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		out = append(out, netip.PrefixFrom(wordsAddr(k.Addr, k.Family), int(k.Prefixlen)-32))
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("iterate %s: %w", m, err)
+	}
+	return mergePrefixes(out), nil
 }
 
 func mac6(m net.HardwareAddr) (out [6]uint8, ok bool) {
@@ -219,6 +248,7 @@ func ctToEntry(k ctKey, e ctEntry, now time.Duration) CTEntry {
 		Age:          now - time.Duration(e.CreatedNs),
 		SeenReply:    e.Flags&ctfReply != 0,
 		Closing:      e.Flags&ctfClosing != 0,
+		Stack:        e.Flags&ctfStack != 0,
 		IngressIndex: int(e.Ifindex),
 	}
 }

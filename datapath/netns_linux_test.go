@@ -22,9 +22,9 @@ import (
 
 // The privileged end-to-end test. The parent creates a fresh "node" netns
 // and a private bpffs, then re-runs this test binary inside the node netns
-// (nsenter --net, so the mount namespace and bpffs stay visible). The child
-// builds two ptp-style pods and an uplink to a "ToR" netns, runs the
-// Datapath, pings, restarts it, and checks hooks, counters and conntrack.
+// (runInNodeNetns). The child builds two ptp-style pods and an uplink to a
+// "ToR" netns (setupNode), runs the Datapath, pings, restarts it, and
+// checks hooks, counters and conntrack.
 
 const childEnv = "PODROUTER_DATAPATH_NETNS_CHILD"
 
@@ -42,6 +42,14 @@ func TestNetnsDatapath(t *testing.T) {
 		netnsChild(t, os.Getenv(childEnv))
 		return
 	}
+	runInNodeNetns(t, "TestNetnsDatapath")
+}
+
+// runInNodeNetns is the parent side of a netns test: a fresh "node" netns
+// and a private bpffs, then the test binary re-run inside the node netns
+// (nsenter --net, so the mount namespace and bpffs stay visible) for test
+// name only, with childEnv set to "suffix,pinDir".
+func runInNodeNetns(t *testing.T, name string) {
 	requireRoot(t)
 	suffix := fmt.Sprintf("%06x", rand.Uint32()&0xffffff)
 	node := "prnode-" + suffix
@@ -63,11 +71,11 @@ func TestNetnsDatapath(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("nsenter", "--net=/var/run/netns/"+node, self,
-		"-test.run=^TestNetnsDatapath$", "-test.v", "-test.count=1")
+		"-test.run=^"+name+"$", "-test.v", "-test.count=1")
 	cmd.Env = append(os.Environ(), childEnv+"="+suffix+","+pinDir)
 	out, err := cmd.CombinedOutput()
 	t.Logf("child output:\n%s", out)
-	if err != nil || !strings.Contains(string(out), "--- PASS: TestNetnsDatapath") {
+	if err != nil || !strings.Contains(string(out), "--- PASS: "+name) {
 		t.Fatalf("child failed: %v", err)
 	}
 	if _, err := os.Stat(pinDir); !os.IsNotExist(err) {
@@ -75,21 +83,26 @@ func TestNetnsDatapath(t *testing.T) {
 	}
 }
 
-func netnsChild(t *testing.T, arg string) {
-	suffix, pinDir, _ := strings.Cut(arg, ",")
-	podA, podB, tor := "prpoda-"+suffix, "prpodb-"+suffix, "prtor-"+suffix
+// sh runs each command line (split on spaces) and fails the test on error.
+func sh(t *testing.T, cmds ...string) {
+	t.Helper()
+	for _, c := range cmds {
+		run(t, strings.Fields(c)...)
+	}
+}
+
+// setupNode builds, inside the node netns, two ptp-style pods (a
+// 10.244.0.10, b 10.244.0.20; /32 on both sides, host route to the pod
+// via its veth, as CNI ptp does) and an uplink up0 (192.0.2.1/24) to a
+// ToR netns (192.0.2.2, 198.51.100.1 on lo, 10.244.0.0/24 via the node).
+func setupNode(t *testing.T, suffix string) (podA, podB, tor string) {
+	podA, podB, tor = "prpoda-"+suffix, "prpodb-"+suffix, "prtor-"+suffix
 	for _, ns := range []string{podA, podB, tor} {
 		run(t, "ip", "netns", "add", ns)
 	}
-	sh := func(cmds ...string) {
-		for _, c := range cmds {
-			run(t, strings.Fields(c)...)
-		}
-	}
-	// ptp-style pods: /32 on both sides, host route to the pod via its veth.
-	sh("sysctl -qw net.ipv4.ip_forward=1", "ip link set lo up")
+	sh(t, "sysctl -qw net.ipv4.ip_forward=1", "ip link set lo up")
 	for _, p := range []struct{ ns, veth, ip string }{{podA, "vpa", "10.244.0.10"}, {podB, "vpb", "10.244.0.20"}} {
-		sh("ip link add "+p.veth+" type veth peer name eth0 netns "+p.ns,
+		sh(t, "ip link add "+p.veth+" type veth peer name eth0 netns "+p.ns,
 			"ip addr add 10.244.0.1/32 dev "+p.veth,
 			"ip link set "+p.veth+" up",
 			"ip route add "+p.ip+"/32 dev "+p.veth+" scope link",
@@ -99,7 +112,7 @@ func netnsChild(t *testing.T, arg string) {
 			"ip netns exec "+p.ns+" ip route add 10.244.0.1 dev eth0 scope link",
 			"ip netns exec "+p.ns+" ip route add default via 10.244.0.1 dev eth0")
 	}
-	sh("ip link add up0 type veth peer name eth0 netns "+tor,
+	sh(t, "ip link add up0 type veth peer name eth0 netns "+tor,
 		"ip addr add 192.0.2.1/24 dev up0", "ip link set up0 up",
 		"ip route add default via 192.0.2.2",
 		"ip netns exec "+tor+" ip addr add 192.0.2.2/24 dev eth0",
@@ -107,6 +120,12 @@ func netnsChild(t *testing.T, arg string) {
 		"ip netns exec "+tor+" ip addr add 198.51.100.1/32 dev lo",
 		"ip netns exec "+tor+" ip link set lo up",
 		"ip netns exec "+tor+" ip route add 10.244.0.0/24 via 192.0.2.1")
+	return podA, podB, tor
+}
+
+func netnsChild(t *testing.T, arg string) {
+	suffix, pinDir, _ := strings.Cut(arg, ",")
+	podA, podB, _ := setupNode(t, suffix)
 
 	cfg := Config{
 		PinDir:         pinDir,

@@ -7,6 +7,11 @@
 
 #include "maps.h"
 #include "parse.h"
+#include "kconntrack.h"
+
+/* Bit or-ed into pr_ct_track's verdict when the flow goes to the stack. */
+#define PR_CT_F_STACK 0x100
+#define PR_CT_VERDICT(v) ((v) & 0xff)
 
 /* Fill *k from *p in canonical order; return 1 when the packet's source is
  * side a of the key. */
@@ -61,7 +66,8 @@ static __always_inline __u64 pr_ct_lifetime(__u8 proto, __u8 flags)
  * the verifier then inlines the lookup and calls the map's update directly;
  * a pointer chosen at run time would force the generic helpers and an
  * indirect call per packet), account it, refresh the expiry. Returns the
- * verdict (New, Established, Reply). */
+ * verdict (New, Established, Reply), or-ed with PR_CT_F_STACK when the
+ * flow must go to the kernel stack. */
 static __always_inline int pr_ct_track_in(void *map, struct __sk_buff *skb, const struct pr_pkt *p)
 {
 	__u8 closing = p->tcp_flags & (PR_TCP_FIN | PR_TCP_RST) ? PR_CTF_CLOSING : 0;
@@ -96,25 +102,53 @@ static __always_inline int pr_ct_track_in(void *map, struct __sk_buff *skb, cons
 		} else if (exp > e->expires_ns + cfg_ct_refresh_ns) {
 			e->expires_ns = exp;
 		}
-		return reply ? PR_CT_REPLY : PR_CT_ESTABLISHED;
+		return (reply ? PR_CT_REPLY : PR_CT_ESTABLISHED) |
+		       (flags & PR_CTF_STACK ? PR_CT_F_STACK : 0);
 	}
 
-	/* Every field is assigned: no memset of the value. */
+	/* A new flow for the fast path: does netfilter translate it? Only a
+	 * miss asks (a new flow, or one whose entry expired); the answer is
+	 * remembered in the entry, so later packets of either direction
+	 * skip the kfunc. A flow netfilter translates has an nf_conntrack
+	 * entry by the time the fast path sees it: its first packets went
+	 * through the stack (a pass prefix, the node's address, or an
+	 * uplink packet not for a local pod), and the fast path's first
+	 * packet of it is usually nf_conntrack's reply. */
+	int kct = PR_KCT_NONE;
+
+	/* Except a TCP SYN without ACK: a connection's opening packet
+	 * crosses the fast path before netfilter could know its flow (the
+	 * fast path never sees a packet the node's netfilter has already
+	 * handled in the same direction), so no lookup; this spares every
+	 * new TCP connection the kfunc. Its reply (SYN-ACK) asks. */
+	if (cfg_kct_mode != PR_KCT_OFF &&
+	    (p->proto != IPPROTO_TCP || (p->tcp_flags & (PR_TCP_SYN | PR_TCP_ACK)) != PR_TCP_SYN))
+		kct = pr_kct_lookup(skb, p);
+	/* The entry is oriented as nf_conntrack's original direction, so
+	 * `bpf ct list` shows the client as the source. */
+	int d = kct == PR_KCT_REPLY;
+	int orig_is_a = d ? !src_is_a : src_is_a;
 	struct pr_ct_entry n = {
 		.created_ns = now,
-		.packets = { 1, 0 },
-		.bytes = { p->len, 0 },
 		.ifindex = skb->ingress_ifindex,
-		.flags = (src_is_a ? PR_CTF_ORIG_IS_A : 0) | closing,
-		.tcp_flags = { p->tcp_flags, 0 },
-		.pad = 0,
+		.flags = (orig_is_a ? PR_CTF_ORIG_IS_A : 0) | closing |
+			 (kct != PR_KCT_NONE ? PR_CTF_STACK : 0) | (d ? PR_CTF_SEEN_REPLY : 0),
 	};
+	if (d) {
+		n.packets[1] = 1;
+		n.bytes[1] = p->len;
+		n.tcp_flags[1] = p->tcp_flags;
+	} else {
+		n.packets[0] = 1;
+		n.bytes[0] = p->len;
+		n.tcp_flags[0] = p->tcp_flags;
+	}
 	n.expires_ns = now + pr_ct_lifetime(p->proto, n.flags);
 	/* BPF_NOEXIST: a racing CPU that created it first wins; either way
 	 * this packet is the flow's first. No lookup after the update: the
 	 * verdict is all the caller needs. */
 	bpf_map_update_elem(map, &k, &n, BPF_NOEXIST);
-	return PR_CT_NEW;
+	return PR_CT_NEW | (kct != PR_KCT_NONE ? PR_CT_F_STACK : 0);
 }
 
 static __always_inline int pr_ct_track(struct __sk_buff *skb, const struct pr_pkt *p)

@@ -171,6 +171,15 @@ static __always_inline void pr_trace(struct __sk_buff *skb, __u32 tflags, __u8 t
 	bpf_ringbuf_submit(ev, 0);
 }
 
+/* Count and trace a tracked packet that conntrack hands to the stack. */
+static __always_inline int pr_to_stack_ct(struct __sk_buff *skb, __u32 tflags, __u32 dir,
+					  int reason, __u8 verdict, const struct pr_pkt *p)
+{
+	pr_count(dir, reason, skb->len);
+	pr_trace(skb, tflags, PR_EV_TO_STACK, verdict, reason, p, 0, 0);
+	return TC_ACT_OK;
+}
+
 /* Count and trace a packet that is not forwarded: pass to the stack, or drop. */
 static __always_inline int pr_not_forwarded(struct __sk_buff *skb, __u32 tflags, __u32 dir,
 					    int reason, const struct pr_pkt *p)

@@ -63,9 +63,10 @@ enum pr_reason {
 	PR_PASS_NOT_ENDPOINT = 12, /* from-network: not for a local pod */
 	PR_PASS_FIB = 13,          /* fib lookup failed: let the stack decide */
 	PR_PASS_PREFIX = 14,       /* destination in the pass-to-stack prefixes */
-	PR_DROP_MALFORMED = 15,    /* truncated or invalid headers */
-	PR_DROP_REDIRECT = 16,     /* redirect helper refused */
-	PR_REASON_MAX = 17,
+	PR_PASS_NAT = 15,          /* flow translated by netfilter (conntrack entry flagged stack) */
+	PR_DROP_MALFORMED = 16,    /* truncated or invalid headers */
+	PR_DROP_REDIRECT = 17,     /* redirect helper refused */
+	PR_REASON_MAX = 18,
 };
 
 /* Conntrack verdict of one packet. */
@@ -91,6 +92,15 @@ enum pr_ct_flags {
 	PR_CTF_ORIG_IS_A = 1,     /* originator is side "a" of the canonical key */
 	PR_CTF_SEEN_REPLY = 2,    /* a reply-direction packet was seen */
 	PR_CTF_CLOSING = 4,       /* FIN or RST seen */
+	PR_CTF_STACK = 8,         /* every packet of the flow goes to the kernel stack:
+				   * nf_conntrack translates it (pr_kct_lookup) */
+};
+
+/* What a conntrack miss asks the kernel's nf_conntrack (cfg_kct_mode). */
+enum pr_kct_mode {
+	PR_KCT_OFF = 0, /* no lookup (benchmarks only: NATed flows would break) */
+	PR_KCT_NAT = 1, /* flows netfilter translates (SNAT/DNAT) go to the stack */
+	PR_KCT_ANY = 2, /* every flow nf_conntrack knows goes to the stack (IPVS) */
 };
 
 /* Conntrack key: the 5-tuple in canonical order (side "a" is the smaller
@@ -220,6 +230,8 @@ struct pr_btf_anchor {
 	enum pr_event_type event_type;   /* event type */
 	enum pr_ct_flags ct_flags;       /* conntrack entry flags */
 	enum pr_event_hdrs event_hdrs;   /* event header fields */
+	enum pr_kct_mode kct_mode;       /* nf_conntrack lookup mode */
+	__u32 pad;                       /* explicit tail padding */
 };
 volatile const struct pr_btf_anchor pr_btf_anchor_unused;
 
@@ -243,6 +255,6 @@ _Static_assert(sizeof(struct pr_lpm_key) == 24, "pr_lpm_key layout");
 _Static_assert(sizeof(struct pr_event) == 104, "pr_event layout");
 _Static_assert(__builtin_offsetof(struct pr_event, flow_lbl) == 68, "pr_event: header fields after len");
 _Static_assert(__builtin_offsetof(struct pr_event, icmp_data) == 96, "pr_event: icmp_data aligned");
-_Static_assert(sizeof(struct pr_btf_anchor) == 128, "pr_btf_anchor: no implicit padding");
+_Static_assert(sizeof(struct pr_btf_anchor) == 136, "pr_btf_anchor: no implicit padding");
 
 #endif /* PODROUTER_TYPES_H */

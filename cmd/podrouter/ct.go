@@ -88,6 +88,9 @@ func writeCTTable(out io.Writer, es []datapath.CTEntry, ifname func(int) string)
 		if e.Closing {
 			flags = append(flags, "closing")
 		}
+		if e.Stack {
+			flags = append(flags, "stack")
+		}
 		expires := e.Expires.Truncate(time.Second).String()
 		if e.Expires < 0 {
 			expires = "expired"

@@ -116,7 +116,7 @@ func ctFixture() []datapath.CTEntry {
 		{Proto: 17, Src: ap("[fd00:10:0:1::2]:53000"), Dst: ap("[fd00:10:0:3::3]:53"), Packets: [2]uint64{1, 1}, Bytes: [2]uint64{80, 120},
 			Age: 3500 * time.Millisecond, Expires: 56 * time.Second, SeenReply: true, IngressIndex: 12},
 		{Proto: 6, Src: ap("10.0.1.2:40000"), Dst: ap("10.0.3.3:80"), Packets: [2]uint64{10, 8}, Bytes: [2]uint64{900, 12000},
-			Age: 90 * time.Second, Expires: 6 * time.Hour, SeenReply: true, IngressIndex: 12},
+			Age: 90 * time.Second, Expires: 6 * time.Hour, SeenReply: true, Stack: true, IngressIndex: 12},
 		{Proto: 1, Src: ap("10.0.3.3:4711"), Dst: ap("10.0.1.2:4711"), Packets: [2]uint64{3, 3}, Bytes: [2]uint64{294, 294},
 			Age: 2 * time.Second, Expires: 28 * time.Second, SeenReply: true, IngressIndex: 3},
 		{Proto: 6, Src: ap("10.0.1.2:39999"), Dst: ap("10.0.2.7:443"), Packets: [2]uint64{4, 3}, Bytes: [2]uint64{300, 400},
