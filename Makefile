@@ -7,9 +7,11 @@ LAB ?= lab
 TORS ?= 1
 DATAPATH ?= true
 BFD ?= false
+KUBERNETES ?= false
+PROXY_MODE ?= iptables
 APT_PKGS := frr bird2 containernetworking-plugins iproute2 iputils-ping iptables nftables conntrack procps \
 	clang llvm libbpf-dev bpftool iperf3 sockperf tcpdump prometheus etcd-server \
-	containerd runc podman docker.io
+	dnsmasq-base bind9-dnsutils curl containerd runc podman docker.io
 STATICCHECK_VERSION ?= v0.8.2
 
 .PHONY: all build lab-tool release image pause-image lab-image tools kube kube-apiserver deps lab lab-down lab-status converge test test-unit lint generate generate-check bench clean
@@ -97,17 +99,22 @@ deps:
 
 # The 3-node lab: FRR ToR(s), three podrouter nodes, two CNI pods each.
 # deps first: on a fresh machine it installs FRR and the CNI plugins.
-#   KUBERNETES=true: a Kubernetes cluster instead: the control plane in the
-#   ToR, containerd + runc + kubelet + kube-proxy in every node, podrouter
+#   KUBERNETES=true: a Kubernetes cluster: the control plane in the ToR,
+#   containerd + runc + kubelet + kube-proxy in every node, podrouter
 #   installed with `kubectl apply -k deploy/lab` (the image from make image).
-KUBERNETES ?= false
-ifeq ($(KUBERNETES),true)
+#   KUBERNETES=true KUBELETS=false: the control plane, podrouter in
+#   Kubernetes mode and the lab pods as the lab's own processes,
+#   kube-proxy (PROXY_MODE=iptables|nftables) and Services backed by the
+#   pods.
+KUBELETS ?= true
+ifeq ($(KUBERNETES)/$(KUBELETS),true/true)
 lab: deps lab-tool tools kube image pause-image lab-image
-	$(BIN)/podrouter-lab up --name $(LAB) --kubernetes --kubelets \
+	$(BIN)/podrouter-lab up --name $(LAB) --kubernetes --kubelets --proxy-mode $(PROXY_MODE) \
 		--images $(IMAGE_ARCHIVE),$(PAUSE_ARCHIVE),$(LAB_ARCHIVE) --overlay deploy/lab
 else
-lab: deps lab-tool tools
-	$(BIN)/podrouter-lab up --name $(LAB) --tors $(TORS) --datapath=$(DATAPATH) --bfd=$(BFD)
+lab: deps lab-tool tools $(if $(filter true,$(KUBERNETES)),kube)
+	$(BIN)/podrouter-lab up --name $(LAB) --tors $(TORS) --datapath=$(DATAPATH) --bfd=$(BFD) \
+		$(if $(filter true,$(KUBERNETES)),--kubernetes --proxy-mode $(PROXY_MODE))
 endif
 
 lab-status: lab-tool tools
@@ -141,10 +148,11 @@ generate:
 generate-check: generate
 	@git diff --exit-code --stat -- datapath/ || { echo "generated BPF objects differ from the committed ones: run make generate and commit"; exit 1; }
 
-# Pod networking side by side in the lab (root; ~6 min): node<->node, kernel
-# pod routing, kernel + legacy-CNI iptables/conntrack, podrouter's fast path;
-# then the BPF_PROG_RUN per-packet microbenchmarks.
-bench: build
+# Pod networking side by side in the lab (root; ~9 min): node<->node, kernel
+# pod routing, kernel + legacy-CNI iptables/conntrack, podrouter's fast path,
+# and a ClusterIP (kube-proxy) on the kernel path vs the fast path; then the
+# BPF_PROG_RUN per-packet microbenchmarks.
+bench: build kube
 	$(GO) run ./cmd/podrouter-bench --podrouter $(BIN)/podrouter
 	$(GO) test -run '^$$' -bench . -count 5 ./datapath/
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -124,6 +125,8 @@ func TestDeployManifestsAndRBAC(t *testing.T) {
 		if snap, err := bs.Bootstrap(ctx); err != nil || snap.Password != secretName+"-pw" {
 			t.Errorf("bootstrap as the service account: %+v, %v", snap, err)
 		}
+		w, _ := startServiceCIDRs(t, sa)
+		waitPrefixes(t, w, "service CIDRs listed and watched by the service account", "10.96.0.0/16")
 	})
 
 	t.Run("denied", func(t *testing.T) {
@@ -166,6 +169,22 @@ func TestDeployManifestsAndRBAC(t *testing.T) {
 			},
 			"delete events": func() error {
 				return c.CoreV1().Events("default").DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+			},
+			"get a servicecidr": func() error {
+				_, err := c.NetworkingV1().ServiceCIDRs().Get(ctx, "kubernetes", metav1.GetOptions{})
+				return err
+			},
+			"create a servicecidr": func() error {
+				_, err := c.NetworkingV1().ServiceCIDRs().Create(ctx, &networkingv1.ServiceCIDR{ObjectMeta: metav1.ObjectMeta{Name: "x"},
+					Spec: networkingv1.ServiceCIDRSpec{CIDRs: []string{"10.99.0.0/24"}}}, metav1.CreateOptions{})
+				return err
+			},
+			"delete a servicecidr": func() error {
+				return c.NetworkingV1().ServiceCIDRs().Delete(ctx, "kubernetes", metav1.DeleteOptions{})
+			},
+			"list services": func() error {
+				_, err := c.CoreV1().Services("").List(ctx, metav1.ListOptions{})
+				return err
 			},
 		} {
 			if err := call(); !apierrors.IsForbidden(err) {

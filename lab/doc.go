@@ -58,12 +58,26 @@
 // node's namespace (the node is the pod's host): see nsExec in
 // cni_linux.go. Down runs CNI DEL before deleting anything.
 //
+// # Kubernetes
+//
+// With Spec.Kubernetes the lab runs a real cluster around the rack (see
+// kube.go for the layout): etcd, kube-apiserver, kube-controller-manager
+// (node IPAM, EndpointSlices) and kube-scheduler in ToR 1's namespace,
+// credentials from an in-process CA (kube_pki.go), Nodes registered by the
+// lab, podrouter in Kubernetes mode writing the pods' conflist from
+// spec.podCIDRs, Pod objects with real addresses and Ready status, the
+// echo and dns Services, and kube-proxy (iptables or nftables) in every
+// node (kube_linux.go, kube_workloads_linux.go). RunBackend (backend.go)
+// is the server in every pod; DialIn (netns_linux.go) connects from
+// inside a namespace, as a client there would.
+//
 // # Teardown
 //
 // Teardown/Down find everything by name, not by memory of what Up did, so
 // they also clean a lab whose Up crashed halfway: every process inside one
 // of the lab's namespaces or started with one of its config files or FRR
-// pathspaces, the namespaces, FRR's pathspace directories, the lab's bpffs
+// pathspaces, the namespaces, FRR's pathspace directories, the pods'
+// /etc/netns directories, the lab's bpffs
 // (mounted at <statedir>/bpffs, nodes pin under bpffs/node<n>) and the
 // state directory. Up calls
 // Teardown first, so Up twice in a row works.

@@ -164,6 +164,7 @@ hostnameOverride: {{.Hostname}}
 mode: {{.Mode}}
 clusterCIDR: {{.ClusterCIDR}}
 detectLocalMode: ClusterCIDR
+nodePortAddresses: [primary]
 metricsBindAddress: {{.MetricsAddr}}
 healthzBindAddress: {{.HealthzAddr}}
 enableProfiling: false

@@ -106,8 +106,15 @@ func (l *Lab) writeKubeCredentials() (*pki, error) {
 		dns: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc." + ClusterDomain}}); err != nil {
 		return nil, err
 	}
-	if _, _, err := p.issue(pkiCert{name: "apiserver-kubelet-client", cn: "kube-apiserver-kubelet-client", orgs: []string{"system:masters"}}); err != nil {
-		return nil, err
+	for _, c := range []pkiCert{
+		{name: "apiserver-kubelet-client", cn: "kube-apiserver-kubelet-client", orgs: []string{"system:masters"}},
+		// The aggregation layer's client (request-header authentication,
+		// which the controller-manager and scheduler delegate to).
+		{name: "front-proxy-client", cn: "front-proxy-client"},
+	} {
+		if _, _, err := p.issue(c); err != nil {
+			return nil, err
+		}
 	}
 	local := apiServerURL("127.0.0.1")
 	for _, c := range []struct {
@@ -181,6 +188,10 @@ func (l *Lab) startControlPlane(ctx context.Context, etcd string, p *pki) error 
 			"--kubelet-client-certificate", p.path("apiserver-kubelet-client.crt"),
 			"--kubelet-client-key", p.path("apiserver-kubelet-client.key"),
 			"--kubelet-preferred-address-types", "InternalIP",
+			"--requestheader-client-ca-file", p.path("ca.crt"), "--requestheader-allowed-names", "front-proxy-client",
+			"--requestheader-username-headers", "X-Remote-User", "--requestheader-group-headers", "X-Remote-Group",
+			"--requestheader-extra-headers-prefix", "X-Remote-Extra-",
+			"--proxy-client-cert-file", p.path("front-proxy-client.crt"), "--proxy-client-key-file", p.path("front-proxy-client.key"),
 			"--authorization-mode", "Node,RBAC",
 			"--enable-admission-plugins", "NodeRestriction",
 			"--allow-privileged=true",

@@ -182,7 +182,9 @@ func ownedProcs(nsPaths []string, stateDir string, frrNames []string) []int {
 	var out []int
 	for _, pe := range listProcs() {
 		own := ids[pe.ns]
-		for _, flag := range []string{" --config ", " -c ", " -f "} {
+		// --kubeconfig, --data-dir, --tls-cert-file: the Kubernetes lab's
+		// control plane (controller-manager, scheduler; etcd; apiserver).
+		for _, flag := range []string{" --config ", " -c ", " -f ", " --kubeconfig ", " --data-dir ", " --tls-cert-file "} {
 			if strings.Contains(pe.cmdline, flag+stateDir+"/") {
 				own = true
 			}
