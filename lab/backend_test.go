@@ -26,7 +26,9 @@ func TestBackend(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- RunBackend(ctx, BackendConfig{Name: "n1p1", HTTPPort: ports[0], EchoPort: ports[1]}, nil) }()
+	go func() {
+		done <- RunBackend(ctx, BackendConfig{Name: "n1p1", HTTPPort: ports[0], EchoPort: ports[1]}, nil)
+	}()
 	defer func() {
 		cancel()
 		select {

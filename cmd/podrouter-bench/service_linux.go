@@ -130,4 +130,3 @@ func printServiceTable(kernel, fast *mode, res map[string][]sample) {
 		}
 	}
 }
-
