@@ -150,9 +150,10 @@ generate-check: generate
 
 # Pod networking side by side in the lab (root; ~9 min): node<->node, kernel
 # pod routing, kernel + legacy-CNI iptables/conntrack, podrouter's fast path,
-# and a ClusterIP (kube-proxy) on the kernel path vs the fast path; then the
-# BPF_PROG_RUN per-packet microbenchmarks.
-bench: build kube
+# and a ClusterIP (kube-proxy) on the kernel path vs the fast path (the
+# Kubernetes lab: bin/kube-*, bin/podrouter-lab for the pods' backend); then
+# the BPF_PROG_RUN per-packet microbenchmarks.
+bench: lab-tool kube
 	$(GO) run ./cmd/podrouter-bench --podrouter $(BIN)/podrouter
 	$(GO) test -run '^$$' -bench . -count 5 ./datapath/
 

@@ -1,7 +1,3 @@
-// Package agent turns the node's state into desired state for the
-// actuators (BGP speaker, kernel routes, datapath) in one reconcile loop.
-// Event sources only kick the loop; each pass pulls fresh state and
-// recomputes everything, and a periodic resync is the safety net.
 package agent
 
 import (

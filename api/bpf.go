@@ -28,17 +28,19 @@ type Endpoint struct {
 
 // CTEntry is one conntrack entry, oriented as the flow's originator sent it.
 type CTEntry struct {
-	Proto        uint8          `json:"proto"` // IP protocol number
-	Src          netip.AddrPort `json:"src"`
-	Dst          netip.AddrPort `json:"dst"`
-	Packets      [2]uint64      `json:"packets"` // [original, reply]
-	Bytes        [2]uint64      `json:"bytes"`
-	Expires      time.Duration  `json:"expiresNs"` // remaining lifetime; negative: expired, GC pending
-	Age          time.Duration  `json:"ageNs"`
-	SeenReply    bool           `json:"seenReply"`
-	Closing      bool           `json:"closing"`
-	Stack        bool           `json:"stack"` // the kernel stack forwards the flow (nf_conntrack translates or knows it)
-	IngressIndex int            `json:"ingressIfindex"`
+	Proto     uint8          `json:"proto"` // IP protocol number
+	Src       netip.AddrPort `json:"src"`
+	Dst       netip.AddrPort `json:"dst"`
+	Packets   [2]uint64      `json:"packets"` // [original, reply]
+	Bytes     [2]uint64      `json:"bytes"`
+	Expires   time.Duration  `json:"expiresNs"` // remaining lifetime; negative: expired, GC pending
+	Age       time.Duration  `json:"ageNs"`
+	SeenReply bool           `json:"seenReply"`
+	Closing   bool           `json:"closing"`
+	// Stack: every packet of the flow goes to the kernel stack, because
+	// nf_conntrack translates it (a Service) or knows it.
+	Stack        bool `json:"stack"`
+	IngressIndex int  `json:"ingressIfindex"`
 }
 
 // NextHop is one valid slot of the next-hop map.

@@ -10,6 +10,8 @@
 // It also holds the wire types of `podrouter bpf … -o json` (bpf.go),
 // which read the pinned maps directly.
 //
-// Owns: the wire format. May import: health (its enums are part of the
-// format, written as their text) and the standard library only.
+// Owns: the wire format, its version and the client.
+//
+// Imports (podrouter): health (its enums are part of the format, written
+// as their text).
 package api

@@ -42,7 +42,7 @@ int from_endpoint(struct __sk_buff *skb)
 		r = pr_ct_track(skb, &p);
 		verdict = PR_CT_VERDICT(r);
 		stack = r & PR_CT_F_STACK;
-	} else if (cfg_kct_mode != PR_KCT_OFF) { /* an ICMP error */
+	} else if (run_kct_mode != PR_KCT_OFF) { /* an ICMP error */
 		stack = pr_kct_icmp_error(skb, &p) != PR_KCT_NONE;
 	}
 

@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/klog/v2"
-
 	"github.com/podrouter/podrouter/agent"
 	"github.com/podrouter/podrouter/bgp"
 	"github.com/podrouter/podrouter/health"
@@ -50,8 +48,6 @@ type kubeMode struct {
 // be read or has unusable pod CIDRs; malformed peering overrides only warn
 // (the configured peering is used, and the adapter records an Event).
 func startKubernetes(ctx context.Context, kc k8s.Config, log *slog.Logger) (*kubeMode, error) {
-	// client-go logs through klog; send it to our logger instead of stderr.
-	klog.SetSlogLogger(log.With("component", "client-go"))
 	h := &kubeHealth{}
 	a, err := k8s.New(kc, log, h)
 	if err != nil {

@@ -171,6 +171,7 @@ type Datapath struct {
 	explicitEPs []Endpoint     // last SetEndpoints input
 	nextHops    []NextHop      // last SetNextHops input
 	passCIDRs   []netip.Prefix // last SetPassCIDRs input
+	kctMode     KernelCTMode   // last SetKernelConntrack input (Config.KernelConntrack at first)
 	status      Status
 	impl        *loaded // non-nil while Run holds loaded objects (Linux)
 }
@@ -184,7 +185,7 @@ func New(cfg Config, logger *slog.Logger) (*Datapath, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Datapath{cfg: cfg, log: logger, kick: make(chan struct{}, 1), podCIDRs: slices.Clone(cfg.PodCIDRs)}, nil
+	return &Datapath{cfg: cfg, log: logger, kick: make(chan struct{}, 1), podCIDRs: slices.Clone(cfg.PodCIDRs), kctMode: cfg.KernelConntrack}, nil
 }
 
 func (c Config) withDefaults() Config {
@@ -246,16 +247,6 @@ func (c Config) validate() error {
 	return errors.Join(errs...)
 }
 
-func validPodCIDRs(ps []netip.Prefix) error {
-	var errs []error
-	for _, p := range ps {
-		if !p.IsValid() || p != p.Masked() {
-			errs = append(errs, fmt.Errorf("pod cidr %s: not a masked prefix", p))
-		}
-	}
-	return errors.Join(errs...)
-}
-
 // validatePrefixes checks one LPM map's prefixes: valid, not IPv4-mapped
 // IPv6 (ambiguous family), at most maxLPM distinct ones.
 func validatePrefixes(l []netip.Prefix) error {
@@ -274,6 +265,34 @@ func validatePrefixes(l []netip.Prefix) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func validPodCIDRs(ps []netip.Prefix) error {
+	var errs []error
+	for _, p := range ps {
+		if !p.IsValid() || p != p.Masked() {
+			errs = append(errs, fmt.Errorf("pod cidr %s: not a masked prefix", p))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// mergePrefixes returns the distinct masked prefixes of the lists, sorted.
+func mergePrefixes(lists ...[]netip.Prefix) []netip.Prefix {
+	seen := map[netip.Prefix]bool{}
+	var out []netip.Prefix
+	for _, l := range lists {
+		for _, p := range l {
+			if p = p.Masked(); !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int {
+		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+	})
+	return out
 }
 
 // SetPodCIDRs replaces the node's pod prefixes (whole desired state), for
@@ -300,24 +319,6 @@ func (d *Datapath) pods() []netip.Prefix {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return slices.Clone(d.podCIDRs)
-}
-
-// mergePrefixes returns the distinct masked prefixes of the lists, sorted.
-func mergePrefixes(lists ...[]netip.Prefix) []netip.Prefix {
-	seen := map[netip.Prefix]bool{}
-	var out []netip.Prefix
-	for _, l := range lists {
-		for _, p := range l {
-			if p = p.Masked(); !seen[p] {
-				seen[p] = true
-				out = append(out, p)
-			}
-		}
-	}
-	slices.SortFunc(out, func(a, b netip.Prefix) int {
-		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
-	})
-	return out
 }
 
 // Status returns the current state of the fast path.

@@ -128,8 +128,11 @@ func (d *Datapath) load() (*loaded, error) {
 	l := &loaded{objs: objs, attached: map[string]attachment{}}
 	var errs []error
 	d.mu.Lock()
-	live := d.passCIDRs
+	live, kct := d.passCIDRs, d.kctMode
 	d.mu.Unlock()
+	if kct != d.cfg.KernelConntrack {
+		errs = append(errs, objs.setKernelCT(kctMode(kct, false)))
+	}
 	errs = append(errs, syncHash(objs.ep.PrPassPrefixes, lpmEntries(d.cfg.PassCIDRs, live)))
 	nh := map[lpmKey]uint32{}
 	for _, p := range d.cfg.NextHopCIDRs {
@@ -318,6 +321,42 @@ func (d *Datapath) SetPassCIDRs(ctx context.Context, prefixes []netip.Prefix) er
 		return nil // applied when Run loads
 	}
 	return syncHash(d.impl.objs.ep.PrPassPrefixes, lpmEntries(d.cfg.PassCIDRs, d.passCIDRs))
+}
+
+// SetKernelConntrack switches, while the programs run and without a
+// reload, which new flows go through the kernel stack because nf_conntrack
+// knows them (the daemon moves to KernelCTAny when it finds kube-proxy in a
+// mode whose translations nf_conntrack does not mark as NAT). Flows already
+// in the fast path's conntrack keep their verdict until they expire.
+// Applied now when running, else at Run.
+func (d *Datapath) SetKernelConntrack(m KernelCTMode) error {
+	if m > KernelCTAny {
+		return fmt.Errorf("kernel conntrack mode %s: unknown", m)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.kctMode = m
+	if d.impl == nil {
+		return nil // applied when Run loads
+	}
+	return d.impl.objs.setKernelCT(kctMode(m, false))
+}
+
+// KernelConntrack returns the mode the running programs use.
+func (d *Datapath) KernelConntrack() (KernelCTMode, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.impl == nil {
+		return 0, ErrNotRunning
+	}
+	var v uint8
+	if err := d.impl.objs.ep.RunKctMode.Get(&v); err != nil {
+		return 0, fmt.Errorf("read kernel conntrack mode: %w", err)
+	}
+	if v == uint8(fromEndpointPrKctModePR_KCT_ANY) {
+		return KernelCTAny, nil
+	}
+	return KernelCTNAT, nil
 }
 
 // PassCIDRs returns the prefixes in the pass-to-stack map (static and

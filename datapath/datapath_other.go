@@ -42,3 +42,9 @@ func (d *Datapath) Monitor(ctx context.Context, types []string, sampleRate uint3
 
 // applyNow has nothing to apply off Linux.
 func (d *Datapath) applyNow(context.Context) error { return nil }
+
+// SetKernelConntrack has no effect off Linux.
+func (d *Datapath) SetKernelConntrack(m KernelCTMode) error { return ErrNotRunning }
+
+// KernelConntrack is unavailable off Linux.
+func (d *Datapath) KernelConntrack() (KernelCTMode, error) { return 0, ErrNotRunning }

@@ -7,4 +7,12 @@
 // It is the only package importing github.com/cilium/ebpf; its API speaks
 // net/netip and plain Go types. When BPF cannot be loaded, Run returns an
 // error wrapping ErrUnavailable and the kernel path keeps forwarding.
+// Besides cilium/ebpf it reads links, routes and neighbours with netlink
+// for endpoint discovery and next-hop MACs.
+//
+// Owns: the BPF objects, their pins under Config.PinDir, the desired
+// endpoints, pod CIDRs and next hops, and the defaults of its Config
+// (pin dir, conntrack sizes). Reports map usage as health.MapUsage.
+//
+// Imports (podrouter): health.
 package datapath

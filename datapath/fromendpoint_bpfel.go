@@ -224,11 +224,11 @@ const (
 	fromEndpointVarCfgCtTcpSynNs       = "cfg_ct_tcp_syn_ns"
 	fromEndpointVarCfgCtUdpNs          = "cfg_ct_udp_ns"
 	fromEndpointVarCfgFibFallback      = "cfg_fib_fallback"
-	fromEndpointVarCfgKctMode          = "cfg_kct_mode"
 	fromEndpointVarCfgNhPrefixes       = "cfg_nh_prefixes"
 	fromEndpointVarCfgPassPrefixes     = "cfg_pass_prefixes"
 	fromEndpointVarCfgTtlDec           = "cfg_ttl_dec"
 	fromEndpointVarPrBtfAnchorUnused   = "pr_btf_anchor_unused"
+	fromEndpointVarRunKctMode          = "run_kct_mode"
 )
 
 // loadFromEndpoint returns the embedded CollectionSpec for fromEndpoint.
@@ -312,11 +312,11 @@ type fromEndpointVariableSpecs struct {
 	CfgCtTcpSynNs       *ebpf.VariableSpec `ebpf:"cfg_ct_tcp_syn_ns"`
 	CfgCtUdpNs          *ebpf.VariableSpec `ebpf:"cfg_ct_udp_ns"`
 	CfgFibFallback      *ebpf.VariableSpec `ebpf:"cfg_fib_fallback"`
-	CfgKctMode          *ebpf.VariableSpec `ebpf:"cfg_kct_mode"`
 	CfgNhPrefixes       *ebpf.VariableSpec `ebpf:"cfg_nh_prefixes"`
 	CfgPassPrefixes     *ebpf.VariableSpec `ebpf:"cfg_pass_prefixes"`
 	CfgTtlDec           *ebpf.VariableSpec `ebpf:"cfg_ttl_dec"`
 	PrBtfAnchorUnused   *ebpf.VariableSpec `ebpf:"pr_btf_anchor_unused"`
+	RunKctMode          *ebpf.VariableSpec `ebpf:"run_kct_mode"`
 }
 
 // fromEndpointObjects contains all objects after they have been loaded into the kernel.
@@ -386,11 +386,11 @@ type fromEndpointVariables struct {
 	CfgCtTcpSynNs       *ebpf.Variable `ebpf:"cfg_ct_tcp_syn_ns"`
 	CfgCtUdpNs          *ebpf.Variable `ebpf:"cfg_ct_udp_ns"`
 	CfgFibFallback      *ebpf.Variable `ebpf:"cfg_fib_fallback"`
-	CfgKctMode          *ebpf.Variable `ebpf:"cfg_kct_mode"`
 	CfgNhPrefixes       *ebpf.Variable `ebpf:"cfg_nh_prefixes"`
 	CfgPassPrefixes     *ebpf.Variable `ebpf:"cfg_pass_prefixes"`
 	CfgTtlDec           *ebpf.Variable `ebpf:"cfg_ttl_dec"`
 	PrBtfAnchorUnused   *ebpf.Variable `ebpf:"pr_btf_anchor_unused"`
+	RunKctMode          *ebpf.Variable `ebpf:"run_kct_mode"`
 }
 
 // fromEndpointPrograms contains all programs after they have been loaded into the kernel.

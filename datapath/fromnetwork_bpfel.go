@@ -43,11 +43,11 @@ const (
 	fromNetworkVarCfgCtTcpSynNs       = "cfg_ct_tcp_syn_ns"
 	fromNetworkVarCfgCtUdpNs          = "cfg_ct_udp_ns"
 	fromNetworkVarCfgFibFallback      = "cfg_fib_fallback"
-	fromNetworkVarCfgKctMode          = "cfg_kct_mode"
 	fromNetworkVarCfgNhPrefixes       = "cfg_nh_prefixes"
 	fromNetworkVarCfgPassPrefixes     = "cfg_pass_prefixes"
 	fromNetworkVarCfgTtlDec           = "cfg_ttl_dec"
 	fromNetworkVarPrBtfAnchorUnused   = "pr_btf_anchor_unused"
+	fromNetworkVarRunKctMode          = "run_kct_mode"
 )
 
 // loadFromNetwork returns the embedded CollectionSpec for fromNetwork.
@@ -131,11 +131,11 @@ type fromNetworkVariableSpecs struct {
 	CfgCtTcpSynNs       *ebpf.VariableSpec `ebpf:"cfg_ct_tcp_syn_ns"`
 	CfgCtUdpNs          *ebpf.VariableSpec `ebpf:"cfg_ct_udp_ns"`
 	CfgFibFallback      *ebpf.VariableSpec `ebpf:"cfg_fib_fallback"`
-	CfgKctMode          *ebpf.VariableSpec `ebpf:"cfg_kct_mode"`
 	CfgNhPrefixes       *ebpf.VariableSpec `ebpf:"cfg_nh_prefixes"`
 	CfgPassPrefixes     *ebpf.VariableSpec `ebpf:"cfg_pass_prefixes"`
 	CfgTtlDec           *ebpf.VariableSpec `ebpf:"cfg_ttl_dec"`
 	PrBtfAnchorUnused   *ebpf.VariableSpec `ebpf:"pr_btf_anchor_unused"`
+	RunKctMode          *ebpf.VariableSpec `ebpf:"run_kct_mode"`
 }
 
 // fromNetworkObjects contains all objects after they have been loaded into the kernel.
@@ -205,11 +205,11 @@ type fromNetworkVariables struct {
 	CfgCtTcpSynNs       *ebpf.Variable `ebpf:"cfg_ct_tcp_syn_ns"`
 	CfgCtUdpNs          *ebpf.Variable `ebpf:"cfg_ct_udp_ns"`
 	CfgFibFallback      *ebpf.Variable `ebpf:"cfg_fib_fallback"`
-	CfgKctMode          *ebpf.Variable `ebpf:"cfg_kct_mode"`
 	CfgNhPrefixes       *ebpf.Variable `ebpf:"cfg_nh_prefixes"`
 	CfgPassPrefixes     *ebpf.Variable `ebpf:"cfg_pass_prefixes"`
 	CfgTtlDec           *ebpf.Variable `ebpf:"cfg_ttl_dec"`
 	PrBtfAnchorUnused   *ebpf.Variable `ebpf:"pr_btf_anchor_unused"`
+	RunKctMode          *ebpf.Variable `ebpf:"run_kct_mode"`
 }
 
 // fromNetworkPrograms contains all programs after they have been loaded into the kernel.

@@ -378,3 +378,40 @@ func TestKernelConntrackICMPError(t *testing.T) {
 		t.Errorf("ICMP errors created conntrack entries: %+v", all)
 	}
 }
+
+// The nf_conntrack lookup mode is switched while the programs run (the
+// daemon moves to any when it finds kube-proxy in IPVS mode): no reload,
+// new flows follow the new mode, flows already tracked keep their verdict.
+func TestKernelConntrackSwitchLive(t *testing.T) {
+	requireRoot(t)
+	ns := enterNetns(t)
+	f := newFixture(t, Config{}, loadOpts{ttlDec: 1})
+	f.setNextHops(true)
+	send := func(sport uint16) uint32 {
+		src, dst := ap(podB4, sport), ap(podA4, 53)
+		nfInsert(t, ns, "udp", src, dst) // known to nf_conntrack, not translated
+		in := frame(macHostB, macPodB, src.Addr(), dst.Addr(), protoUDP, l4(src.Addr(), dst.Addr(), protoUDP, src.Port(), dst.Port(), 0, nil), frameOpts{})
+		ret, _ := f.run(f.objs.ep.FromEndpoint, in)
+		return ret
+	}
+	if ret := send(6000); ret != actRedirect {
+		t.Fatalf("nat mode, untranslated flow: verdict %d, want redirect", ret)
+	}
+	if err := f.objs.setKernelCT(kctMode(KernelCTAny, false)); err != nil {
+		t.Fatal(err)
+	}
+	if ret := send(6001); ret != actOK {
+		t.Errorf("any mode, new flow known to nf_conntrack: verdict %d, want to the stack", ret)
+	}
+	// The flow tracked before the switch keeps the fast path.
+	in := frame(macHostB, macPodB, podB4, podA4, protoUDP, l4(podB4, podA4, protoUDP, 6000, 53, 0, nil), frameOpts{})
+	if ret, _ := f.run(f.objs.ep.FromEndpoint, in); ret != actRedirect {
+		t.Errorf("flow tracked before the switch: verdict %d, want redirect", ret)
+	}
+	if err := f.objs.setKernelCT(kctMode(KernelCTNAT, false)); err != nil {
+		t.Fatal(err)
+	}
+	if ret := send(6002); ret != actRedirect {
+		t.Errorf("back to nat mode, untranslated flow: verdict %d, want redirect", ret)
+	}
+}

@@ -70,7 +70,7 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, o loadOpts) error {
 		"cfg_ct_icmp_ns":    uint64(cfg.CTTimeouts.ICMP),
 		"cfg_ttl_dec":       o.ttlDec,
 		"cfg_pass_prefixes": boolU8(!o.noPassLookup),
-		"cfg_kct_mode":      kctMode(cfg.KernelConntrack, o.noKernelCT),
+		"run_kct_mode":      kctMode(cfg.KernelConntrack, o.noKernelCT),
 		"cfg_nh_prefixes":   boolU8(len(cfg.NextHopCIDRs) > 0),
 		"cfg_fib_fallback":  uint8(1),
 	}
@@ -82,6 +82,18 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, o loadOpts) error {
 		if err := vs.Set(v); err != nil {
 			return fmt.Errorf("set %s: %w", name, err)
 		}
+	}
+	return nil
+}
+
+// setKernelCT writes the runtime nf_conntrack lookup mode into both
+// programs' .data (mmaped: no reload, no map update).
+func (o *objects) setKernelCT(v uint8) error {
+	if err := o.ep.RunKctMode.Set(v); err != nil {
+		return fmt.Errorf("set from-endpoint kernel conntrack mode: %w", err)
+	}
+	if err := o.net.RunKctMode.Set(v); err != nil {
+		return fmt.Errorf("set from-network kernel conntrack mode: %w", err)
 	}
 	return nil
 }

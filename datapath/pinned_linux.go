@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"sort"
 
@@ -201,6 +202,9 @@ func PinnedLinks(pinDir string) ([]PinnedLink, error) {
 		for name, pin := range pins {
 			pl := PinnedLink{IfName: name, Uplink: prefix == uplinkPrefix}
 			l, err := link.LoadPinnedLink(pin, nil) // links cannot be opened read-only
+			if errors.Is(err, os.ErrNotExist) {
+				continue // unpinned between the listing and here (a daemon detaching it): gone
+			}
 			if err != nil {
 				errs = append(errs, fmt.Errorf("open pinned link %s: %w", pin, err))
 				out = append(out, pl)

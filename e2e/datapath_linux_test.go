@@ -288,13 +288,13 @@ func TestDatapath(t *testing.T) {
 			return hooksOK(t, l, n, 2)
 		})
 		waitFor(t, fmt.Sprintf("node%d next hops of both families", n), 30*time.Second, func() (bool, string) {
-			var nhs []struct{ Family int }
+			var nhs []api.NextHop
 			bpfJSON(t, l, n, &nhs, "nexthop", "list")
-			fams := map[int]bool{}
+			fams := map[string]bool{}
 			for _, nh := range nhs {
 				fams[nh.Family] = true
 			}
-			return fams[4] && fams[6], fmt.Sprint(nhs)
+			return fams["ipv4"] && fams["ipv6"], fmt.Sprint(nhs)
 		})
 		loadRules(t, l, n)
 	}

@@ -34,10 +34,7 @@ func TestKubernetesServices(t *testing.T) {
 	requireLab(t)
 	kubeBin := requireKubeBinaries(t)
 	before := globalSysctls()
-	l := upLab(t, 1, func(s *lab.Spec) {
-		s.Kubernetes, s.KubeBinDir = true, kubeBin
-		s.BackendCommand = []string{podrouterBin, "lab", "backend"}
-	})
+	l := upLab(t, 1, func(s *lab.Spec) { s.Kubernetes, s.KubeBinDir = true, kubeBin })
 	if after := globalSysctls(); after != before {
 		t.Errorf("the Kubernetes lab changed machine-wide sysctls:\nbefore %s\nafter  %s", before, after)
 	}

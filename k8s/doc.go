@@ -54,16 +54,31 @@
 // datapath mode. Events are recorded on the Node when a session comes up or
 // goes down, a peer trips its max-prefix limit, a default route podrouter
 // did not install appears, the eBPF fast path falls back to the kernel path,
-// and the node is drained or undrained.
+// and the node is drained or undrained. The condition and the health
+// Events render the daemon's health.Snapshot (HealthSource).
+//
+// It talks core/v1 only, over a REST client whose scheme knows core/v1
+// (client.go): client-go's clientset and informer factory register every
+// API group and would double the daemon's binary. Another API group (say
+// networking.k8s.io/v1 ServiceCIDRs) is one AddToScheme and a client of
+// its own.
 //
 // # Services
 //
-// ServiceCIDRs watches networking.k8s.io/v1 ServiceCIDR objects and gives
-// the cluster's Service CIDRs as []netip.Prefix, with a kick on every
-// change, for the daemon to merge with datapath.passCIDRs (traffic to a
-// ClusterIP must reach the node's stack, where kube-proxy translates it).
-// ProbeProxyMode asks the node's kube-proxy for its mode (GET
-// http://127.0.0.1:10249/proxyMode); ProxyMode.Supported says whether the
-// fast path is correct with it (iptables and nftables: yes; ipvs: not
-// supported, it cannot be built or tested on this project's kernels).
+// ServiceCIDRs watches networking.k8s.io/v1 ServiceCIDR objects (its own
+// REST client: servicecidr.go) and gives the cluster's Service CIDRs as
+// []netip.Prefix, with a kick on every change, for the daemon to merge
+// with datapath.passCIDRs (traffic to a ClusterIP must reach the node's
+// stack, where kube-proxy translates it). ProbeProxyMode asks the node's
+// kube-proxy for its mode (GET http://127.0.0.1:10249/proxyMode);
+// ProxyMode.Supported says whether the fast path is correct with it
+// (iptables and nftables: yes; ipvs: not supported, it cannot be built or
+// tested on this project's kernels).
+//
+// Owns: client-go (and klog, which client-go logs through), the Node
+// informer, the ServiceCIDR informer, the kube-proxy mode probe, the CNI
+// conflist, the password Secret, the condition patch and Events. Hands the
+// agent its NodeState.
+//
+// Imports (podrouter): agent, health.
 package k8s

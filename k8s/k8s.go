@@ -9,9 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
 	"github.com/podrouter/podrouter/agent"
 	"github.com/podrouter/podrouter/health"
@@ -95,18 +95,20 @@ type HealthSource interface {
 type Adapter struct {
 	cfg    Config
 	log    *slog.Logger
-	rc     *rest.Config
-	client kubernetes.Interface
+	client *coreClient
+	rc     *rest.Config // for the clients of other API groups (ServiceCIDRs, Uninstall)
 	health HealthSource // nil: no condition, no health Events
 }
 
 // New validates cfg and builds a client from cfg.Kubeconfig (or the
 // in-cluster service account). It reads the kubeconfig file but talks to
-// no server. health may be nil.
+// no server. client-go logs through klog, a process-wide logger: New sends
+// it to logger instead of stderr. health may be nil.
 func New(cfg Config, logger *slog.Logger, health HealthSource) (*Adapter, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	klog.SetSlogLogger(logger.With("component", "client-go"))
 	var rc *rest.Config
 	var err error
 	if cfg.Kubeconfig == "" {
@@ -129,7 +131,7 @@ func NewForConfig(cfg Config, rc *rest.Config, logger *slog.Logger, health Healt
 	if rc.UserAgent == "" {
 		rc.UserAgent = "podrouter/" + cfg.NodeName
 	}
-	client, err := kubernetes.NewForConfig(rc)
+	client, err := newCoreClient(rc)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
@@ -142,7 +144,7 @@ func NewForConfig(cfg Config, rc *rest.Config, logger *slog.Logger, health Healt
 	if cfg.Resync <= 0 {
 		cfg.Resync = DefaultResync
 	}
-	return &Adapter{cfg: cfg, log: logger, rc: rc, client: client, health: health}, nil
+	return &Adapter{cfg: cfg, log: logger, client: client, rc: rc, health: health}, nil
 }
 
 // Uninstall is the uninstall detection for this daemon's DaemonSet (nil
@@ -208,7 +210,7 @@ type Snapshot struct {
 // Bootstrap reads this node's Node and the password Secret once.
 func (a *Adapter) Bootstrap(ctx context.Context) (Snapshot, error) {
 	var s Snapshot
-	n, err := a.client.CoreV1().Nodes().Get(ctx, a.cfg.NodeName, metaGet)
+	n, err := a.client.getNode(ctx, a.cfg.NodeName)
 	if err != nil {
 		return s, fmt.Errorf("get node %s: %w", a.cfg.NodeName, err)
 	}
@@ -221,7 +223,7 @@ func (a *Adapter) Bootstrap(ctx context.Context) (Snapshot, error) {
 		s.Peering, s.PeeringError = Peering{Rack: -1}, joinErrs(t.PeeringErrs)
 	}
 	if a.cfg.PasswordSecret != "" {
-		sec, err := a.client.CoreV1().Secrets(a.cfg.Namespace).Get(ctx, a.cfg.PasswordSecret, metaGet)
+		sec, err := a.client.getSecret(ctx, a.cfg.Namespace, a.cfg.PasswordSecret)
 		if err != nil {
 			return s, fmt.Errorf("get secret %s/%s: %w", a.cfg.Namespace, a.cfg.PasswordSecret, err)
 		}

@@ -2,18 +2,27 @@ package k8s
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
 	"sync"
 	"time"
 
-	networkingv1 "k8s.io/api/networking/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/cache"
 )
+
+// serviceCIDRResource is networking.k8s.io/v1 servicecidrs. It is read
+// through the dynamic client as unstructured objects (spec.cidrs only):
+// the typed networking/v1 API group would link every networking type into
+// the daemon for one string list.
+var serviceCIDRResource = schema.GroupVersionResource{Group: "networking.k8s.io", Version: "v1", Resource: "servicecidrs"}
 
 // ServiceCIDRs is the cluster's Service CIDRs, read from its
 // networking.k8s.io/v1 ServiceCIDR objects (the default one, "kubernetes",
@@ -26,7 +35,7 @@ import (
 // ClusterIPs stay in use until the last Service in them is gone. It needs
 // list and watch on servicecidrs (deploy/kubernetes/rbac.yaml).
 type ServiceCIDRs struct {
-	client kubernetes.Interface
+	client dynamic.Interface
 	log    *slog.Logger
 	resync time.Duration
 
@@ -35,22 +44,14 @@ type ServiceCIDRs struct {
 	synced bool
 }
 
-// ServiceCIDRs returns a watcher of the cluster's Service CIDRs that uses
-// the adapter's client. Run it with Run.
-func (a *Adapter) ServiceCIDRs() *ServiceCIDRs {
-	return NewServiceCIDRs(a.client, a.log, a.cfg.Resync)
-}
-
-// NewServiceCIDRs returns a watcher using client; resync <= 0 uses
-// DefaultResync.
-func NewServiceCIDRs(client kubernetes.Interface, logger *slog.Logger, resync time.Duration) *ServiceCIDRs {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+// ServiceCIDRs returns a watcher of the cluster's Service CIDRs with the
+// adapter's credentials. Run it with Run.
+func (a *Adapter) ServiceCIDRs() (*ServiceCIDRs, error) {
+	dc, err := dynamic.NewForConfig(a.rc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	if resync <= 0 {
-		resync = DefaultResync
-	}
-	return &ServiceCIDRs{client: client, log: logger, resync: resync}
+	return &ServiceCIDRs{client: dc, log: a.log, resync: a.cfg.Resync}, nil
 }
 
 // Run watches ServiceCIDR objects until ctx ends. kick is called (it must
@@ -58,25 +59,29 @@ func NewServiceCIDRs(client kubernetes.Interface, logger *slog.Logger, resync ti
 // first list is in and after every change of the set of prefixes. A
 // failing API server is retried forever; the last known set stays.
 func (s *ServiceCIDRs) Run(ctx context.Context, kick func()) error {
-	f := informers.NewSharedInformerFactory(s.client, s.resync)
-	inf := f.Networking().V1().ServiceCIDRs()
+	ri := s.client.Resource(serviceCIDRResource)
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return ri.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return ri.Watch(ctx, o)
+		},
+	}
+	inf := cache.NewSharedIndexInformer(lw, &unstructured.Unstructured{}, s.resync, cache.Indexers{})
 	changed := make(chan struct{}, 1)
-	if _, err := inf.Informer().AddEventHandler(kicker(changed)); err != nil {
+	if _, err := inf.AddEventHandler(kicker(changed)); err != nil {
 		return err
 	}
-	lister := inf.Lister()
-	f.Start(ctx.Done())
-	defer f.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), inf.Informer().HasSynced) {
+	ictx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { inf.RunWithContext(ictx) })
+	defer func() { stop(); wg.Wait() }()
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
 		return nil // ctx ended
 	}
 	sync := func() {
-		objs, err := lister.List(labels.Everything())
-		if err != nil {
-			s.log.Error("list servicecidrs from cache", "err", err)
-			return
-		}
-		ps := ServiceCIDRPrefixes(objs, s.log)
+		ps := ServiceCIDRPrefixes(inf.GetStore().List(), s.log)
 		s.mu.Lock()
 		same := s.synced && slices.Equal(s.cur, ps)
 		s.cur, s.synced = ps, true
@@ -106,19 +111,31 @@ func (s *ServiceCIDRs) Prefixes() ([]netip.Prefix, bool) {
 	return s.cur, s.synced
 }
 
-// ServiceCIDRPrefixes is the set of spec.cidrs of objs: masked, sorted
+// ServiceCIDRPrefixes is the set of spec.cidrs of ServiceCIDR objects (as
+// the informer stores them: *unstructured.Unstructured): masked, sorted
 // (IPv4 before IPv6), without duplicates. A CIDR that does not parse (the
 // API server validates them, so only a broken server sends one) is logged
 // and left out.
-func ServiceCIDRPrefixes(objs []*networkingv1.ServiceCIDR, logger *slog.Logger) []netip.Prefix {
+func ServiceCIDRPrefixes(objs []any, logger *slog.Logger) []netip.Prefix {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	out := []netip.Prefix{}
-	for _, o := range objs {
-		for _, c := range o.Spec.CIDRs {
+	for _, obj := range objs {
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok {
+			logger.Warn("servicecidr informer holds an unexpected object, ignored", "type", fmt.Sprintf("%T", obj))
+			continue
+		}
+		cidrs, _, err := unstructured.NestedStringSlice(u.Object, "spec", "cidrs")
+		if err != nil {
+			logger.Warn("servicecidr with an unusable spec.cidrs, ignored", "servicecidr", u.GetName(), "err", err)
+			continue
+		}
+		for _, c := range cidrs {
 			p, err := netip.ParsePrefix(c)
 			if err != nil {
-				if logger != nil {
-					logger.Warn("servicecidr with an unusable cidr, ignored", "servicecidr", o.Name, "cidr", c, "err", err)
-				}
+				logger.Warn("servicecidr with an unusable cidr, ignored", "servicecidr", u.GetName(), "cidr", c, "err", err)
 				continue
 			}
 			out = append(out, p.Masked())

@@ -11,6 +11,8 @@ import (
 
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 
@@ -19,22 +21,31 @@ import (
 )
 
 func TestServiceCIDRPrefixes(t *testing.T) {
-	obj := func(name string, cidrs ...string) *networkingv1.ServiceCIDR {
-		return &networkingv1.ServiceCIDR{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: networkingv1.ServiceCIDRSpec{CIDRs: cidrs}}
+	obj := func(name string, cidrs ...string) any {
+		o := &networkingv1.ServiceCIDR{TypeMeta: metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "ServiceCIDR"},
+			ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: networkingv1.ServiceCIDRSpec{CIDRs: cidrs}}
+		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &unstructured.Unstructured{Object: m}
 	}
+	broken := &unstructured.Unstructured{Object: map[string]any{"metadata": map[string]any{"name": "x"}, "spec": map[string]any{"cidrs": "10.0.0.0/8"}}}
 	for _, tc := range []struct {
 		name string
-		objs []*networkingv1.ServiceCIDR
+		objs []any
 		want string
 	}{
 		{"none", nil, "[]"},
-		{"default dual stack", []*networkingv1.ServiceCIDR{obj("kubernetes", "fd00:96::/112", "10.96.0.0/16")}, "[10.96.0.0/16 fd00:96::/112]"},
-		{"several, sorted, IPv4 first", []*networkingv1.ServiceCIDR{obj("b", "fd00:97::/120", "10.97.0.0/24"), obj("a", "10.96.0.0/16", "fd00:96::/112")},
+		{"default dual stack", []any{obj("kubernetes", "fd00:96::/112", "10.96.0.0/16")}, "[10.96.0.0/16 fd00:96::/112]"},
+		{"several, sorted, IPv4 first", []any{obj("b", "fd00:97::/120", "10.97.0.0/24"), obj("a", "10.96.0.0/16", "fd00:96::/112")},
 			"[10.96.0.0/16 10.97.0.0/24 fd00:96::/112 fd00:97::/120]"},
-		{"duplicates once", []*networkingv1.ServiceCIDR{obj("a", "10.96.0.0/16"), obj("b", "10.96.0.0/16")}, "[10.96.0.0/16]"},
-		{"same address, shorter first", []*networkingv1.ServiceCIDR{obj("a", "10.96.0.0/24"), obj("b", "10.96.0.0/16")}, "[10.96.0.0/16 10.96.0.0/24]"},
-		{"host bits masked", []*networkingv1.ServiceCIDR{obj("a", "10.96.1.1/16")}, "[10.96.0.0/16]"},
-		{"garbage left out", []*networkingv1.ServiceCIDR{obj("a", "10.96.0.0/16", "not-a-cidr", "10.1.2.3")}, "[10.96.0.0/16]"},
+		{"duplicates once", []any{obj("a", "10.96.0.0/16"), obj("b", "10.96.0.0/16")}, "[10.96.0.0/16]"},
+		{"same address, shorter first", []any{obj("a", "10.96.0.0/24"), obj("b", "10.96.0.0/16")}, "[10.96.0.0/16 10.96.0.0/24]"},
+		{"host bits masked", []any{obj("a", "10.96.1.1/16")}, "[10.96.0.0/16]"},
+		{"garbage left out", []any{obj("a", "10.96.0.0/16", "not-a-cidr", "10.1.2.3")}, "[10.96.0.0/16]"},
+		{"spec.cidrs not a list, not a ServiceCIDR", []any{broken, "a string", obj("a", "10.96.0.0/16")}, "[10.96.0.0/16]"},
+		{"no spec", []any{&unstructured.Unstructured{Object: map[string]any{}}}, "[]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := fmt.Sprint(k8s.ServiceCIDRPrefixes(tc.objs, nil)); got != tc.want {
@@ -95,7 +106,10 @@ func startServiceCIDRs(t *testing.T, rc *rest.Config) (*k8s.ServiceCIDRs, *atomi
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := a.ServiceCIDRs()
+	w, err := a.ServiceCIDRs()
+	if err != nil {
+		t.Fatal(err)
+	}
 	kicks := &atomic.Int64{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -7,16 +7,12 @@ import (
 	"iter"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	listerscorev1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
@@ -24,8 +20,6 @@ import (
 	"github.com/podrouter/podrouter/agent"
 	"github.com/podrouter/podrouter/health"
 )
-
-var metaGet = metav1.GetOptions{}
 
 func mapKeys[V any](m map[string]V) iter.Seq[string] { return maps.Keys(m) }
 
@@ -61,40 +55,38 @@ type run struct {
 // good state stays in force meanwhile.
 func (a *Adapter) Run(ctx context.Context, sink Sink) error {
 	bc := record.NewBroadcaster(record.WithContext(ctx))
-	bc.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: a.client.CoreV1().Events("")})
+	bc.StartRecordingToSink(eventSink{a.client})
 	defer bc.Shutdown()
 	r := &run{
 		a: a, sink: sink,
-		recorder: bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "podrouter", Host: a.cfg.NodeName}),
+		recorder: bc.NewRecorder(a.client.scheme, corev1.EventSource{Component: "podrouter", Host: a.cfg.NodeName}),
 	}
 
-	nodeKick, secretKick := make(chan struct{}, 1), make(chan struct{}, 1)
-	nf := informers.NewSharedInformerFactoryWithOptions(a.client, a.cfg.Resync,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", a.cfg.NodeName).String()
-		}))
-	ni := nf.Core().V1().Nodes()
-	if _, err := ni.Informer().AddEventHandler(kicker(nodeKick)); err != nil {
-		return err
-	}
-	r.nodes = ni.Lister()
-	synced := []cache.InformerSynced{ni.Informer().HasSynced}
-	nf.Start(ctx.Done())
-	defer nf.Shutdown()
-	if a.cfg.PasswordSecret != "" {
-		sf := informers.NewSharedInformerFactoryWithOptions(a.client, a.cfg.Resync,
-			informers.WithNamespace(a.cfg.Namespace),
-			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-				o.FieldSelector = fields.OneTermEqualSelector("metadata.name", a.cfg.PasswordSecret).String()
-			}))
-		si := sf.Core().V1().Secrets()
-		if _, err := si.Informer().AddEventHandler(kicker(secretKick)); err != nil {
+	// One informer per object: this Node, and the password Secret.
+	ictx, stopInformers := context.WithCancel(ctx)
+	var informers sync.WaitGroup
+	defer func() { stopInformers(); informers.Wait() }()
+	start := func(inf cache.SharedIndexInformer, kick chan struct{}) error {
+		if _, err := inf.AddEventHandler(kicker(kick)); err != nil {
 			return err
 		}
-		r.secrets = si.Lister()
-		synced = append(synced, si.Informer().HasSynced)
-		sf.Start(ctx.Done())
-		defer sf.Shutdown()
+		informers.Go(func() { inf.RunWithContext(ictx) })
+		return nil
+	}
+	nodeKick, secretKick := make(chan struct{}, 1), make(chan struct{}, 1)
+	ni := a.client.informer("nodes", "", a.cfg.NodeName, &corev1.Node{}, a.cfg.Resync)
+	if err := start(ni, nodeKick); err != nil {
+		return err
+	}
+	r.nodes = listerscorev1.NewNodeLister(ni.GetIndexer())
+	synced := []cache.InformerSynced{ni.HasSynced}
+	if a.cfg.PasswordSecret != "" {
+		si := a.client.informer("secrets", a.cfg.Namespace, a.cfg.PasswordSecret, &corev1.Secret{}, a.cfg.Resync)
+		if err := start(si, secretKick); err != nil {
+			return err
+		}
+		r.secrets = listerscorev1.NewSecretLister(si.GetIndexer())
+		synced = append(synced, si.HasSynced)
 	}
 	a.log.Info("watching node", "node", a.cfg.NodeName, "password_secret", a.cfg.PasswordSecret)
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
@@ -330,7 +322,7 @@ func (r *run) syncHealth(ctx context.Context) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := r.a.client.CoreV1().Nodes().Patch(pctx, r.a.cfg.NodeName, types.StrategicMergePatchType, b, metav1.PatchOptions{FieldManager: "podrouter"}, "status"); err != nil {
+	if err := r.a.client.patchNodeStatus(pctx, r.a.cfg.NodeName, b); err != nil {
 		r.a.log.Error("patch node condition", "condition", ConditionType, "err", fmt.Errorf("patch nodes/%s/status: %w", r.a.cfg.NodeName, err))
 		return
 	}

@@ -1,6 +1,6 @@
 // Package lab builds a small leaf/spine rack out of network namespaces on
-// one Linux machine, for `podrouter lab up|down|status`, `make lab` and the
-// end-to-end tests. It owns the namespaces, links, ToR routers, node
+// one Linux machine, for `podrouter-lab up|down|status` (cmd/podrouter-lab),
+// `make lab` and the end-to-end tests. It owns the namespaces, links, ToR routers, node
 // speakers and CNI pods of a lab instance, and removes all of them again.
 //
 // # Topology
@@ -89,4 +89,10 @@
 // graceful restart keeps them as stale), restarts the speaker and times
 // until every ToR has installed 10.0.1.0/24. See its doc for what the
 // figure includes and its resolution.
+//
+// Owns: the lab's namespaces, processes and files (and libcni: the lab is
+// not linked into the shipped podrouter binary); with Kubernetes, the
+// lab's control plane, its PKI and its objects (client-go, as a harness).
+//
+// Imports (podrouter): k8s, k8s/apply, deploy/kubernetes.
 package lab

@@ -417,6 +417,36 @@ func (l *Lab) ServiceIPs(ctx context.Context, name string) ([]netip.Addr, error)
 	return out, nil
 }
 
+// ServicePort is one port of a Service ExposePod makes: Port to the same
+// port on the pod.
+type ServicePort struct {
+	Name     string
+	Port     int32
+	Protocol string // "TCP" or "UDP"
+}
+
+// ExposePod creates a ClusterIP Service (single stack, IPv4) named name in
+// the lab namespace whose one backend is pod p of node n, and returns its
+// ClusterIP.
+func (l *Lab) ExposePod(ctx context.Context, name string, n, p int, ports []ServicePort) (netip.Addr, error) {
+	cs, err := l.KubeClient()
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: KubeNamespace},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{LabelPod: PodName(n, p)}},
+	}
+	for _, sp := range ports {
+		svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: sp.Name, Port: sp.Port, TargetPort: intstr.FromInt32(sp.Port), Protocol: corev1.Protocol(sp.Protocol)})
+	}
+	got, err := cs.CoreV1().Services(KubeNamespace).Create(ctx, svc, metav1.CreateOptions{})
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("create service %s: %w", name, err)
+	}
+	return netip.ParseAddr(got.Spec.ClusterIP)
+}
+
 // DeleteService deletes Service name in the lab namespace (absent: no
 // error).
 func (l *Lab) DeleteService(ctx context.Context, name string) error {

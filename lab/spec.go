@@ -83,8 +83,8 @@ type Spec struct {
 	KubeBinDir string `json:"kubeBinDir"`
 	// BackendCommand is the argv prefix that runs the lab's backend server
 	// (TCP/HTTP and UDP echo, see backend.go) with Kubernetes; the lab
-	// appends its flags. Default: podrouter-lab backend, the lab command
-	// next to PodrouterBin (make lab-tool builds both into bin/).
+	// appends its flags. Default: podrouter-lab next to PodrouterBin (make
+	// lab-tool builds both into bin/), "backend".
 	BackendCommand []string `json:"backendCommand"`
 	// PassCIDRs is datapath.passCIDRs of every podrouter node. Default with
 	// Kubernetes: the cluster's Service CIDRs.

@@ -22,4 +22,11 @@
 // links holding our next hops every 20 ms.
 //
 // Only net/netip types cross the package boundary; netlink types stay here.
+// Family, NextHop and Result are the agent's vocabulary for routes too.
+//
+// Owns: podrouter's default routes and pod CIDR blackholes in the kernel,
+// bgp.autoPeers discovery from the node's addresses and routes, and the
+// defaults of its Config (protocol 201, main table, metric 20).
+//
+// Imports (podrouter): none.
 package routes

@@ -121,7 +121,7 @@ static __always_inline int pr_ct_track_in(void *map, struct __sk_buff *skb, cons
 	 * fast path never sees a packet the node's netfilter has already
 	 * handled in the same direction), so no lookup; this spares every
 	 * new TCP connection the kfunc. Its reply (SYN-ACK) asks. */
-	if (cfg_kct_mode != PR_KCT_OFF &&
+	if (run_kct_mode != PR_KCT_OFF &&
 	    (p->proto != IPPROTO_TCP || (p->tcp_flags & (PR_TCP_SYN | PR_TCP_ACK)) != PR_TCP_SYN))
 		kct = pr_kct_lookup(skb, p);
 	/* The entry is oriented as nf_conntrack's original direction, so

@@ -78,7 +78,7 @@ static __attribute__((noinline)) int pr_kct_lookup(struct __sk_buff *skb, const 
 		return PR_KCT_NONE;
 	status = ct->status;
 	bpf_ct_release(ct);
-	if (cfg_kct_mode != PR_KCT_ANY && !(status & (IPS_SRC_NAT | IPS_DST_NAT)))
+	if (run_kct_mode != PR_KCT_ANY && !(status & (IPS_SRC_NAT | IPS_DST_NAT)))
 		return PR_KCT_NONE;
 	return o.dir == IP_CT_DIR_REPLY ? PR_KCT_REPLY : PR_KCT_ORIG;
 }

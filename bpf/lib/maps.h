@@ -23,9 +23,15 @@ volatile const __u64 cfg_ct_icmp_ns = 30ULL * 1000000000;          /* ICMP/ICMPv
 volatile const __u64 cfg_ct_refresh_ns = 1ULL * 1000000000;        /* rewrite expiry at most this often */
 volatile const __u8 cfg_ttl_dec = 1;         /* TTL decrement; 0 only for repeat benchmarks */
 volatile const __u8 cfg_pass_prefixes = 1;   /* 1: consult pr_pass_prefixes (0 only for benchmarks) */
-volatile const __u8 cfg_kct_mode = PR_KCT_NAT; /* enum pr_kct_mode: nf_conntrack lookup on a CT miss */
 volatile const __u8 cfg_nh_prefixes = 0;     /* 1: cached next hop only inside pr_nh_prefixes */
 volatile const __u8 cfg_fib_fallback = 1;    /* 1: bpf_fib_lookup when no cached next hop */
+
+/* Runtime setting (.data, not const: datapath/ writes it while the
+ * programs run, through the mmaped section, without a reload): what a
+ * conntrack miss asks nf_conntrack (enum pr_kct_mode). The daemon switches it
+ * to PR_KCT_ANY when it finds kube-proxy in a mode whose translations
+ * nf_conntrack does not mark as NAT (IPVS). Read once per conntrack miss. */
+volatile __u8 run_kct_mode = PR_KCT_NAT;
 
 /* Conntrack for TCP. */
 struct {

@@ -96,7 +96,7 @@ enum pr_ct_flags {
 				   * nf_conntrack translates it (pr_kct_lookup) */
 };
 
-/* What a conntrack miss asks the kernel's nf_conntrack (cfg_kct_mode). */
+/* What a conntrack miss asks the kernel's nf_conntrack (run_kct_mode). */
 enum pr_kct_mode {
 	PR_KCT_OFF = 0, /* no lookup (benchmarks only: NATed flows would break) */
 	PR_KCT_NAT = 1, /* flows netfilter translates (SNAT/DNAT) go to the stack */

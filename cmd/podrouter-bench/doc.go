@@ -18,4 +18,8 @@
 // are pinned to the same CPU. The first table shows min/median/max over
 // rounds and the median of the per-round ratios to (a) and to (b); the
 // second the Service modes and the median per-round ratio (f)/(e).
+//
+// Owns: the benchmark's rounds, measurements and tables.
+//
+// Imports (podrouter): lab.
 package main

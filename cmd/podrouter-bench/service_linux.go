@@ -10,10 +10,6 @@ import (
 	"slices"
 	"syscall"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
-
 	"github.com/podrouter/podrouter/lab"
 )
 
@@ -26,11 +22,11 @@ import (
 
 // benchPorts are the ports sockperf (11111) and iperf3 (5201, TCP control
 // and TCP or UDP data) use.
-var benchPorts = []corev1.ServicePort{
-	{Name: "sockperf-udp", Port: 11111, TargetPort: intstr.FromInt32(11111), Protocol: corev1.ProtocolUDP},
-	{Name: "sockperf-tcp", Port: 11111, TargetPort: intstr.FromInt32(11111), Protocol: corev1.ProtocolTCP},
-	{Name: "iperf", Port: 5201, TargetPort: intstr.FromInt32(5201), Protocol: corev1.ProtocolTCP},
-	{Name: "iperf-udp", Port: 5201, TargetPort: intstr.FromInt32(5201), Protocol: corev1.ProtocolUDP},
+var benchPorts = []lab.ServicePort{
+	{Name: "sockperf-udp", Port: 11111, Protocol: "UDP"},
+	{Name: "sockperf-tcp", Port: 11111, Protocol: "TCP"},
+	{Name: "iperf", Port: 5201, Protocol: "TCP"},
+	{Name: "iperf-udp", Port: 5201, Protocol: "UDP"},
 }
 
 // serviceLab brings up the Kubernetes lab and returns modes (e) and (f).
@@ -55,21 +51,9 @@ func serviceLab(ctx context.Context, bin string, log *slog.Logger) (*lab.Lab, []
 	if err := l.WaitReady(ctx); err != nil {
 		return l, nil, err
 	}
-	cs, err := l.KubeClient()
-	if err != nil {
-		return l, nil, err
-	}
 	ips := map[string]netip.Addr{}
 	for name, node := range map[string]int{"bench-fast": 2, "bench-kernel": 4} {
-		svc := &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: lab.KubeNamespace},
-			Spec:       corev1.ServiceSpec{Selector: map[string]string{lab.LabelPod: lab.PodName(node, 1)}, Ports: benchPorts},
-		}
-		got, err := cs.CoreV1().Services(lab.KubeNamespace).Create(ctx, svc, metav1.CreateOptions{})
-		if err != nil {
-			return l, nil, fmt.Errorf("create service %s: %w", name, err)
-		}
-		if ips[name], err = netip.ParseAddr(got.Spec.ClusterIP); err != nil {
+		if ips[name], err = l.ExposePod(ctx, name, node, 1, benchPorts); err != nil {
 			return l, nil, err
 		}
 	}

@@ -1,15 +1,3 @@
-// Command podrouter-lab drives the network-namespace lab (package lab): a
-// small leaf/spine rack on this machine with FRR ToRs, nodes running
-// podrouter (or BIRD) and CNI pods. It is a development and test tool and
-// is not in the shipped binary or image: `make lab`, `make lab-down`,
-// `make lab-status` and `make converge` run it.
-//
-//	podrouter-lab up [--name lab] [--tors 1|2] [--datapath] [--bfd] …
-//	podrouter-lab up --kubernetes [--proxy-mode iptables|nftables]
-//	podrouter-lab up --kubernetes --kubelets --images A.tar,B.tar [--overlay deploy/lab]
-//	podrouter-lab status|down [--name lab]
-//	podrouter-lab converge [--runs 10]
-//	podrouter-lab backend --name NAME   (the server in the Kubernetes lab's pods)
 package main
 
 import (
@@ -161,7 +149,7 @@ lab's namespaces are used; "down" removes everything it made.`,
 	var be lab.BackendConfig
 	backend := &cobra.Command{
 		Use:   "backend",
-		Short: "Serve HTTP, TCP and UDP echo, naming itself and the client (the Kubernetes lab's pods run it)",
+		Short: "Serve as the lab backend (HTTP, TCP and UDP echo) in a lab pod; the Kubernetes lab starts it",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			ctx, stop, log := setup(c)

@@ -3,10 +3,6 @@
 //
 //go:debug multipathtcp=0
 
-// Command podrouter is the node routing daemon's command line: `podrouter
-// run` starts the daemon (package daemon) from a config file and flags;
-// the other commands talk to a running daemon over its local API (package
-// api) or read the pinned eBPF maps, and render what they get.
 package main
 
 import (

@@ -1,6 +1,3 @@
-// Package apply server-side applies Kubernetes objects from YAML manifests
-// (like `kubectl apply --server-side`), with strict field validation. The
-// tests (k8s/k8stest) and the lab use it to install deploy/kubernetes.
 package apply
 
 import (

@@ -10,4 +10,8 @@
 // inside that namespace), or make the nodes' metrics listen on addresses
 // routed from where Prometheus runs (which needs the metrics listener's
 // non-loopback opt-in).
+//
+// Owns: a test harness only (never linked into podrouter).
+//
+// Imports (podrouter): none.
 package promtest
