@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -83,7 +84,16 @@ func (l *Lab) upKubelets(ctx context.Context, start time.Time) error {
 	if err := l.InstallPodrouter(ctx, s.Overlay, 3*time.Minute); err != nil {
 		return err
 	}
-	l.log.Info("lab ready: podrouter installed and routing", "elapsed", time.Since(start).Round(time.Millisecond))
+	l.log.Info("podrouter installed and routing", "elapsed", time.Since(start).Round(time.Millisecond))
+	if slices.ContainsFunc(s.Images, func(p string) bool { return filepath.Base(p) == LabImageArchive }) {
+		// The lab's workload, as pods made by the kubelets.
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		if _, err := l.DeployEcho(wctx); err != nil {
+			return fmt.Errorf("echo workload: %w", err)
+		}
+		l.log.Info("lab ready: echo Deployment running", "elapsed", time.Since(start).Round(time.Millisecond))
+	}
 	return nil
 }
 

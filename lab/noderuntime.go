@@ -45,6 +45,9 @@ import (
 const (
 	SandboxImage        = "localhost/podrouter/pause:1"
 	SandboxImageArchive = "pause-image.tar"
+	// LabImageArchive is `make lab-image`: with it among the images and an
+	// overlay installed, the lab runs its echo workload (manifests/echo.yaml).
+	LabImageArchive = "lab-image.tar"
 )
 
 // CNIPluginDir is where Debian's containernetworking-plugins lives.
