@@ -90,11 +90,6 @@
 // until every ToR has installed 10.0.1.0/24. See its doc for what the
 // figure includes and its resolution.
 //
-// Owns: the lab's namespaces, processes and files (and libcni: the lab is
-// not linked into the shipped podrouter binary); with Kubernetes, the
-// lab's control plane, its PKI and its objects (client-go, as a harness).
-//
-// Imports (podrouter): k8s, k8s/apply, deploy/kubernetes.
 // # Real nodes (Spec.Kubelets)
 //
 // With Kubernetes and Kubelets every node is a Kubernetes node of its own:
@@ -112,4 +107,9 @@
 // runs the echo Deployment and reaches into pods through the node's
 // containerd (the images have no shell).
 //
+// Owns: the lab's namespaces, processes and files (and libcni: the lab is
+// not linked into the shipped podrouter binary); with Kubernetes, the
+// lab's control plane, its PKI and its objects (client-go, as a harness).
+//
+// Imports (podrouter): k8s, k8s/apply, deploy/kubernetes.
 package lab
