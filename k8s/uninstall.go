@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -38,9 +37,7 @@ type Uninstall struct {
 	namespace string
 	daemonSet string
 	resync    time.Duration
-
-	mu      sync.Mutex
-	objects map[string]*watched // "namespace", "daemonset"
+	objects   map[string]*watched // "namespace", "daemonset"; fixed after NewUninstall
 }
 
 // watched is one object's last known state.
