@@ -57,7 +57,7 @@ func StartNodeRuntime(ctx context.Context, r NodeRuntime, log *slog.Logger) erro
 	if err := r.startContainerd(ctx, holder); err != nil {
 		return err
 	}
-	if err := r.importImages(ctx, holder); err != nil {
+	if err := r.importImages(ctx); err != nil {
 		return err
 	}
 	if err := acquireKubeletSysctls(r.Dir); err != nil {
@@ -165,7 +165,7 @@ func (r NodeRuntime) startContainerd(ctx context.Context, holder int) error {
 
 // importImages imports every archive into the k8s.io namespace (the
 // CRI's), unpacked for the overlayfs snapshotter.
-func (r NodeRuntime) importImages(ctx context.Context, holder int) error {
+func (r NodeRuntime) importImages(ctx context.Context) error {
 	for _, img := range r.Images {
 		if _, err := r.Exec(ctx, "ctr", "-n", "k8s.io", "images", "import", img); err != nil {
 			return fmt.Errorf("node %s: import %s: %w", r.Node, img, err)

@@ -123,6 +123,9 @@ func releaseKubeletSysctlsUnder(dir string) error {
 }
 
 func releaseKubeletSysctlsIf(drop func(user string) bool) error {
+	if _, err := os.Stat(sysctlRecord + ".json"); errors.Is(err, os.ErrNotExist) {
+		return nil // no lab kubelet ran since the last restore: nothing to release
+	}
 	var errs []error
 	err := withSysctlRecord(func(st *sysctlState) *sysctlState {
 		if st == nil {
