@@ -39,6 +39,11 @@ type Kubernetes struct {
 	MTU            int           `yaml:"mtu"`            // 0: the smallest uplink MTU
 	StatusInterval time.Duration `yaml:"statusInterval"`
 	Resync         time.Duration `yaml:"resync"`
+	// DaemonSet names the DaemonSet that runs podrouter, in Namespace. Set,
+	// a SIGTERM while that DaemonSet or the namespace is being deleted
+	// (uninstall) removes everything podrouter put on the node instead of
+	// leaving it for a restarted successor. "": SIGTERM always restarts.
+	DaemonSet string `yaml:"daemonSet"`
 }
 
 // Node identifies this node.

@@ -127,6 +127,12 @@ func (k Kubernetes) validate() error {
 	if k.Namespace != "" && (len(k.Namespace) > 63 || !isDNSLabel(k.Namespace)) {
 		e.addf("kubernetes.namespace", "%q is not a namespace name (a DNS label of at most 63 characters)", clip(k.Namespace))
 	}
+	if k.DaemonSet != "" && k.Namespace == "" {
+		e.addf("kubernetes.namespace", "required with kubernetes.daemonSet")
+	}
+	if k.DaemonSet != "" && (len(k.DaemonSet) > MaxNodeNameLen || !isDNSSubdomain(k.DaemonSet)) {
+		e.addf("kubernetes.daemonSet", "%q is not a DaemonSet name (a DNS subdomain)", clip(k.DaemonSet))
+	}
 	if k.PasswordSecret != "" && (len(k.PasswordSecret) > MaxNodeNameLen || !isDNSSubdomain(k.PasswordSecret)) {
 		e.addf("kubernetes.passwordSecret", "%q is not a Secret name (a DNS subdomain)", clip(k.PasswordSecret))
 	}

@@ -112,6 +112,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if kube != nil {
 		run := kube.Runner(ag, d, peers)
 		g.Go(func() error { return run(gctx) })
+		g.Go(func() error { return kube.runUninstallWatch(gctx) })
 	}
 	err = g.Wait()
 
@@ -119,7 +120,15 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if cfg.Shutdown.Mode == config.ShutdownDrain || errors.Is(context.Cause(runCtx), errDrainRequested) {
 		mode = shutdownDrain
 	}
-	shutdown(mode, log, cfg.BGP.Drain, parts{speaker: speaker, fastPath: fp, routes: installer, api: api})
+	p := parts{speaker: speaker, fastPath: fp, routes: installer, api: api}
+	if kube != nil {
+		p.cni = kube
+		if gone, why := kube.uninstalling(); gone {
+			log.Info("podrouter is being uninstalled: removing its routes, fast path, pins and conflist", "why", why)
+			mode = shutdownUninstall
+		}
+	}
+	shutdown(mode, log, cfg.BGP.Drain, p)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
@@ -195,6 +204,7 @@ func kubeConfig(c *config.Config) k8s.Config {
 		ASNBase: k.ASNBase, PeerASNBase: k.PeerASNBase, DrainWithdrawAfter: c.BGP.Drain.Delay(),
 		CNIConfPath: k.CNIConfPath, CNIDataDir: k.CNIDataDir, MTU: k.MTU,
 		Uplinks: c.Datapath.Uplinks, StatusInterval: k.StatusInterval, Resync: k.Resync,
+		DaemonSet: k.DaemonSet,
 	}
 }
 

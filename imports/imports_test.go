@@ -20,18 +20,19 @@ const module = "github.com/podrouter/podrouter"
 // owners: a library (import path prefix) may be imported only by these
 // packages (their non-test files; tests use harnesses freely).
 var owners = map[string][]string{
-	"github.com/osrg/gobgp/":                {"bgp"},
-	"github.com/cilium/ebpf":                {"datapath"},
-	"github.com/vishvananda/netlink":        {"routes", "datapath", "lab"},              // datapath: endpoint discovery, neighbour MACs
-	"k8s.io/client-go/":                     {"k8s", "k8s/k8stest", "k8s/apply", "lab"}, // harnesses: apply, the Kubernetes lab
-	"k8s.io/api/":                           {"k8s", "k8s/k8stest", "lab"},
-	"k8s.io/apimachinery/":                  {"k8s", "k8s/k8stest", "k8s/apply", "lab"},
-	"k8s.io/klog/":                          {"k8s"},
-	"github.com/containernetworking/cni":    {"lab"},
-	"github.com/spf13/cobra":                {"cmd/podrouter", "cmd/podrouter-lab"},
-	"github.com/prometheus/client_golang/":  {"metrics"},
-	"github.com/podrouter/podrouter/lab":    {"lab", "cmd/podrouter-lab", "cmd/podrouter-bench"},
-	"github.com/podrouter/podrouter/daemon": {"cmd/podrouter"},
+	"github.com/osrg/gobgp/":                 {"bgp"},
+	"github.com/cilium/ebpf":                 {"datapath"},
+	"github.com/vishvananda/netlink":         {"routes", "datapath", "lab"},              // datapath: endpoint discovery, neighbour MACs
+	"k8s.io/client-go/":                      {"k8s", "k8s/k8stest", "k8s/apply", "lab"}, // harnesses: apply, the Kubernetes lab
+	"k8s.io/api/":                            {"k8s", "k8s/k8stest", "lab"},
+	"k8s.io/apimachinery/":                   {"k8s", "k8s/k8stest", "k8s/apply", "lab"},
+	"k8s.io/klog/":                           {"k8s"},
+	"github.com/containernetworking/cni":     {"lab"},
+	"github.com/spf13/cobra":                 {"cmd/podrouter", "cmd/podrouter-lab"},
+	"github.com/prometheus/client_golang/":   {"metrics"},
+	"github.com/google/go-containerregistry": {"tools/image"},
+	"github.com/podrouter/podrouter/lab":     {"lab", "cmd/podrouter-lab", "cmd/podrouter-bench"},
+	"github.com/podrouter/podrouter/daemon":  {"cmd/podrouter"},
 }
 
 type pkg struct {

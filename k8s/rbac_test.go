@@ -127,6 +127,30 @@ func TestDeployManifestsAndRBAC(t *testing.T) {
 		}
 		w, _ := startServiceCIDRs(t, sa)
 		waitPrefixes(t, w, "service CIDRs listed and watched by the service account", "10.96.0.0/16")
+		// Uninstall detection: its namespace and DaemonSet, by name.
+		c := kubernetes.NewForConfigOrDie(sa)
+		byName := metav1.ListOptions{FieldSelector: "metadata.name=podrouter"}
+		for what, call := range map[string]func() error{
+			"get its namespace":          func() error { _, err := c.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); return err },
+			"list its namespace by name": func() error { _, err := c.CoreV1().Namespaces().List(ctx, byName); return err },
+			"get its daemonset": func() error {
+				_, err := c.AppsV1().DaemonSets(ns).Get(ctx, "podrouter", metav1.GetOptions{})
+				return err
+			},
+			"watch its daemonset by name": func() error {
+				w, err := c.AppsV1().DaemonSets(ns).Watch(ctx, byName)
+				if err == nil {
+					w.Stop()
+				}
+				return err
+			},
+		} {
+			if err := call(); err != nil {
+				t.Errorf("%s as the service account: %v", what, err)
+			}
+		}
+		u := startUninstall(t, sa, ns, "podrouter")
+		checkUninstall(t, u, false, "installed: no uninstall, as the service account")
 	})
 
 	t.Run("denied", func(t *testing.T) {
@@ -185,6 +209,21 @@ func TestDeployManifestsAndRBAC(t *testing.T) {
 			"list services": func() error {
 				_, err := c.CoreV1().Services("").List(ctx, metav1.ListOptions{})
 				return err
+			},
+			"list namespaces": func() error {
+				_, err := c.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+				return err
+			},
+			"get another namespace": func() error {
+				_, err := c.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
+				return err
+			},
+			"list daemonsets": func() error {
+				_, err := c.AppsV1().DaemonSets(ns).List(ctx, metav1.ListOptions{})
+				return err
+			},
+			"delete its daemonset": func() error {
+				return c.AppsV1().DaemonSets(ns).Delete(ctx, "podrouter", metav1.DeleteOptions{})
 			},
 		} {
 			if err := call(); !apierrors.IsForbidden(err) {

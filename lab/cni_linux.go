@@ -19,9 +19,6 @@ import (
 	"github.com/podrouter/podrouter/k8s"
 )
 
-// CNIPluginDir is where Debian's containernetworking-plugins lives.
-const CNIPluginDir = "/usr/lib/cni"
-
 // The node is the pod's "host", so every plugin must run in the node's
 // namespace. nsExec does that by executing the plugin as
 // `ip netns exec NODE plugin`: the plugin is a fresh process that lives

@@ -90,6 +90,23 @@
 // until every ToR has installed 10.0.1.0/24. See its doc for what the
 // figure includes and its resolution.
 //
+// # Real nodes (Spec.Kubelets)
+//
+// With Kubernetes and Kubelets every node is a Kubernetes node of its own:
+// containerd + runc + the kubelet in the node's network namespace and a
+// mount + UTS namespace held by a holder process (noderuntime.go,
+// node_runtime_linux.go: own /run, /etc/cni/net.d, /var/lib/cni, bpffs,
+// cgroup, hostname), kube-proxy, and nothing of podrouter's until the
+// overlay (Spec.Overlay, deploy/lab) is applied with kubectl. Images come
+// from archives imported into each node's containerd (Spec.Images; the
+// pause image is the sandbox image); nothing is pulled. The data of the
+// node runtimes lives under Spec.DataRoot (/var/lib/podrouter-lab/<name>);
+// Teardown kills what is left in the lab's cgroup, removes the cgroups and
+// the data, and restores the kernel settings the kubelets changed once no
+// lab kubelet is left on the machine (sysctl_linux.go). workload_linux.go
+// runs the echo Deployment and reaches into pods through the node's
+// containerd (the images have no shell).
+//
 // Owns: the lab's namespaces, processes and files (and libcni: the lab is
 // not linked into the shipped podrouter binary); with Kubernetes, the
 // lab's control plane, its PKI and its objects (client-go, as a harness).

@@ -61,11 +61,17 @@ func (l *Lab) startKube(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := l.applyAccess(ctx); err != nil {
-		return err
-	}
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: KubeNamespace}}, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("create namespace %s: %w", KubeNamespace, err)
+	}
+	if s.Kubelets {
+		// The kubelets register the Nodes; podrouter, its access
+		// included, comes from the overlay.
+		l.log.Info("kubernetes control plane up", "elapsed", time.Since(start).Round(time.Millisecond))
+		return nil
+	}
+	if err := l.applyAccess(ctx); err != nil {
+		return err
 	}
 	if err := l.registerNodes(ctx, cs); err != nil {
 		return err
@@ -204,28 +210,12 @@ func (l *Lab) startControlPlane(ctx context.Context, etcd string, p *pki) error 
 	if err := l.waitAPIServer(ctx); err != nil {
 		return err
 	}
-	cm := filepath.Join(kd, "controller-manager.kubeconfig")
 	sched := filepath.Join(kd, "scheduler.kubeconfig")
 	procs = []struct {
 		name string
 		argv []string
 	}{
-		{"kube-controller-manager", []string{s.kubeBin("kube-controller-manager"),
-			"--kubeconfig", cm, "--authentication-kubeconfig", cm, "--authorization-kubeconfig", cm,
-			"--bind-address", "127.0.0.1", "--leader-elect=false", "--cluster-name", "lab-" + s.Name,
-			"--allocate-node-cidrs", "--cluster-cidr", joinPrefixes(ClusterCIDRs()),
-			"--node-cidr-mask-size-ipv4", fmt.Sprint(NodeCIDRMaskSizes[0]),
-			"--node-cidr-mask-size-ipv6", fmt.Sprint(NodeCIDRMaskSizes[1]),
-			"--service-cluster-ip-range", services,
-			// No kubelet posts heartbeats yet: without this the node
-			// lifecycle controller would taint the Nodes unreachable and
-			// evict the lab's Pods.
-			"--controllers", "*,-node-lifecycle-controller",
-			"--use-service-account-credentials=true",
-			"--service-account-private-key-file", p.path("sa.key"),
-			"--root-ca-file", p.path("ca.crt"),
-			"--cluster-signing-cert-file", p.path("ca.crt"), "--cluster-signing-key-file", p.path("ca.key"),
-			"--profiling=false", "--v", "1"}},
+		{"kube-controller-manager", s.controllerManagerArgv(!s.DeferNodeIPAM)},
 		{"kube-scheduler", []string{s.kubeBin("kube-scheduler"),
 			"--kubeconfig", sched, "--authentication-kubeconfig", sched, "--authorization-kubeconfig", sched,
 			"--bind-address", "127.0.0.1", "--leader-elect=false", "--profiling=false", "--v", "1"}},
@@ -237,6 +227,36 @@ func (l *Lab) startControlPlane(ctx context.Context, etcd string, p *pki) error 
 		}
 	}
 	return nil
+}
+
+// controllerManagerArgv is kube-controller-manager's command line, node
+// IPAM on or off.
+func (s Spec) controllerManagerArgv(nodeIPAM bool) []string {
+	p := &pki{dir: s.pkiDir()}
+	cm := filepath.Join(s.kubeDir(), "controller-manager.kubeconfig")
+	// Without kubelets no one posts heartbeats: the node lifecycle
+	// controller would taint the Nodes unreachable and evict the lab's
+	// Pods. With kubelets it runs, as in any cluster.
+	controllers := "*,-node-lifecycle-controller"
+	if s.Kubelets {
+		controllers = "*"
+	}
+	if !nodeIPAM {
+		controllers += ",-node-ipam-controller"
+	}
+	return []string{s.kubeBin("kube-controller-manager"),
+		"--kubeconfig", cm, "--authentication-kubeconfig", cm, "--authorization-kubeconfig", cm,
+		"--bind-address", "127.0.0.1", "--leader-elect=false", "--cluster-name", "lab-" + s.Name,
+		"--allocate-node-cidrs", "--cluster-cidr", joinPrefixes(ClusterCIDRs()),
+		"--node-cidr-mask-size-ipv4", fmt.Sprint(NodeCIDRMaskSizes[0]),
+		"--node-cidr-mask-size-ipv6", fmt.Sprint(NodeCIDRMaskSizes[1]),
+		"--service-cluster-ip-range", joinPrefixes(ServiceCIDRs()),
+		"--controllers", controllers,
+		"--use-service-account-credentials=true",
+		"--service-account-private-key-file", p.path("sa.key"),
+		"--root-ca-file", p.path("ca.crt"),
+		"--cluster-signing-cert-file", p.path("ca.crt"), "--cluster-signing-key-file", p.path("ca.key"),
+		"--profiling=false", "--v", "1"}
 }
 
 // waitAPIServer polls /readyz as admin (up to 90 s).

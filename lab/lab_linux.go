@@ -75,6 +75,9 @@ func Up(ctx context.Context, spec Spec, logger *slog.Logger) (l *Lab, err error)
 			return l, err
 		}
 	}
+	if s.Kubelets {
+		return l, l.upKubelets(ctx, start)
+	}
 	if s.Kubernetes {
 		// Control plane and Nodes first: podrouter takes its pod CIDRs
 		// from the Node and writes the conflist the pods are made with.
@@ -346,6 +349,9 @@ func (l *Lab) Status(ctx context.Context, w io.Writer) error {
 		}
 	}
 	s := l.Spec
+	if s.Kubelets {
+		return l.kubeletStatus(ctx, w, section)
+	}
 	fmt.Fprintf(w, "lab %s: %d ToR(s), %d node(s), %d pod(s)/node, speaker %s, state %s\n",
 		s.Name, s.ToRs, s.Nodes, s.PodsPerNode, s.Speaker, s.StateDir())
 	for k := 1; k <= s.ToRs; k++ {

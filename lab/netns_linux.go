@@ -15,6 +15,12 @@ import (
 // there. addr must be a literal IP address and port (no name lookups).
 // It works for "tcp" and for connected "udp" sockets alike.
 func DialIn(ctx context.Context, ns, network, addr string) (net.Conn, error) {
+	return DialFromPath(ctx, filepath.Join(netnsDir, ns), network, addr)
+}
+
+// DialFromPath is DialIn for the network namespace at nsPath (a
+// /proc/<pid>/ns/net, say).
+func DialFromPath(ctx context.Context, nsPath, network, addr string) (net.Conn, error) {
 	type result struct {
 		c   net.Conn
 		err error
@@ -25,14 +31,14 @@ func DialIn(ctx context.Context, ns, network, addr string) (net.Conn, error) {
 		// goroutine ends locked, so the runtime discards the thread
 		// instead of running other goroutines in the wrong namespace.
 		runtime.LockOSThread()
-		h, err := netns.GetFromPath(filepath.Join(netnsDir, ns))
+		h, err := netns.GetFromPath(nsPath)
 		if err != nil {
-			ch <- result{err: fmt.Errorf("namespace %s: %w", ns, err)}
+			ch <- result{err: fmt.Errorf("namespace %s: %w", nsPath, err)}
 			return
 		}
 		defer h.Close()
 		if err := netns.Set(h); err != nil {
-			ch <- result{err: fmt.Errorf("enter namespace %s: %w", ns, err)}
+			ch <- result{err: fmt.Errorf("enter namespace %s: %w", nsPath, err)}
 			return
 		}
 		var d net.Dialer

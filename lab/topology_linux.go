@@ -202,6 +202,7 @@ func teardown(ctx context.Context, spec Spec, log *slog.Logger) error {
 		// `lab down` knows only the name: where the pods' conflists are
 		// depends on how the lab was made.
 		s.Kubernetes = saved.Kubernetes
+		s.Kubelets, s.DataRoot = saved.Kubelets, saved.DataRoot
 	}
 	var errs []error
 	nss, err := labNamespaces(s.Name)
@@ -262,6 +263,12 @@ func teardown(ctx context.Context, spec Spec, log *slog.Logger) error {
 		log.Debug("stopping processes", "pids", pids)
 	}
 	if err := terminate(ctx, pids, 3*time.Second); err != nil {
+		errs = append(errs, err)
+	}
+
+	// 2b. Node runtimes: the containers (found by cgroup: their network
+	// namespaces are not the lab's), cgroups, sysctls, data.
+	if err := teardownKubelets(ctx, s, log); err != nil {
 		errs = append(errs, err)
 	}
 

@@ -29,9 +29,12 @@ func main() {
 
 // labFlags are the lab's shape, as `up` takes them.
 type labFlags struct {
-	name, speaker, password, podrouter, proxyMode string
-	tors, nodes, pods                             int
-	datapath, gtsm, bfd, kubernetes               bool
+	name, speaker, password, podrouter string
+	tors, nodes, pods                  int
+	datapath, gtsm, bfd                bool
+	kube, kubelets                     bool
+	proxyMode, overlay                 string
+	images                             []string
 }
 
 func newRootCmd() *cobra.Command {
@@ -59,10 +62,23 @@ lab's namespaces are used; "down" removes everything it made.`,
 			}
 			ctx, stop, log := setup(c)
 			defer stop()
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			images, err := absPaths(f.images)
+			if err != nil {
+				return err
+			}
+			overlay, err := absPaths([]string{f.overlay})
+			if err != nil {
+				return err
+			}
 			l, err := lab.Up(ctx, lab.Spec{
 				Name: f.name, ToRs: f.tors, Nodes: f.nodes, PodsPerNode: f.pods, PodrouterBin: bin,
 				Speaker: f.speaker, Datapath: f.datapath, Password: f.password, GTSM: f.gtsm, BFD: f.bfd,
-				Kubernetes: f.kubernetes, ProxyMode: f.proxyMode,
+				Kubernetes: f.kube, ProxyMode: f.proxyMode, BackendCommand: []string{self, "backend"},
+				Kubelets: f.kubelets, Images: images, Overlay: overlay[0],
 			}, log)
 			if err != nil {
 				return err
@@ -80,8 +96,11 @@ lab's namespaces are used; "down" removes everything it made.`,
 	fl.BoolVar(&f.gtsm, "gtsm", false, "GTSM (TTL security, RFC 5082) on every node session")
 	fl.BoolVar(&f.bfd, "bfd", false, "BFD (300ms x 3) on every node session: bfdd on the ToRs, bgp.peers[].bfd on the nodes")
 	fl.StringVar(&f.podrouter, "podrouter", "", `podrouter binary the nodes run (default: "podrouter" next to this binary, else from PATH)`)
-	fl.BoolVar(&f.kubernetes, "kubernetes", false, "a Kubernetes control plane in the ToR, podrouter in Kubernetes mode, kube-proxy in every node, Services backed by the pods (kube-* from make kube, next to podrouter)")
+	fl.BoolVar(&f.kube, "kubernetes", false, "run a Kubernetes control plane in the ToR and kube-proxy in every node (needs `make kube`); without --kubelets: podrouter in Kubernetes mode, Services backed by the lab pods")
 	fl.StringVar(&f.proxyMode, "proxy-mode", "", "kube-proxy mode with --kubernetes: iptables (default) or nftables")
+	fl.BoolVar(&f.kubelets, "kubelets", false, "with --kubernetes: containerd and a real kubelet in every node; podrouter only from --overlay (make image pause-image)")
+	fl.StringSliceVar(&f.images, "images", nil, "with --kubelets: image archives imported into every node (must include pause-image.tar)")
+	fl.StringVar(&f.overlay, "overlay", "", "with --kubelets: kustomization installed with `kubectl apply -k` once the Nodes are registered (deploy/lab)")
 
 	down := &cobra.Command{
 		Use:   "down",
@@ -229,4 +248,20 @@ func vmRSS(pid int) string {
 		}
 	}
 	return "?"
+}
+
+// absPaths makes each non-empty path absolute ("" stays "").
+func absPaths(ps []string) ([]string, error) {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		if p == "" {
+			continue
+		}
+		a, err := filepath.Abs(p)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = a
+	}
+	return out, nil
 }
