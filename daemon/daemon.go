@@ -80,7 +80,14 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if err != nil {
 		return err
 	}
-	d := &daemon{cfg: cfg, speaker: speaker, agent: ag, fastPath: fp}
+	var cidrs *k8s.ServiceCIDRs
+	if kube != nil && *cfg.Kubernetes.ServiceCIDRs {
+		if cidrs, err = kube.adapter.ServiceCIDRs(); err != nil {
+			return err
+		}
+	}
+	svc := newServices(cfg, fp.dp, cidrs, log.With("subsys", "services"))
+	d := &daemon{cfg: cfg, speaker: speaker, agent: ag, fastPath: fp, services: svc}
 
 	runCtx, cancelRun := context.WithCancelCause(ctx)
 	defer cancelRun(nil)
@@ -108,6 +115,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	g.Go(func() error { return installer.Run(gctx, ag) })
 	g.Go(func() error { return api.Serve(gctx) })
 	g.Go(func() error { return fp.run(gctx) })
+	g.Go(func() error { return svc.run(gctx) })
 	g.Go(func() error { return peers.Run(gctx, cfg.Routes.ResyncInterval) })
 	if kube != nil {
 		run := kube.Runner(ag, d, peers)
@@ -141,6 +149,7 @@ type daemon struct {
 	speaker  *bgp.Speaker
 	agent    *agent.Agent
 	fastPath *fastPath
+	services *services
 }
 
 // speakerConfig translates the file's BGP section (the explicit peers;

@@ -86,8 +86,9 @@ type Spec struct {
 	// appends its flags. Default: podrouter-lab next to PodrouterBin (make
 	// lab-tool builds both into bin/), "backend".
 	BackendCommand []string `json:"backendCommand"`
-	// PassCIDRs is datapath.passCIDRs of every podrouter node. Default with
-	// Kubernetes: the cluster's Service CIDRs.
+	// PassCIDRs is datapath.passCIDRs of every podrouter node (none by
+	// default: in Kubernetes mode podrouter learns the cluster's Service
+	// CIDRs from its ServiceCIDR objects).
 	PassCIDRs []netip.Prefix `json:"passCIDRs"`
 	// Kubelets (with Kubernetes) makes every node a real Kubernetes node:
 	// containerd + runc + kubelet in it (see noderuntime.go). The kubelets
@@ -145,9 +146,6 @@ func (s Spec) WithDefaults() Spec {
 		}
 		if len(s.BackendCommand) == 0 && s.PodrouterBin != "" {
 			s.BackendCommand = []string{filepath.Join(filepath.Dir(s.PodrouterBin), "podrouter-lab"), "backend"}
-		}
-		if s.PassCIDRs == nil {
-			s.PassCIDRs = ServiceCIDRs()
 		}
 	}
 	if s.Kubelets && s.DataRoot == "" {
