@@ -19,12 +19,14 @@ import (
 
 const podMACChildEnv = "PODROUTER_DATAPATH_PODMAC_CHILD"
 
-// TestNetnsPodMAC: a pod whose MAC the node has not seen yet is not hooked
-// (its requests would leave on the fast path while its replies, with no
-// endpoint entry to deliver them, took the kernel path, where netfilter
-// sees replies without requests: INVALID, dropped by kube-proxy's iptables
-// rules); it is hooked once the neighbour table shows the MAC, and stays
-// hooked when the kernel later drops that neighbour entry.
+// TestNetnsPodMAC: a pod is hooked at once, before it sent anything (its
+// MAC read from the veth peer in the pod's namespace), and stays hooked
+// when the node's neighbour entry for it goes (garbage collection of an
+// entry the fast path never refreshes). An endpoint whose pod MAC is not
+// known is not hooked: its requests would leave on the fast path while its
+// replies, with no endpoint entry to deliver them, took the kernel path,
+// where netfilter sees replies without requests (INVALID, which
+// kube-proxy's iptables rules drop).
 func TestNetnsPodMAC(t *testing.T) {
 	if arg := os.Getenv(podMACChildEnv); arg != "" {
 		podMACChild(t, arg)
@@ -109,26 +111,43 @@ func podMACChild(t *testing.T, arg string) {
 		}
 		return len(eps)
 	}
-	waitFor(t, "the uplink hooked", func() bool { return slices.Contains(d.Status().Attached, "up0") })
-	// Several resyncs with the pod's MAC unknown: neither hooked nor an
-	// endpoint (both directions on the kernel path).
-	time.Sleep(400 * time.Millisecond)
-	if at, n := d.Status().Attached, endpoints(); !slices.Equal(at, []string{"up0"}) || n != 0 {
-		t.Fatalf("MAC unknown: attached %v, %d endpoints; want only up0 and none", at, n)
+	podMAC := strings.TrimSpace(run(t, "ip", "netns", "exec", pod, "cat", "/sys/class/net/eth0/address"))
+	waitFor(t, "the pod hooked before any traffic", func() bool { return slices.Equal(d.Status().Attached, []string{"up0", "vmp"}) })
+	eps, err := p.Endpoints()
+	if err != nil || len(eps) != 1 || eps[0].PodMAC.String() != podMAC {
+		t.Fatalf("endpoint map %+v (%v), want the pod with MAC %s", eps, err, podMAC)
 	}
-	// The node talks to the pod: the neighbour entry appears (a netlink
-	// event), the pod is hooked with its endpoint entry.
+	if out := run(t, "ip", "neigh", "show", "dev", "vmp"); strings.Contains(out, "10.246.0.10") {
+		t.Fatalf("the node already has a neighbour entry for the pod (the test must not send to it): %s", out)
+	}
+	// The neighbour entry comes and goes: the pod stays hooked.
 	run(t, "ping", "-c", "1", "-W", "2", "10.246.0.10")
-	waitFor(t, "the pod hooked", func() bool { return slices.Equal(d.Status().Attached, []string{"up0", "vmp"}) })
-	if n := endpoints(); n != 1 {
-		t.Fatalf("MAC known: %d endpoints, want 1", n)
-	}
-	// The kernel drops the neighbour entry (garbage collection of an entry
-	// the fast path never refreshes): the pod stays hooked, MAC remembered.
 	run(t, "ip", "neigh", "flush", "dev", "vmp")
 	time.Sleep(400 * time.Millisecond)
 	if at, n := d.Status().Attached, endpoints(); !slices.Equal(at, []string{"up0", "vmp"}) || n != 1 {
 		t.Errorf("neighbour entry gone: attached %v, %d endpoints; want the pod still hooked", at, n)
+	}
+	// A veth whose pod MAC is unknown (an explicit endpoint without one):
+	// neither hooked nor in the endpoint map; with the MAC, both.
+	run(t, "ip", "link", "add", "vmx", "type", "veth", "peer", "name", "vmxp")
+	run(t, "ip", "link", "set", "vmx", "up")
+	vmx, err := net.InterfaceByName("vmx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := Endpoint{IfName: "vmx", IfIndex: vmx.Index, HostMAC: vmx.HardwareAddr, Addrs: []netip.Addr{netip.MustParseAddr("10.246.0.20")}}
+	if err := d.SetEndpoints(ctx, []Endpoint{ep}); err != nil {
+		t.Fatal(err)
+	}
+	if at, n := d.Status().Attached, endpoints(); slices.Contains(at, "vmx") || n != 1 {
+		t.Errorf("pod MAC unknown: attached %v, %d endpoints; want vmx neither hooked nor an endpoint", at, n)
+	}
+	ep.PodMAC = net.HardwareAddr{2, 0, 0, 0, 0, 0x20}
+	if err := d.SetEndpoints(ctx, []Endpoint{ep}); err != nil {
+		t.Fatal(err)
+	}
+	if at, n := d.Status().Attached, endpoints(); !slices.Contains(at, "vmx") || n != 2 {
+		t.Errorf("pod MAC known: attached %v, %d endpoints; want vmx hooked", at, n)
 	}
 }
 
