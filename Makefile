@@ -7,15 +7,18 @@ LAB ?= lab
 TORS ?= 1
 DATAPATH ?= true
 BFD ?= false
+KUBERNETES ?= false
+PROXY_MODE ?= iptables
 APT_PKGS := frr bird2 containernetworking-plugins iproute2 iputils-ping iptables nftables conntrack procps \
-	clang llvm libbpf-dev bpftool iperf3 sockperf tcpdump prometheus etcd-server time
+	clang llvm libbpf-dev bpftool iperf3 sockperf tcpdump prometheus etcd-server \
+	dnsmasq-base bind9-dnsutils curl containerd runc podman docker.io time
 STATICCHECK_VERSION ?= v0.8.2
 GOVULNCHECK_VERSION ?= v1.9.0
 # The Go vulnerability database as a module (golang.org/x/vulndb): bump to refresh.
 VULNDB_VERSION ?= v0.0.0-20261105234957-e22db6528018
 FUZZTIME ?= 60s
 
-.PHONY: all build lab-tool release tools kube kube-apiserver deps lab lab-down lab-status converge test test-unit resilience lint vulncheck fuzz generate generate-check bench clean
+.PHONY: all build lab-tool release image pause-image lab-image tools kube kube-apiserver deps lab lab-down lab-status converge test test-unit resilience lint vulncheck fuzz generate generate-check bench clean
 
 all: build
 
@@ -34,6 +37,44 @@ VERSION ?= dev
 release:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(RELEASE_DIR)/podrouter ./cmd/podrouter
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(RELEASE_DIR)/gobgp github.com/osrg/gobgp/v4/cmd/gobgp
+
+# podrouter's container image, built offline (tools/image: no engine, no
+# base image, no registry) into one archive that `ctr -n k8s.io images
+# import`, `podman load` and `docker load` read. FROM scratch with the
+# `make release` binaries, as the final stage of deploy/kubernetes/Dockerfile
+# (tools/image/make_test.go checks they agree). Reproducible: the same
+# sources give the same digest; every time stamp is SOURCE_DATE_EPOCH (the
+# last commit's time). The manifest digest goes to <archive>.digest.
+IMAGE ?= podrouter:latest
+IMAGE_ARCHIVE ?= $(RELEASE_DIR)/podrouter-image.tar
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+image: release
+	$(GO) run ./tools/image -o $(IMAGE_ARCHIVE) -ref $(IMAGE) -created $(SOURCE_DATE_EPOCH) \
+		-entrypoint /usr/local/bin/podrouter -env PATH=/usr/local/bin \
+		$(RELEASE_DIR)/podrouter=/usr/local/bin/podrouter $(RELEASE_DIR)/gobgp=/usr/local/bin/gobgp >$(IMAGE_ARCHIVE).digest
+	@echo "$(IMAGE) $$(cat $(IMAGE_ARCHIVE).digest) -> $(IMAGE_ARCHIVE)"
+
+# The pod sandbox image for the lab's containerd (sandbox_image): tools/pause,
+# which sleeps and reaps orphans, FROM scratch, built like the image above.
+PAUSE_IMAGE ?= localhost/podrouter/pause:1
+PAUSE_ARCHIVE ?= $(RELEASE_DIR)/pause-image.tar
+pause-image:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(RELEASE_DIR)/pause ./tools/pause
+	$(GO) run ./tools/image -o $(PAUSE_ARCHIVE) -ref $(PAUSE_IMAGE) -created $(SOURCE_DATE_EPOCH) \
+		-entrypoint /pause $(RELEASE_DIR)/pause=/pause >$(PAUSE_ARCHIVE).digest
+	@echo "$(PAUSE_IMAGE) $$(cat $(PAUSE_ARCHIVE).digest) -> $(PAUSE_ARCHIVE)"
+
+# The lab's workload image (the Kubernetes lab's Deployments run it):
+# podrouter-lab, whose `backend` serves HTTP and TCP/UDP echo, FROM scratch,
+# built like the images above. Not a podrouter image.
+LAB_IMAGE ?= localhost/podrouter/lab:1
+LAB_ARCHIVE ?= $(RELEASE_DIR)/lab-image.tar
+lab-image:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(RELEASE_DIR)/podrouter-lab ./cmd/podrouter-lab
+	$(GO) run ./tools/image -o $(LAB_ARCHIVE) -ref $(LAB_IMAGE) -created $(SOURCE_DATE_EPOCH) \
+		-entrypoint /usr/local/bin/podrouter-lab -env PATH=/usr/local/bin \
+		$(RELEASE_DIR)/podrouter-lab=/usr/local/bin/podrouter-lab >$(LAB_ARCHIVE).digest
+	@echo "$(LAB_IMAGE) $$(cat $(LAB_ARCHIVE).digest) -> $(LAB_ARCHIVE)"
 
 # The stock gobgp CLI at exactly the library's version (a go.mod tool).
 tools:
@@ -61,8 +102,24 @@ deps:
 	$(MAKE) tools
 
 # The 3-node lab: FRR ToR(s), three podrouter nodes, two CNI pods each.
-lab: lab-tool tools
-	$(BIN)/podrouter-lab up --name $(LAB) --tors $(TORS) --datapath=$(DATAPATH) --bfd=$(BFD)
+# deps first: on a fresh machine it installs FRR and the CNI plugins.
+#   KUBERNETES=true: a Kubernetes cluster: the control plane in the ToR,
+#   containerd + runc + kubelet + kube-proxy in every node, podrouter
+#   installed with `kubectl apply -k deploy/lab` (the image from make image).
+#   KUBERNETES=true KUBELETS=false: the control plane, podrouter in
+#   Kubernetes mode and the lab pods as the lab's own processes,
+#   kube-proxy (PROXY_MODE=iptables|nftables) and Services backed by the
+#   pods.
+KUBELETS ?= true
+ifeq ($(KUBERNETES)/$(KUBELETS),true/true)
+lab: deps lab-tool tools kube image pause-image lab-image
+	$(BIN)/podrouter-lab up --name $(LAB) --kubernetes --kubelets --proxy-mode $(PROXY_MODE) \
+		--images $(IMAGE_ARCHIVE),$(PAUSE_ARCHIVE),$(LAB_ARCHIVE) --overlay deploy/lab
+else
+lab: deps lab-tool tools $(if $(filter true,$(KUBERNETES)),kube)
+	$(BIN)/podrouter-lab up --name $(LAB) --tors $(TORS) --datapath=$(DATAPATH) --bfd=$(BFD) \
+		$(if $(filter true,$(KUBERNETES)),--kubernetes --proxy-mode $(PROXY_MODE))
+endif
 
 lab-status: lab-tool tools
 	$(BIN)/podrouter-lab status --name $(LAB)
@@ -77,7 +134,7 @@ lab-down: lab-tool
 
 # All tiers: unit, in-process BGP, privileged netns/lab e2e (run as root).
 # The resilience suite has its own target (CI runs it from .ci/run).
-test: build tools kube
+test: deps build tools kube
 	$(GO) test -count=1 -p 1 -timeout 60m $$($(GO) list ./... | grep -v /resilience$$)
 
 # The resilience and security suite (root; ~16 min CI-sized): one line per
@@ -86,7 +143,6 @@ test: build tools kube
 resilience: build tools
 	set -o pipefail; $(GO) test -count=1 -p 1 -timeout 90m -v ./resilience/ $(if $(LONG),-args -long) 2>&1 | \
 		grep -E '^(RESILIENCE |== |ok |MISSED |--- FAIL|FAIL|PASS|panic)|^\s+\S+_test\.go:[0-9]+: '
-
 
 test-unit:
 	$(GO) test -count=1 -short ./...
@@ -118,10 +174,12 @@ generate:
 generate-check: generate
 	@git diff --exit-code --stat -- datapath/ || { echo "generated BPF objects differ from the committed ones: run make generate and commit"; exit 1; }
 
-# Pod networking side by side in the lab (root; ~6 min): node<->node, kernel
-# pod routing, kernel + legacy-CNI iptables/conntrack, podrouter's fast path;
-# then the BPF_PROG_RUN per-packet microbenchmarks.
-bench: build
+# Pod networking side by side in the lab (root; ~9 min): node<->node, kernel
+# pod routing, kernel + legacy-CNI iptables/conntrack, podrouter's fast path,
+# and a ClusterIP (kube-proxy) on the kernel path vs the fast path (the
+# Kubernetes lab: bin/kube-*, bin/podrouter-lab for the pods' backend); then
+# the BPF_PROG_RUN per-packet microbenchmarks.
+bench: lab-tool kube
 	$(GO) run ./cmd/podrouter-bench --podrouter $(BIN)/podrouter
 	$(GO) test -run '^$$' -bench . -count 5 ./datapath/
 

@@ -25,7 +25,31 @@ type Status struct {
 	Errors        uint64         `json:"reconcileErrors"`
 	LastError     string         `json:"lastError,omitempty"`
 	FastPath      FastPath       `json:"fastPath"`
+	Services      Services       `json:"services"`
 	Warnings      []string       `json:"warnings,omitempty"`
+}
+
+// Services is how kube-proxy's Services are kept working with the fast
+// path: the destinations handed to the kernel stack and what was found of
+// kube-proxy.
+type Services struct {
+	// ServiceCIDRs are the cluster's, from its ServiceCIDR objects
+	// (Learned); Synced once the first list arrived.
+	Learned      bool           `json:"learned"`
+	Synced       bool           `json:"synced,omitempty"`
+	ServiceCIDRs []netip.Prefix `json:"serviceCIDRs,omitempty"`
+	// PassCIDRs are in the fast path's pass-to-stack map now.
+	PassCIDRs []netip.Prefix `json:"passCIDRs,omitempty"`
+	Error     string         `json:"error,omitempty"`
+	// KubeProxy: not-probed, absent, supported, unsupported; Mode as
+	// kube-proxy reports it.
+	KubeProxy      health.ProxyState `json:"kubeProxy"`
+	KubeProxyMode  string            `json:"kubeProxyMode,omitempty"`
+	KubeProxyError string            `json:"kubeProxyError,omitempty"`
+	// KernelConntrack is the fast path's nf_conntrack lookup mode in
+	// force (nat, any), chosen from kube-proxy's mode when Auto.
+	KernelConntrack     string `json:"kernelConntrack,omitempty"`
+	KernelConntrackAuto bool   `json:"kernelConntrackAuto,omitempty"`
 }
 
 // Peer is one BGP neighbour.
@@ -140,6 +164,12 @@ func StatusOf(s health.Snapshot) Status {
 	r.FastPath.Attached = slices.Sorted(slices.Values(slices.Concat(d.FromNetwork, d.FromEndpoint)))
 	for _, m := range d.Maps {
 		r.FastPath.Maps = append(r.FastPath.Maps, MapUsage(m))
+	}
+	v := s.Services
+	r.Services = Services{
+		Learned: v.Learned, Synced: v.Synced, ServiceCIDRs: v.ServiceCIDRs, PassCIDRs: v.PassCIDRs, Error: v.Error,
+		KubeProxy: v.Proxy, KubeProxyMode: v.ProxyMode, KubeProxyError: v.ProxyError,
+		KernelConntrack: v.KernelConntrack, KernelConntrackAuto: v.KernelConntrackAuto,
 	}
 	return r
 }

@@ -125,6 +125,8 @@ func TestBadInput(t *testing.T) {
 		{"restart time", base("{address: 10.1.0.0, asn: 65100, gracefulRestart: {restartTime: 5000s}}"), "bgp.peers[0].gracefulRestart.restartTime"},
 		{"not yaml", "node: [", "parse config"},
 		{"metrics not loopback", base("{address: 10.1.0.0, asn: 65100}") + "metrics: {address: '0.0.0.0:9842'}\n", "metrics.address: 0.0.0.0 is not a loopback"},
+		{"kernel conntrack mode", base("{address: 10.1.0.0, asn: 65100}") + "datapath: {kernelConntrack: ipvs}\n", `datapath.kernelConntrack: want "auto", "nat" or "any", got "ipvs"`},
+		{"kube-proxy url", base("{address: 10.1.0.0, asn: 65100}") + "kubernetes: {enabled: true, kubeProxyModeURL: 'ftp://x/proxyMode'}\n", "kubernetes.kubeProxyModeURL: want an http://host:port/path URL"},
 		{"datapath no uplinks", base("{address: 10.1.0.0, asn: 65100}") + "datapath: {enabled: true}\n", "datapath.uplinks: required"},
 		{"datapath bad uplink", base("{address: 10.1.0.0, asn: 65100}") + "datapath: {enabled: true, uplinks: [up1, 'a/b']}\n", "datapath.uplinks[1]: not a valid interface name"},
 		{"datapath long uplink", base("{address: 10.1.0.0, asn: 65100}") + "datapath: {uplinks: [abcdefghijklmnop]}\n", "datapath.uplinks[0]"},

@@ -105,6 +105,12 @@ func (c *Config) ApplyDefaults() {
 	if c.Datapath.CTSizeOther == 0 {
 		c.Datapath.CTSizeOther = datapath.DefaultCTSizeOther
 	}
+	if c.Datapath.KernelConntrack == "" {
+		c.Datapath.KernelConntrack = KernelConntrackAuto
+	}
+	if c.Kubernetes.ServiceCIDRs == nil {
+		c.Kubernetes.ServiceCIDRs = ptr(true)
+	}
 	if c.Shutdown.Mode == "" {
 		c.Shutdown.Mode = ShutdownGracefulRestart
 	}

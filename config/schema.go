@@ -39,7 +39,24 @@ type Kubernetes struct {
 	MTU            int           `yaml:"mtu"`            // 0: the smallest uplink MTU
 	StatusInterval time.Duration `yaml:"statusInterval"`
 	Resync         time.Duration `yaml:"resync"`
+	// DaemonSet names the DaemonSet that runs podrouter, in Namespace. Set,
+	// a SIGTERM while that DaemonSet or the namespace is being deleted
+	// (uninstall) removes everything podrouter put on the node instead of
+	// leaving it for a restarted successor. "": SIGTERM always restarts.
+	DaemonSet string `yaml:"daemonSet"`
+	// ServiceCIDRs: learn the cluster's Service CIDRs from its
+	// networking.k8s.io/v1 ServiceCIDR objects and hand traffic to them to
+	// the kernel stack, where kube-proxy translates it, in addition to
+	// datapath.passCIDRs; changes apply live. Default true.
+	ServiceCIDRs *bool `yaml:"serviceCIDRs"`
+	// KubeProxyModeURL is where kube-proxy reports its mode (its metrics
+	// port's /proxyMode). "": http://127.0.0.1:10249/proxyMode (kube-proxy's
+	// default, in the node's network namespace); "off": do not ask.
+	KubeProxyModeURL string `yaml:"kubeProxyModeURL"`
 }
+
+// KubeProxyProbeOff turns the kube-proxy mode probe off.
+const KubeProxyProbeOff = "off"
 
 // Node identifies this node.
 type Node struct {
@@ -225,7 +242,21 @@ type Datapath struct {
 	// PassCIDRs are destinations always handed to the kernel stack (e.g.
 	// the Kubernetes service CIDR, which kube-proxy translates).
 	PassCIDRs []netip.Prefix `yaml:"passCIDRs"`
+	// KernelConntrack selects the new flows the fast path hands to the
+	// kernel stack after asking nf_conntrack: "nat" (those netfilter
+	// translates: kube-proxy's iptables and nftables modes), "any" (every
+	// flow nf_conntrack knows: proxies that translate without nf_nat, such
+	// as IPVS), or "auto" (default: nat, any while kube-proxy is found in
+	// a mode other than iptables or nftables).
+	KernelConntrack string `yaml:"kernelConntrack"`
 }
+
+// Kernel conntrack modes (datapath.kernelConntrack).
+const (
+	KernelConntrackAuto = "auto"
+	KernelConntrackNAT  = "nat"
+	KernelConntrackAny  = "any"
+)
 
 // ShutdownConfig selects what SIGTERM does.
 type ShutdownConfig struct {

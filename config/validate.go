@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -129,6 +130,12 @@ func (k Kubernetes) validate() error {
 	if k.Namespace != "" && (len(k.Namespace) > 63 || !isDNSLabel(k.Namespace)) {
 		e.addf("kubernetes.namespace", "%q is not a namespace name (a DNS label of at most 63 characters)", clip(k.Namespace))
 	}
+	if k.DaemonSet != "" && k.Namespace == "" {
+		e.addf("kubernetes.namespace", "required with kubernetes.daemonSet")
+	}
+	if k.DaemonSet != "" && (len(k.DaemonSet) > MaxNodeNameLen || !isDNSSubdomain(k.DaemonSet)) {
+		e.addf("kubernetes.daemonSet", "%q is not a DaemonSet name (a DNS subdomain)", clip(k.DaemonSet))
+	}
 	if k.PasswordSecret != "" && (len(k.PasswordSecret) > MaxNodeNameLen || !isDNSSubdomain(k.PasswordSecret)) {
 		e.addf("kubernetes.passwordSecret", "%q is not a Secret name (a DNS subdomain)", clip(k.PasswordSecret))
 	}
@@ -149,6 +156,14 @@ func (k Kubernetes) validate() error {
 	}
 	if k.StatusInterval < 0 || k.Resync < 0 {
 		e.addf("kubernetes", "statusInterval and resync must not be negative")
+	}
+	if u := k.KubeProxyModeURL; u != "" && u != KubeProxyProbeOff {
+		if len(u) > MaxPathLen {
+			e.addf("kubernetes.kubeProxyModeURL", "longer than %d bytes", MaxPathLen)
+		} else if pu, err := url.Parse(u); err != nil || pu.Scheme != "http" || pu.Host == "" || pu.User != nil {
+			e.addf("kubernetes.kubeProxyModeURL", "want an http://host:port/path URL (kube-proxy's metrics port) or %q, got %q",
+				KubeProxyProbeOff, clip(u))
+		}
 	}
 	return errors.Join(e...)
 }
@@ -349,6 +364,12 @@ func (d Datapath) validate() error {
 		if p.Masked() != p {
 			e.addf(fmt.Sprintf("datapath.passCIDRs[%d]", i), "%s has host bits set (did you mean %s?)", p, p.Masked())
 		}
+	}
+	switch d.KernelConntrack {
+	case KernelConntrackAuto, KernelConntrackNAT, KernelConntrackAny:
+	default:
+		e.addf("datapath.kernelConntrack", "want %q, %q or %q, got %q",
+			KernelConntrackAuto, KernelConntrackNAT, KernelConntrackAny, clip(d.KernelConntrack))
 	}
 	return errors.Join(e...)
 }

@@ -80,7 +80,14 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if err != nil {
 		return err
 	}
-	d := &daemon{cfg: cfg, speaker: speaker, agent: ag, fastPath: fp}
+	var cidrs *k8s.ServiceCIDRs
+	if kube != nil && *cfg.Kubernetes.ServiceCIDRs {
+		if cidrs, err = kube.adapter.ServiceCIDRs(); err != nil {
+			return err
+		}
+	}
+	svc := newServices(cfg, fp.dp, cidrs, log.With("subsys", "services"))
+	d := &daemon{cfg: cfg, speaker: speaker, agent: ag, fastPath: fp, services: svc}
 
 	runCtx, cancelRun := context.WithCancelCause(ctx)
 	defer cancelRun(nil)
@@ -108,10 +115,12 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	g.Go(func() error { return installer.Run(gctx, ag) })
 	g.Go(func() error { return api.Serve(gctx) })
 	g.Go(func() error { return fp.run(gctx) })
+	g.Go(func() error { return svc.run(gctx) })
 	g.Go(func() error { return peers.Run(gctx, cfg.Routes.ResyncInterval) })
 	if kube != nil {
 		run := kube.Runner(ag, d, peers)
 		g.Go(func() error { return run(gctx) })
+		g.Go(func() error { return kube.runUninstallWatch(gctx) })
 	}
 	err = g.Wait()
 
@@ -119,7 +128,15 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if cfg.Shutdown.Mode == config.ShutdownDrain || errors.Is(context.Cause(runCtx), errDrainRequested) {
 		mode = shutdownDrain
 	}
-	shutdown(mode, log, cfg.BGP.Drain, parts{speaker: speaker, fastPath: fp, routes: installer, api: api})
+	p := parts{speaker: speaker, fastPath: fp, routes: installer, api: api}
+	if kube != nil {
+		p.cni = kube
+		if gone, why := kube.uninstalling(); gone {
+			log.Info("podrouter is being uninstalled: removing its routes, fast path, pins and conflist", "why", why)
+			mode = shutdownUninstall
+		}
+	}
+	shutdown(mode, log, cfg.BGP.Drain, p)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
@@ -132,6 +149,7 @@ type daemon struct {
 	speaker  *bgp.Speaker
 	agent    *agent.Agent
 	fastPath *fastPath
+	services *services
 }
 
 // speakerConfig translates the file's BGP section (the explicit peers;
@@ -196,6 +214,7 @@ func kubeConfig(c *config.Config) k8s.Config {
 		ASNBase: k.ASNBase, PeerASNBase: k.PeerASNBase, DrainWithdrawAfter: c.BGP.Drain.Delay(),
 		CNIConfPath: k.CNIConfPath, CNIDataDir: k.CNIDataDir, MTU: k.MTU,
 		Uplinks: c.Datapath.Uplinks, StatusInterval: k.StatusInterval, Resync: k.Resync,
+		DaemonSet: k.DaemonSet,
 	}
 }
 

@@ -37,18 +37,28 @@ func newFastPath(c config.Datapath, pods []netip.Prefix, log *slog.Logger) (*fas
 		return f, nil
 	}
 	dp, err := datapath.New(datapath.Config{
-		PinDir:      c.PinDir,
-		Uplinks:     c.Uplinks,
-		PodCIDRs:    pods,
-		PassCIDRs:   c.PassCIDRs,
-		CTSizeTCP:   c.CTSizeTCP,
-		CTSizeOther: c.CTSizeOther,
+		PinDir:          c.PinDir,
+		Uplinks:         c.Uplinks,
+		PodCIDRs:        pods,
+		PassCIDRs:       c.PassCIDRs,
+		KernelConntrack: kernelConntrack(c.KernelConntrack),
+		CTSizeTCP:       c.CTSizeTCP,
+		CTSizeOther:     c.CTSizeOther,
 	}, log)
 	if err != nil {
 		return nil, err
 	}
 	f.dp, f.state = dp, health.DatapathStarting
 	return f, nil
+}
+
+// kernelConntrack is the datapath mode a config value starts with (auto
+// starts as nat; the services controller may switch it).
+func kernelConntrack(v string) datapath.KernelCTMode {
+	if v == config.KernelConntrackAny {
+		return datapath.KernelCTAny
+	}
+	return datapath.KernelCTNAT
 }
 
 // agentDatapath is the agent's view of the fast path (nil when disabled).

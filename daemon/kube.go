@@ -34,10 +34,12 @@ const kubeBootstrapTimeout = 30 * time.Second
 
 // kubeMode is the daemon's Kubernetes edge.
 type kubeMode struct {
-	log     *slog.Logger
-	adapter *k8s.Adapter
-	health  *kubeHealth
-	snap    k8s.Snapshot
+	log       *slog.Logger
+	adapter   *k8s.Adapter
+	health    *kubeHealth
+	snap      k8s.Snapshot
+	uninstall *k8s.Uninstall // nil without kubernetes.daemonSet
+	cniPath   string         // kubernetes.cniConfPath ("": none written)
 }
 
 // startKubernetes builds the adapter and reads this node's Node and the
@@ -63,7 +65,50 @@ func startKubernetes(ctx context.Context, kc k8s.Config, log *slog.Logger) (*kub
 	if len(snap.State.PodCIDRs) == 0 {
 		log.Warn("node has no spec.podCIDRs yet; nothing is advertised until it has", "node", kc.NodeName)
 	}
-	return &kubeMode{log: log, adapter: a, health: h, snap: snap}, nil
+	u, err := a.Uninstall()
+	if err != nil {
+		return nil, err
+	}
+	return &kubeMode{log: log, adapter: a, health: h, snap: snap, uninstall: u, cniPath: kc.CNIConfPath}, nil
+}
+
+// uninstallCheckTimeout bounds the fresh read of the DaemonSet and the
+// namespace at exit (the watches' view is used when it runs out).
+const uninstallCheckTimeout = 3 * time.Second
+
+// runUninstallWatch runs the uninstall detection's watches (a no-op
+// without kubernetes.daemonSet).
+func (m *kubeMode) runUninstallWatch(ctx context.Context) error {
+	if m.uninstall == nil {
+		return nil
+	}
+	return m.uninstall.Run(ctx)
+}
+
+// uninstalling reports, on the way out, whether podrouter is being
+// removed from the cluster (its DaemonSet or namespace deleted), and why.
+func (m *kubeMode) uninstalling() (bool, string) {
+	if m.uninstall == nil {
+		return false, ""
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), uninstallCheckTimeout)
+	defer cancel()
+	return m.uninstall.Check(ctx)
+}
+
+// removeConflist removes the CNI conflist podrouter wrote (uninstall).
+func (m *kubeMode) removeConflist() {
+	if m.cniPath == "" {
+		return
+	}
+	removed, err := k8s.RemoveCNIConfig(m.cniPath)
+	if err != nil {
+		m.log.Error("remove cni conflist", "path", m.cniPath, "err", err)
+		return
+	}
+	if removed {
+		m.log.Info("removed cni conflist", "path", m.cniPath)
+	}
 }
 
 // Snapshot is the Node's state at start.

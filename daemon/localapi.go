@@ -27,12 +27,33 @@ type localAPI struct {
 	closeOnce sync.Once
 }
 
+// socketHandover is how long a new instance waits for the previous one's
+// socket to close: a process the kernel reports exited (its main thread a
+// zombie) can still hold its listener while its other threads finish.
+const socketHandover = 2 * time.Second
+
+// serving reports whether something still accepts connections on the
+// socket at path after waiting up to wait for it to stop.
+func serving(path string, wait time.Duration) bool {
+	deadline := time.Now().Add(wait)
+	for {
+		c, err := net.DialTimeout("unix", path, time.Second)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func newLocalAPI(path string, log *slog.Logger, d *daemon, drain func()) (*localAPI, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("local api socket dir: %w", err)
 	}
-	if c, err := net.Dial("unix", path); err == nil {
-		c.Close()
+	if serving(path, socketHandover) {
 		return nil, fmt.Errorf("local api %s: another podrouter is serving it", path)
 	}
 	_ = os.Remove(path) // stale socket of a previous instance; absence is fine

@@ -22,6 +22,10 @@ const (
 	// (after the deprefer phase), close the sessions, detach the fast
 	// path, remove the routes.
 	shutdownDrain
+	// shutdownUninstall (SIGTERM while podrouter's DaemonSet or namespace
+	// is being deleted): a drain, then the CNI conflist goes too; the node
+	// is left as it was before podrouter came.
+	shutdownUninstall
 )
 
 // The parts shutdown acts on, as narrow interfaces (tested with fakes).
@@ -41,6 +45,9 @@ type (
 	// closer is the local API (*localAPI): its socket goes last, which is
 	// what `podrouter drain` waits for.
 	closer interface{ Close() }
+	// conflistRemover removes the CNI conflist podrouter wrote
+	// (uninstall only; nil outside Kubernetes mode).
+	conflistRemover interface{ removeConflist() }
 )
 
 type parts struct {
@@ -48,6 +55,7 @@ type parts struct {
 	fastPath unpinner
 	routes   routeRemover
 	api      closer
+	cni      conflistRemover
 }
 
 // notificationDelay lets the UPDATEs carrying the withdrawals leave before
@@ -58,7 +66,8 @@ const notificationDelay = 200 * time.Millisecond
 // CIDRs (waiting out a deprefer phase), close the sessions, detach the
 // fast path (pod traffic falls back to the kernel path, which still has
 // the default route), remove the default routes, then the pod CIDR
-// blackholes; the local API socket goes last in both modes.
+// blackholes, and for an uninstall the CNI conflist; the local API socket
+// goes last in every mode.
 func shutdown(mode shutdownMode, log *slog.Logger, d config.Drain, p parts) {
 	defer p.api.Close()
 	if mode == shutdownRestart {
@@ -81,6 +90,13 @@ func shutdown(mode shutdownMode, log *slog.Logger, d config.Drain, p parts) {
 	}
 	if _, err := p.routes.SetBlackholes(ctx, nil); err != nil {
 		log.Error("remove pod cidr blackholes", "err", err)
+	}
+	if mode == shutdownUninstall && p.cni != nil {
+		// Last: pods made until now keep their addresses; no new pod on
+		// this node gets one from podrouter's network any more.
+		p.cni.removeConflist()
+		log.Info("uninstalled: routes, fast path, pins and conflist removed; exiting")
+		return
 	}
 	log.Info("drained; exiting")
 }

@@ -44,6 +44,7 @@ func (f *fakeSpeaker) DrainAndWait(ctx context.Context) error {
 func (f *fakeSpeaker) Close()                         { f.c.add("speaker.Close") }
 func (f *fakeFastPath) unpin()                        { f.c.add("datapath.Unpin") }
 func (f *fakeAPI) Close()                             { f.c.add("localapi.Close") }
+func (f *fakeCNI) removeConflist()                    { f.c.add("cni.RemoveConflist") }
 func (f *fakeRoutes) RemoveAll(context.Context) error { f.c.add("routes.RemoveAll"); return f.err }
 func (f *fakeRoutes) SetBlackholes(_ context.Context, ps []netip.Prefix) (bool, error) {
 	if ps != nil {
@@ -57,6 +58,7 @@ func (f *fakeRoutes) SetBlackholes(_ context.Context, ps []netip.Prefix) (bool, 
 type (
 	fakeFastPath struct{ c *calls }
 	fakeAPI      struct{ c *calls }
+	fakeCNI      struct{ c *calls }
 	fakeRoutes   struct {
 		c   *calls
 		err error
@@ -66,7 +68,8 @@ type (
 // TestShutdownOrder: a drain withdraws before the NOTIFICATION, detaches
 // the fast path before the routes go (traffic falls back to the kernel
 // path while it still has the default route), and removes the socket
-// last; a graceful restart touches nothing but the socket. A failing step
+// last; an uninstall is a drain that also removes the CNI conflist, after
+// the routes; a graceful restart touches nothing but the socket. A failing step
 // does not stop the ones after it.
 func TestShutdownOrder(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
@@ -82,6 +85,8 @@ func TestShutdownOrder(t *testing.T) {
 		{"drain", shutdownDrain, config.Drain{Mode: config.DrainWithdraw}, false, drainAll},
 		{"drain deprefer", shutdownDrain, config.Drain{Mode: config.DrainDeprefer, WithdrawAfter: time.Minute}, false, drainAll},
 		{"drain with failures", shutdownDrain, config.Drain{Mode: config.DrainWithdraw}, true, drainAll},
+		{"uninstall", shutdownUninstall, config.Drain{Mode: config.DrainWithdraw}, false,
+			append(slices.Clone(drainAll[:len(drainAll)-1]), "cni.RemoveConflist", "localapi.Close")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &calls{}
@@ -91,11 +96,11 @@ func TestShutdownOrder(t *testing.T) {
 				sp.drainErr, rt.err = errors.New("boom"), errors.New("boom")
 			}
 			start := time.Now()
-			shutdown(tc.mode, log, tc.drain, parts{speaker: sp, fastPath: &fakeFastPath{c}, routes: rt, api: &fakeAPI{c}})
+			shutdown(tc.mode, log, tc.drain, parts{speaker: sp, fastPath: &fakeFastPath{c}, routes: rt, api: &fakeAPI{c}, cni: &fakeCNI{c}})
 			if !slices.Equal(c.log, tc.want) {
 				t.Errorf("calls:\n  %s\nwant:\n  %s", strings.Join(c.log, "\n  "), strings.Join(tc.want, "\n  "))
 			}
-			if tc.mode == shutdownDrain && time.Since(start) < notificationDelay {
+			if tc.mode != shutdownRestart && time.Since(start) < notificationDelay {
 				t.Errorf("NOTIFICATION sent %s after the withdraw, want at least %s", time.Since(start), notificationDelay)
 			}
 		})

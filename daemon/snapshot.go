@@ -26,6 +26,7 @@ func (d *daemon) Snapshot(ctx context.Context) health.Snapshot {
 		DefaultV4: defaultRoute(st, routes.FamilyV4),
 		DefaultV6: defaultRoute(st, routes.FamilyV6),
 		Datapath:  d.fastPath.health(),
+		Services:  d.services.health(),
 	}
 	pctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
 	defer cancel()

@@ -172,6 +172,7 @@ type Datapath struct {
 	nextHops    []NextHop      // last SetNextHops input
 	passCIDRs   []netip.Prefix // last SetPassCIDRs input
 	kctMode     KernelCTMode   // last SetKernelConntrack input (Config.KernelConntrack at first)
+	podMACs     podMACs        // pod MACs seen in the neighbour table (Linux)
 	status      Status
 	impl        *loaded // non-nil while Run holds loaded objects (Linux)
 }

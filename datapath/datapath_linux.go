@@ -151,7 +151,7 @@ func (d *Datapath) load() (*loaded, error) {
 func (d *Datapath) reconcile(ctx context.Context) {
 	var eps []Endpoint
 	if !d.cfg.DisableDiscovery {
-		found, err := discoverEndpoints(ctx, d.pods())
+		found, err := discoverEndpoints(ctx, d.pods(), &d.podMACs)
 		if err != nil {
 			d.log.Warn("endpoint discovery", "err", err)
 		}
@@ -226,7 +226,19 @@ func (d *Datapath) applyLocked(eps []Endpoint, nhs []NextHop) error {
 		}
 		want[linkPin(d.cfg.PinDir, uplinkPrefix, u)] = hook{u, idx, true}
 	}
+	// A pod is hooked only once its endpoint entry can be written (both
+	// MACs known): a from-endpoint program forwarding a pod's requests while
+	// its replies, with no endpoint entry, take the kernel path would make
+	// netfilter see replies without requests (INVALID, which kube-proxy's
+	// iptables mode drops). Until then both directions take the kernel path.
+	complete := endpointEntries(eps)
 	for _, ep := range eps {
+		if len(ep.Addrs) == 0 {
+			continue
+		}
+		if _, ok := complete[makeAddrKey(ep.Addrs[0])]; !ok {
+			continue
+		}
 		want[linkPin(d.cfg.PinDir, endpointPrefix, ep.IfName)] = hook{ep.IfName, ep.IfIndex, false}
 	}
 	var attached []string
@@ -374,7 +386,7 @@ func (d *Datapath) applyNow(ctx context.Context) error {
 	var found []Endpoint
 	if !d.cfg.DisableDiscovery {
 		var err error
-		if found, err = discoverEndpoints(ctx, d.pods()); err != nil {
+		if found, err = discoverEndpoints(ctx, d.pods(), &d.podMACs); err != nil {
 			return err
 		}
 	}

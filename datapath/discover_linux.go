@@ -9,6 +9,7 @@ import (
 	"sort"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,6 +38,32 @@ func usableNeigh(n netlink.Neigh) bool {
 	return n.State&ok != 0 && len(n.HardwareAddr) == 6
 }
 
+// peerMAC is the MAC of the pod's end of host veth l, read from the pod's
+// network namespace (RTM_GETLINK of the peer's ifindex with
+// IFLA_TARGET_NETNSID, Linux >= 4.20; vishvananda/netlink has no call for
+// it, so the request is built with its nl package). nil when the kernel
+// does not say where the peer is; the neighbour table is then the source.
+func peerMAC(l netlink.Link) net.HardwareAddr {
+	a := l.Attrs()
+	if a.ParentIndex <= 0 || a.NetNsID < 0 {
+		return nil
+	}
+	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(a.ParentIndex)
+	req.AddData(msg)
+	req.AddData(nl.NewRtAttr(unix.IFLA_TARGET_NETNSID, nl.Uint32Attr(uint32(a.NetNsID))))
+	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+	if err != nil || len(msgs) != 1 {
+		return nil
+	}
+	peer, err := netlink.LinkDeserialize(nil, msgs[0])
+	if err != nil || len(peer.Attrs().HardwareAddr) != 6 {
+		return nil
+	}
+	return peer.Attrs().HardwareAddr
+}
+
 func neighMAC(ifindex int, a netip.Addr) net.HardwareAddr {
 	fam := netlink.FAMILY_V4
 	if a.Is6() {
@@ -56,9 +83,13 @@ func neighMAC(ifindex int, a netip.Addr) net.HardwareAddr {
 
 // discoverEndpoints finds the pods the CNI ptp plugin created: veths whose
 // host side carries a /32 or /128 route inside one of podCIDRs. The pod MAC
-// comes from the neighbour table; until known, PodMAC stays empty (the
-// program is still attached, delivery to that pod stays on the kernel path).
-func discoverEndpoints(ctx context.Context, podCIDRs []netip.Prefix) ([]Endpoint, error) {
+// is the veth peer's (read in the pod's namespace), else the neighbour
+// table's; it is remembered in macs (so a neighbour entry
+// the kernel garbage-collects, which the fast path never refreshes, does
+// not move the pod's flows back to the kernel path mid-connection); until
+// it is known PodMAC stays empty and the pod stays wholly on the kernel
+// path (see applyLocked).
+func discoverEndpoints(ctx context.Context, podCIDRs []netip.Prefix, macs *podMACs) ([]Endpoint, error) {
 	if len(podCIDRs) == 0 {
 		return nil, nil
 	}
@@ -89,7 +120,8 @@ func discoverEndpoints(ctx context.Context, podCIDRs []netip.Prefix) ([]Endpoint
 			if err != nil || l.Type() != "veth" {
 				continue
 			}
-			ep = &Endpoint{IfName: l.Attrs().Name, IfIndex: l.Attrs().Index, HostMAC: l.Attrs().HardwareAddr}
+			ep = &Endpoint{IfName: l.Attrs().Name, IfIndex: l.Attrs().Index, HostMAC: l.Attrs().HardwareAddr,
+				PodMAC: peerMAC(l)}
 			byLink[r.LinkIndex] = ep
 		}
 		ep.Addrs = append(ep.Addrs, a)
@@ -99,8 +131,10 @@ func discoverEndpoints(ctx context.Context, podCIDRs []netip.Prefix) ([]Endpoint
 	}
 	out := make([]Endpoint, 0, len(byLink))
 	for _, ep := range byLink {
+		ep.PodMAC = macs.remember(ep.IfIndex, ep.HostMAC, ep.PodMAC)
 		out = append(out, *ep)
 	}
+	macs.keep(byLink)
 	sort.Slice(out, func(i, j int) bool { return out[i].IfName < out[j].IfName })
 	return out, ctx.Err()
 }

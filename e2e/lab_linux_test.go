@@ -42,7 +42,10 @@ func TestMain(m *testing.M) {
 		}
 		podrouterBin = filepath.Join(dir, "podrouter")
 		gobgpBin = filepath.Join(dir, "gobgp")
-		for bin, pkg := range map[string]string{podrouterBin: "../cmd/podrouter", gobgpBin: "github.com/osrg/gobgp/v4/cmd/gobgp"} {
+		// podrouter-lab next to podrouter: the Kubernetes lab runs its
+		// backend server in the pods.
+		labBin := filepath.Join(dir, "podrouter-lab")
+		for bin, pkg := range map[string]string{podrouterBin: "../cmd/podrouter", gobgpBin: "github.com/osrg/gobgp/v4/cmd/gobgp", labBin: "../cmd/podrouter-lab"} {
 			cmd := exec.Command("go", "build", "-o", bin, pkg)
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 			if out, err := cmd.CombinedOutput(); err != nil {

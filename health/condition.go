@@ -23,6 +23,7 @@ const (
 	EventForeignDefault = "ForeignDefaultRoute"
 	EventFallback       = "DatapathFallback"
 	EventDatapathActive = "DatapathActive"
+	EventProxyMode      = "KubeProxyModeUnsupported"
 )
 
 // Condition is the PodrouterReady Node condition.
@@ -126,8 +127,19 @@ func Events(prev *Snapshot, cur Snapshot) []Event {
 		}
 		out = append(out, Event{true, EventFallback, "eBPF fast path unavailable, forwarding on the kernel path: " + reason})
 	}
+	if v := cur.Services; v.Proxy == ProxyUnsupported && (prev == nil || prev.Services.Proxy != ProxyUnsupported) {
+		out = append(out, Event{true, EventProxyMode, fmt.Sprintf("kube-proxy runs in %s mode, which the fast path cannot follow; "+
+			"kernel conntrack mode %s: see podrouter status", v.ProxyMode, orNone(v.KernelConntrack))})
+	}
 	if prev != nil && prev.Datapath.State == DatapathUnavailable && dp == DatapathActive {
 		out = append(out, Event{false, EventDatapathActive, "eBPF fast path active again"})
 	}
 	return out
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none (fast path not running)"
+	}
+	return s
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -189,5 +190,41 @@ func TestStateText(t *testing.T) {
 	}
 	if err := out.A.UnmarshalText([]byte("sideways")); err == nil {
 		t.Error("unknown state accepted")
+	}
+}
+
+func TestServicesWarningsAndEvents(t *testing.T) {
+	ok := Services{Learned: true, Synced: true, Proxy: ProxySupported, ProxyMode: "iptables", KernelConntrack: "nat"}
+	if w := ok.Warnings(DatapathActive); len(w) != 0 {
+		t.Errorf("supported: warnings %q", w)
+	}
+	ipvs := Services{Learned: true, Synced: true, Proxy: ProxyUnsupported, ProxyMode: "ipvs", KernelConntrack: "any", KernelConntrackAuto: true}
+	if w := ipvs.Warnings(DatapathActive); len(w) != 1 || !strings.Contains(w[0], "ipvs") || !strings.Contains(w[0], "any") {
+		t.Errorf("ipvs, any: warnings %q", w)
+	}
+	forced := ipvs
+	forced.KernelConntrack = "nat"
+	if w := forced.Warnings(DatapathActive); len(w) != 1 || !strings.Contains(w[0], "set datapath.kernelConntrack") {
+		t.Errorf("ipvs, nat forced: warnings %q", w)
+	}
+	if w := ipvs.Warnings(DatapathDisabled); len(w) != 0 {
+		t.Errorf("fast path off: warnings %q", w)
+	}
+	if w := (Services{Learned: true}).Warnings(DatapathActive); len(w) != 1 {
+		t.Errorf("not synced: warnings %q", w)
+	}
+	prev := Snapshot{Services: ok}
+	cur := Snapshot{Services: ipvs}
+	var reasons []string
+	for _, e := range Events(&prev, cur) {
+		reasons = append(reasons, e.Reason)
+	}
+	if !slices.Contains(reasons, EventProxyMode) {
+		t.Errorf("events %v, want %s", reasons, EventProxyMode)
+	}
+	for _, e := range Events(&cur, cur) {
+		if e.Reason == EventProxyMode {
+			t.Errorf("repeated %s without a change", EventProxyMode)
+		}
 	}
 }

@@ -25,6 +25,33 @@ type Snapshot struct {
 	DefaultV6 Default
 	Reconcile Reconcile
 	Datapath  Datapath
+	Services  Services
+}
+
+// Services is how the node keeps kube-proxy's Services working with the
+// fast path: which destinations go to the kernel stack (where kube-proxy
+// translates them), and what was found of kube-proxy.
+type Services struct {
+	// Learned: the Service CIDRs come from the cluster's ServiceCIDR
+	// objects; Synced once the first list arrived.
+	Learned, Synced bool
+	ServiceCIDRs    []netip.Prefix
+	// PassCIDRs are the destinations the fast path hands to the stack
+	// (datapath.passCIDRs and the Service CIDRs), as in its map.
+	PassCIDRs []netip.Prefix
+	// Error is the last failure to hand PassCIDRs to the fast path.
+	Error string
+	// ProxyMode is what kube-proxy reported (e.g. iptables); ProxyError
+	// why nothing did (ProxyAbsent).
+	Proxy      ProxyState
+	ProxyMode  string
+	ProxyError string
+	// KernelConntrack is the fast path's nf_conntrack lookup mode in force
+	// ("nat" or "any"; "" when the fast path is not running), and
+	// KernelConntrackAuto whether podrouter chooses it from kube-proxy's
+	// mode (datapath.kernelConntrack: auto).
+	KernelConntrack     string
+	KernelConntrackAuto bool
 }
 
 // Peer is one BGP neighbour.

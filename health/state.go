@@ -159,3 +159,24 @@ func parse(names []string, b []byte, dst *uint8) error {
 	}
 	return fmt.Errorf("unknown state %q", b)
 }
+
+// ProxyState is what podrouter found of kube-proxy on this node.
+type ProxyState uint8
+
+// kube-proxy states.
+const (
+	ProxyNotProbed   ProxyState = iota // not asked (no fast path, not Kubernetes mode, probe off)
+	ProxyAbsent                        // nothing answered at the probe address
+	ProxySupported                     // iptables or nftables: translations the fast path keeps in netfilter
+	ProxyUnsupported                   // another mode (ipvs): see Services.KernelConntrack
+)
+
+var proxyNames = [...]string{"not-probed", "absent", "supported", "unsupported"}
+
+func (s ProxyState) String() string { return name(proxyNames[:], int(s)) }
+
+// MarshalText writes the state's name.
+func (s ProxyState) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads a state's name.
+func (s *ProxyState) UnmarshalText(b []byte) error { return parse(proxyNames[:], b, (*uint8)(s)) }

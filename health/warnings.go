@@ -40,7 +40,32 @@ func (s Snapshot) Warnings() []string {
 			out = append(out, f.name+": no peer offers a default route")
 		}
 	}
-	return append(out, s.Datapath.Warnings()...)
+	out = append(out, s.Datapath.Warnings()...)
+	return append(out, s.Services.Warnings(s.Datapath.State)...)
+}
+
+// Warnings are the problems with Services on the fast path.
+func (v Services) Warnings(dp DatapathState) []string {
+	if dp != DatapathActive {
+		return nil
+	}
+	var out []string
+	if v.Error != "" {
+		out = append(out, "Service CIDRs not handed to the fast path: "+v.Error)
+	}
+	if v.Learned && !v.Synced {
+		out = append(out, "Service CIDRs not known yet (no ServiceCIDR list from the API server): ClusterIP traffic may bypass kube-proxy")
+	}
+	if v.Proxy == ProxyUnsupported {
+		if v.KernelConntrack == "any" {
+			out = append(out, fmt.Sprintf("kube-proxy runs in %s mode, which the fast path cannot follow precisely: "+
+				"every flow nf_conntrack knows goes through the kernel stack (kernel conntrack mode any; untested with this mode)", v.ProxyMode))
+		} else {
+			out = append(out, fmt.Sprintf("kube-proxy runs in %s mode, which the fast path cannot follow: Service replies may bypass it; "+
+				"set datapath.kernelConntrack to auto or any", v.ProxyMode))
+		}
+	}
+	return out
 }
 
 // Warnings are the fast path's problems.

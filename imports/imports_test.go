@@ -20,18 +20,19 @@ const module = "github.com/podrouter/podrouter"
 // owners: a library (import path prefix) may be imported only by these
 // packages (their non-test files; tests use harnesses freely).
 var owners = map[string][]string{
-	"github.com/osrg/gobgp/":                {"bgp"},
-	"github.com/cilium/ebpf":                {"datapath"},
-	"github.com/vishvananda/netlink":        {"routes", "datapath", "lab"}, // datapath: endpoint discovery, neighbour MACs
-	"k8s.io/client-go/":                     {"k8s", "k8s/k8stest"},
-	"k8s.io/api/":                           {"k8s", "k8s/k8stest"},
-	"k8s.io/apimachinery/":                  {"k8s", "k8s/k8stest"},
-	"k8s.io/klog/":                          {"k8s"},
-	"github.com/containernetworking/cni":    {"lab"},
-	"github.com/spf13/cobra":                {"cmd/podrouter", "cmd/podrouter-lab"},
-	"github.com/prometheus/client_golang/":  {"metrics"},
-	"github.com/podrouter/podrouter/lab":    {"lab", "cmd/podrouter-lab", "cmd/podrouter-bench"},
-	"github.com/podrouter/podrouter/daemon": {"cmd/podrouter"},
+	"github.com/osrg/gobgp/":                 {"bgp"},
+	"github.com/cilium/ebpf":                 {"datapath"},
+	"github.com/vishvananda/netlink":         {"routes", "datapath", "lab"},              // datapath: endpoint discovery, neighbour MACs
+	"k8s.io/client-go/":                      {"k8s", "k8s/k8stest", "k8s/apply", "lab"}, // harnesses: apply, the Kubernetes lab
+	"k8s.io/api/":                            {"k8s", "k8s/k8stest", "lab"},
+	"k8s.io/apimachinery/":                   {"k8s", "k8s/k8stest", "k8s/apply", "lab"},
+	"k8s.io/klog/":                           {"k8s"},
+	"github.com/containernetworking/cni":     {"lab"},
+	"github.com/spf13/cobra":                 {"cmd/podrouter", "cmd/podrouter-lab"},
+	"github.com/prometheus/client_golang/":   {"metrics"},
+	"github.com/google/go-containerregistry": {"tools/image"},
+	"github.com/podrouter/podrouter/lab":     {"lab", "cmd/podrouter-lab", "cmd/podrouter-bench"},
+	"github.com/podrouter/podrouter/daemon":  {"cmd/podrouter"},
 }
 
 type pkg struct {
@@ -135,7 +136,7 @@ func TestShippedBinaryDeps(t *testing.T) {
 	if !slices.Contains(deps, module+"/daemon") {
 		t.Fatalf("go list -deps ./cmd/podrouter lacks the daemon: %d deps", len(deps))
 	}
-	for _, bad := range []string{module + "/lab", "github.com/containernetworking/cni", module + "/k8s/k8stest", module + "/metrics/promtest",
+	for _, bad := range []string{module + "/lab", "github.com/containernetworking/cni", module + "/k8s/k8stest", module + "/k8s/apply", module + "/deploy/", module + "/metrics/promtest",
 		"sigs.k8s.io/kustomize", "k8s.io/client-go/kubernetes", "k8s.io/client-go/informers", "k8s.io/api/apps", "k8s.io/api/networking"} {
 		for _, d := range deps {
 			if strings.HasPrefix(d, bad) {

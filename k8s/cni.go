@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -111,6 +112,35 @@ func WriteFileIfChanged(path string, b []byte, perm os.FileMode) (bool, error) {
 		return false, err
 	}
 	if err := os.Rename(tmp, path); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// RemoveCNIConfig removes the conflist at path if it is podrouter's (its
+// network is CNINetworkName), for an uninstall: a conflist someone else
+// wrote there, or none, is left alone. It reports whether it removed one.
+// The read is bounded: a conflist is small.
+func RemoveCNIConfig(path string) (bool, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	f.Close()
+	if err != nil {
+		return false, err
+	}
+	var doc struct {
+		Name string `json:"name"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil || doc.Name != CNINetworkName {
+		return false, nil // not ours
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return false, err
 	}
 	return true, nil

@@ -1,5 +1,6 @@
 // Package k8s is podrouter's Kubernetes edge adapter. It watches this
-// node's Node object (and nothing else of the cluster), translates it into
+// node's Node object (and, of the rest of the cluster, only the
+// ServiceCIDR objects: ServiceCIDRs), translates it into
 // agent.NodeState and per-node peering overrides, writes the node's CNI
 // conflist, reads the BGP MD5 password from one Secret, and reports back:
 // the PodrouterReady Node condition and Events on the Node. client-go's
@@ -62,9 +63,22 @@
 // networking.k8s.io/v1 ServiceCIDRs) is one AddToScheme and a client of
 // its own.
 //
+// # Services
+//
+// ServiceCIDRs watches networking.k8s.io/v1 ServiceCIDR objects (its own
+// REST client: servicecidr.go) and gives the cluster's Service CIDRs as
+// []netip.Prefix, with a kick on every change, for the daemon to merge
+// with datapath.passCIDRs (traffic to a ClusterIP must reach the node's
+// stack, where kube-proxy translates it). ProbeProxyMode asks the node's
+// kube-proxy for its mode (GET http://127.0.0.1:10249/proxyMode);
+// ProxyMode.Supported says whether the fast path is correct with it
+// (iptables and nftables: yes; ipvs: not supported, it cannot be built or
+// tested on this project's kernels).
+//
 // Owns: client-go (and klog, which client-go logs through), the Node
-// informer, the CNI conflist, the password Secret, the condition patch and
-// Events. Hands the agent its NodeState.
+// informer, the ServiceCIDR informer, the kube-proxy mode probe, the CNI
+// conflist, the password Secret, the condition patch and Events. Hands the
+// agent its NodeState.
 //
 // Imports (podrouter): agent, health.
 package k8s

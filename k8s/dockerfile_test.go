@@ -10,8 +10,9 @@ import (
 	"testing"
 )
 
-// TestDockerfileBuild: no container engine runs here, so the image itself
-// is not built; what it ships is. The Dockerfile's build stage must run
+// TestDockerfileBuild: the Dockerfile is not run here (its build stage
+// pulls a Go image); what it ships is, and tools/image/make_test.go
+// checks that `make image` builds its final stage. The build stage must run
 // `make release`, and `make release` must produce static, stripped podrouter
 // and gobgp binaries (no ELF interpreter, no shared libraries: the final
 // stage is FROM scratch) that run.
@@ -24,7 +25,7 @@ func TestDockerfileBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{`(?m)^RUN make release RELEASE_DIR=/out VERSION=\$\{VERSION\}$`, `(?m)^FROM scratch$`,
-		`(?m)^COPY --from=build /out/podrouter /podrouter$`, `(?m)^COPY --from=build /out/gobgp /usr/local/bin/gobgp$`} {
+		`(?m)^COPY --from=build /out/podrouter /usr/local/bin/podrouter$`, `(?m)^COPY --from=build /out/gobgp /usr/local/bin/gobgp$`} {
 		if !regexp.MustCompile(want).Match(df) {
 			t.Errorf("Dockerfile lacks %s", want)
 		}

@@ -58,6 +58,9 @@ type Config struct {
 	StatusInterval time.Duration
 	// Resync is the informers' resync period (default 10m).
 	Resync time.Duration
+	// DaemonSet is the DaemonSet running podrouter, in Namespace: set,
+	// Uninstall watches it (see uninstall.go).
+	DaemonSet string
 }
 
 // Defaults.
@@ -93,6 +96,7 @@ type Adapter struct {
 	cfg    Config
 	log    *slog.Logger
 	client *coreClient
+	rc     *rest.Config // for the clients of other API groups (ServiceCIDRs, Uninstall)
 	health HealthSource // nil: no condition, no health Events
 }
 
@@ -140,7 +144,16 @@ func NewForConfig(cfg Config, rc *rest.Config, logger *slog.Logger, health Healt
 	if cfg.Resync <= 0 {
 		cfg.Resync = DefaultResync
 	}
-	return &Adapter{cfg: cfg, log: logger, client: client, health: health}, nil
+	return &Adapter{cfg: cfg, log: logger, client: client, rc: rc, health: health}, nil
+}
+
+// Uninstall is the uninstall detection for this daemon's DaemonSet (nil
+// when Config.DaemonSet is not set).
+func (a *Adapter) Uninstall() (*Uninstall, error) {
+	if a.cfg.DaemonSet == "" {
+		return nil, nil
+	}
+	return NewUninstall(a.rc, a.cfg.Namespace, a.cfg.DaemonSet, a.cfg.Resync, a.log.With("component", "uninstall"))
 }
 
 func (c Config) validate() error {
@@ -150,6 +163,9 @@ func (c Config) validate() error {
 	}
 	if c.PasswordSecret != "" && c.Namespace == "" {
 		errs = append(errs, errors.New("kubernetes.namespace: required with kubernetes.passwordSecret"))
+	}
+	if c.DaemonSet != "" && c.Namespace == "" {
+		errs = append(errs, errors.New("kubernetes.namespace: required with kubernetes.daemonSet"))
 	}
 	if k, _, _ := strings.Cut(c.DrainTaint, "="); c.DrainTaint != "" && k == "" {
 		errs = append(errs, fmt.Errorf("kubernetes.drainTaint: %q has no key", c.DrainTaint))

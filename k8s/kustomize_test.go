@@ -14,6 +14,8 @@ import (
 	"sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
+
+	"github.com/podrouter/podrouter/config"
 )
 
 const manifestDir = "../deploy/kubernetes"
@@ -189,5 +191,59 @@ func checkImages(t *testing.T, objs []*unstructured.Unstructured, images []types
 	}
 	if n == 0 {
 		t.Error("the kustomize build has no DaemonSet container")
+	}
+}
+
+// TestLabOverlay: deploy/lab (what the Kubernetes lab with real nodes
+// installs with `kubectl apply -k`) builds with kubectl kustomize's
+// defaults, is deploy/kubernetes plus its patches only, carries a config
+// the daemon accepts with the DaemonSet's --node-name, and points the
+// daemon at the API server's own address.
+func TestLabOverlay(t *testing.T) {
+	base := manifests(t)
+	lab := build(t, filesys.MakeFsOnDisk(), "../deploy/lab")
+	var ids, baseIDs []string
+	for _, o := range lab {
+		ids = append(ids, o.GetKind()+"/"+o.GetName())
+	}
+	for _, o := range base {
+		baseIDs = append(baseIDs, o.GetKind()+"/"+o.GetName())
+	}
+	if !slices.Equal(ids, baseIDs) {
+		t.Errorf("deploy/lab objects %v, deploy/kubernetes %v", ids, baseIDs)
+	}
+	for _, o := range lab {
+		switch o.GetKind() {
+		case "ConfigMap":
+			conf, _, _ := unstructured.NestedString(o.Object, "data", "config.yaml")
+			path := filepath.Join(t.TempDir(), "config.yaml")
+			if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c, err := config.Load(path, config.Overrides{NodeName: "node1"})
+			if err != nil {
+				t.Fatalf("deploy/lab config: %v\n%s", err, conf)
+			}
+			if !c.Kubernetes.Enabled || c.Kubernetes.DaemonSet != "podrouter" || !c.BGP.AutoPeers.Enabled ||
+				c.BGP.AutoPeers.ASN != 65100 || c.Kubernetes.ASNBase != 65000 || !slices.Equal(c.Datapath.Uplinks, []string{"up1"}) {
+				t.Errorf("deploy/lab config: %+v", c)
+			}
+		case "DaemonSet":
+			cs, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+			env := map[string]string{}
+			c0, _ := cs[0].(map[string]any)
+			es, _ := c0["env"].([]any)
+			for _, e := range es {
+				m, _ := e.(map[string]any)
+				v, _ := m["value"].(string)
+				env[m["name"].(string)] = v
+			}
+			if env["KUBERNETES_SERVICE_HOST"] != "192.168.254.1" || env["KUBERNETES_SERVICE_PORT"] != "6443" {
+				t.Errorf("deploy/lab DaemonSet env %v: want the API server's own address", env)
+			}
+			if img, _ := c0["image"].(string); img != "podrouter:latest" {
+				t.Errorf("deploy/lab image %q", img)
+			}
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/podrouter/podrouter/health"
 	"github.com/podrouter/podrouter/k8s"
+	"github.com/podrouter/podrouter/k8s/apply"
 	"github.com/podrouter/podrouter/k8s/k8stest"
 )
 
@@ -37,7 +39,8 @@ func TestDeployManifestsAndRBAC(t *testing.T) {
 			t.Errorf("manifests lack a %s", k)
 		}
 	}
-	a, err := k8stest.NewApplier(srv.Admin)
+	ctx := context.Background()
+	a, err := apply.New(srv.Admin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,20 +52,19 @@ func TestDeployManifestsAndRBAC(t *testing.T) {
 		}
 	}
 	for _, dryRun := range []bool{true, false} {
-		if _, err := a.Apply(namespaces, dryRun); err != nil {
+		if _, err := a.Apply(ctx, namespaces, dryRun); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Every object of the build gets through server-side dry-run, and the
 	// dry run stores none of them.
-	accepted, err := a.Apply(objs, true)
+	accepted, err := a.Apply(ctx, objs, true)
 	if err != nil {
 		t.Fatalf("server-side dry-run of the kustomize build:\n%v", err)
 	}
 	if got, want := idsOf(accepted), idsOf(objs); !slices.Equal(got, want) {
 		t.Fatalf("server-side dry-run answered for\n%v\nwant\n%v", got, want)
 	}
-	ctx := context.Background()
 	for _, o := range objs {
 		if o.GetKind() == "Namespace" {
 			continue
@@ -72,10 +74,10 @@ func TestDeployManifestsAndRBAC(t *testing.T) {
 			t.Fatal(err)
 		}
 		if _, err := ri.Get(ctx, o.GetName(), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-			t.Errorf("%s after the dry run: err = %v, want NotFound", k8stest.ObjectID(o), err)
+			t.Errorf("%s after the dry run: err = %v, want NotFound", apply.ObjectID(o), err)
 		}
 	}
-	if _, err := a.Apply(objs, false); err != nil {
+	if _, err := a.Apply(ctx, objs, false); err != nil {
 		t.Fatalf("server-side apply of the kustomize build:\n%v", err)
 	}
 	checkDaemonSet(t, admin)
@@ -123,6 +125,32 @@ func TestDeployManifestsAndRBAC(t *testing.T) {
 		if snap, err := bs.Bootstrap(ctx); err != nil || snap.Password != secretName+"-pw" {
 			t.Errorf("bootstrap as the service account: %+v, %v", snap, err)
 		}
+		w, _ := startServiceCIDRs(t, sa)
+		waitPrefixes(t, w, "service CIDRs listed and watched by the service account", "10.96.0.0/16")
+		// Uninstall detection: its namespace and DaemonSet, by name.
+		c := kubernetes.NewForConfigOrDie(sa)
+		byName := metav1.ListOptions{FieldSelector: "metadata.name=podrouter"}
+		for what, call := range map[string]func() error{
+			"get its namespace":          func() error { _, err := c.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); return err },
+			"list its namespace by name": func() error { _, err := c.CoreV1().Namespaces().List(ctx, byName); return err },
+			"get its daemonset": func() error {
+				_, err := c.AppsV1().DaemonSets(ns).Get(ctx, "podrouter", metav1.GetOptions{})
+				return err
+			},
+			"watch its daemonset by name": func() error {
+				w, err := c.AppsV1().DaemonSets(ns).Watch(ctx, byName)
+				if err == nil {
+					w.Stop()
+				}
+				return err
+			},
+		} {
+			if err := call(); err != nil {
+				t.Errorf("%s as the service account: %v", what, err)
+			}
+		}
+		u := startUninstall(t, sa, ns, "podrouter")
+		checkUninstall(t, u, false, "installed: no uninstall, as the service account")
 	})
 
 	t.Run("denied", func(t *testing.T) {
@@ -166,6 +194,37 @@ func TestDeployManifestsAndRBAC(t *testing.T) {
 			"delete events": func() error {
 				return c.CoreV1().Events("default").DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
 			},
+			"get a servicecidr": func() error {
+				_, err := c.NetworkingV1().ServiceCIDRs().Get(ctx, "kubernetes", metav1.GetOptions{})
+				return err
+			},
+			"create a servicecidr": func() error {
+				_, err := c.NetworkingV1().ServiceCIDRs().Create(ctx, &networkingv1.ServiceCIDR{ObjectMeta: metav1.ObjectMeta{Name: "x"},
+					Spec: networkingv1.ServiceCIDRSpec{CIDRs: []string{"10.99.0.0/24"}}}, metav1.CreateOptions{})
+				return err
+			},
+			"delete a servicecidr": func() error {
+				return c.NetworkingV1().ServiceCIDRs().Delete(ctx, "kubernetes", metav1.DeleteOptions{})
+			},
+			"list services": func() error {
+				_, err := c.CoreV1().Services("").List(ctx, metav1.ListOptions{})
+				return err
+			},
+			"list namespaces": func() error {
+				_, err := c.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+				return err
+			},
+			"get another namespace": func() error {
+				_, err := c.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
+				return err
+			},
+			"list daemonsets": func() error {
+				_, err := c.AppsV1().DaemonSets(ns).List(ctx, metav1.ListOptions{})
+				return err
+			},
+			"delete its daemonset": func() error {
+				return c.AppsV1().DaemonSets(ns).Delete(ctx, "podrouter", metav1.DeleteOptions{})
+			},
 		} {
 			if err := call(); !apierrors.IsForbidden(err) {
 				t.Errorf("%s: err = %v, want Forbidden", what, err)
@@ -205,7 +264,7 @@ func TestDeployManifestsAndRBAC(t *testing.T) {
 func idsOf(objs []*unstructured.Unstructured) []string {
 	var ids []string
 	for _, o := range objs {
-		ids = append(ids, k8stest.ObjectID(o))
+		ids = append(ids, apply.ObjectID(o))
 	}
 	return ids
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,9 +18,6 @@ import (
 
 	"github.com/podrouter/podrouter/k8s"
 )
-
-// CNIPluginDir is where Debian's containernetworking-plugins lives.
-const CNIPluginDir = "/usr/lib/cni"
 
 // The node is the pod's "host", so every plugin must run in the node's
 // namespace. nsExec does that by executing the plugin as
@@ -79,9 +77,15 @@ func (s Spec) writeCNIConf(n int) error {
 	return os.WriteFile(filepath.Join(dir, k8s.CNINetworkName+".conflist"), b, 0o644)
 }
 
+// loadPodNet loads node n's conflist: the lab's own, or with Kubernetes
+// the one podrouter wrote from the Node's pod CIDRs.
 func (s Spec) loadPodNet(n int) (*podNet, error) {
 	dir := s.nodeCNIDir(n)
-	list, err := libcni.ConfListFromFile(filepath.Join(dir, k8s.CNINetworkName+".conflist"))
+	path := filepath.Join(dir, k8s.CNINetworkName+".conflist")
+	if s.Kubernetes {
+		path = s.k8sCNIConfList(n)
+	}
+	list, err := libcni.ConfListFromFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load conflist of %s: %w", NodeName(n), err)
 	}
@@ -113,4 +117,42 @@ func (s Spec) delPod(ctx context.Context, pn *podNet, n, p int) error {
 		return fmt.Errorf("cni del %s: %w", s.PodNS(n, p), err)
 	}
 	return nil
+}
+
+// AddPod creates pod p of node n while the lab runs (p beyond
+// Spec.PodsPerNode, up to 9): its namespace, CNI ADD with the node's
+// conflist, as a container runtime starting a new pod would. With
+// Kubernetes it gets the cluster's resolv.conf; no Pod object is made.
+func (l *Lab) AddPod(ctx context.Context, n, p int) error {
+	s := l.Spec
+	if n < 1 || n > s.Nodes || p <= s.PodsPerNode || p > 9 {
+		return fmt.Errorf("add pod %d on node %d: want node 1..%d, pod %d..9", p, n, s.Nodes, s.PodsPerNode+1)
+	}
+	pn, err := s.loadPodNet(n)
+	if err != nil {
+		return err
+	}
+	if err := addNS(ctx, s.PodNS(n, p), podSysctls); err != nil {
+		return err
+	}
+	if err := s.addPod(ctx, pn, n, p); err != nil {
+		return err
+	}
+	if s.Kubernetes {
+		return writeResolvConf(s.PodNS(n, p))
+	}
+	return nil
+}
+
+// DeletePod removes a pod AddPod made: CNI DEL, then its namespace.
+func (l *Lab) DeletePod(ctx context.Context, n, p int) error {
+	s := l.Spec
+	pn, err := s.loadPodNet(n)
+	if err != nil {
+		return err
+	}
+	errs := []error{s.delPod(ctx, pn, n, p)}
+	_, err = run(ctx, nil, "ip", "netns", "delete", s.PodNS(n, p))
+	errs = append(errs, err, os.RemoveAll(filepath.Join(etcNetnsDir, s.PodNS(n, p))))
+	return errors.Join(errs...)
 }

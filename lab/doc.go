@@ -58,12 +58,26 @@
 // node's namespace (the node is the pod's host): see nsExec in
 // cni_linux.go. Down runs CNI DEL before deleting anything.
 //
+// # Kubernetes
+//
+// With Spec.Kubernetes the lab runs a real cluster around the rack (see
+// kube.go for the layout): etcd, kube-apiserver, kube-controller-manager
+// (node IPAM, EndpointSlices) and kube-scheduler in ToR 1's namespace,
+// credentials from an in-process CA (kube_pki.go), Nodes registered by the
+// lab, podrouter in Kubernetes mode writing the pods' conflist from
+// spec.podCIDRs, Pod objects with real addresses and Ready status, the
+// echo and dns Services, and kube-proxy (iptables or nftables) in every
+// node (kube_linux.go, kube_workloads_linux.go). RunBackend (backend.go)
+// is the server in every pod; DialIn (netns_linux.go) connects from
+// inside a namespace, as a client there would.
+//
 // # Teardown
 //
 // Teardown/Down find everything by name, not by memory of what Up did, so
 // they also clean a lab whose Up crashed halfway: every process inside one
 // of the lab's namespaces or started with one of its config files or FRR
-// pathspaces, the namespaces, FRR's pathspace directories, the lab's bpffs
+// pathspaces, the namespaces, FRR's pathspace directories, the pods'
+// /etc/netns directories, the lab's bpffs
 // (mounted at <statedir>/bpffs, nodes pin under bpffs/node<n>) and the
 // state directory. Up calls
 // Teardown first, so Up twice in a row works.
@@ -76,8 +90,26 @@
 // until every ToR has installed 10.0.1.0/24. See its doc for what the
 // figure includes and its resolution.
 //
-// Owns: the lab's namespaces, processes and files (and libcni: the lab is
-// not linked into the shipped podrouter binary).
+// # Real nodes (Spec.Kubelets)
 //
-// Imports (podrouter): k8s.
+// With Kubernetes and Kubelets every node is a Kubernetes node of its own:
+// containerd + runc + the kubelet in the node's network namespace and a
+// mount + UTS namespace held by a holder process (noderuntime.go,
+// node_runtime_linux.go: own /run, /etc/cni/net.d, /var/lib/cni, bpffs,
+// cgroup, hostname), kube-proxy, and nothing of podrouter's until the
+// overlay (Spec.Overlay, deploy/lab) is applied with kubectl. Images come
+// from archives imported into each node's containerd (Spec.Images; the
+// pause image is the sandbox image); nothing is pulled. The data of the
+// node runtimes lives under Spec.DataRoot (/var/lib/podrouter-lab/<name>);
+// Teardown kills what is left in the lab's cgroup, removes the cgroups and
+// the data, and restores the kernel settings the kubelets changed once no
+// lab kubelet is left on the machine (sysctl_linux.go). workload_linux.go
+// runs the echo Deployment and reaches into pods through the node's
+// containerd (the images have no shell).
+//
+// Owns: the lab's namespaces, processes and files (and libcni: the lab is
+// not linked into the shipped podrouter binary); with Kubernetes, the
+// lab's control plane, its PKI and its objects (client-go, as a harness).
+//
+// Imports (podrouter): k8s, k8s/apply, deploy/kubernetes.
 package lab

@@ -24,9 +24,12 @@ const (
 )
 
 func frrIDs() (uid, gid int, err error) {
+	if _, err := os.Stat(filepath.Join(frrDaemonDir, "bgpd")); err != nil {
+		return 0, 0, fmt.Errorf("FRR is not installed (%s/bgpd: %w): run `make deps` (or apt-get install frr)", frrDaemonDir, err)
+	}
 	u, err := user.Lookup("frr")
 	if err != nil {
-		return 0, 0, fmt.Errorf("frr user: %w", err)
+		return 0, 0, fmt.Errorf("FRR's user frr: %w: reinstall FRR (apt-get install --reinstall frr) or run `make deps`", err)
 	}
 	uid, _ = strconv.Atoi(u.Uid) // numeric on Linux
 	gid, _ = strconv.Atoi(u.Gid)

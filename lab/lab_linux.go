@@ -20,6 +20,8 @@ type Lab struct {
 	// Spec is the defaulted spec the lab was built from.
 	Spec Spec
 	log  *slog.Logger
+	// podCIDRs are the nodes' pod CIDRs from node IPAM (Spec.Kubernetes).
+	podCIDRs map[int][]netip.Prefix
 }
 
 const specFile = "lab.json"
@@ -40,6 +42,7 @@ func Up(ctx context.Context, spec Spec, logger *slog.Logger) (l *Lab, err error)
 		if s.PodrouterBin, err = os.Executable(); err != nil {
 			return nil, fmt.Errorf("podrouter binary: %w", err)
 		}
+		s = s.WithDefaults() // the defaults that derive from PodrouterBin
 	}
 	l = &Lab{Spec: s, log: logger.With("lab", s.Name)}
 	if err := teardown(ctx, s, l.log); err != nil {
@@ -58,11 +61,7 @@ func Up(ctx context.Context, spec Spec, logger *slog.Logger) (l *Lab, err error)
 	if err := os.MkdirAll(s.StateDir(), 0o755); err != nil {
 		return l, err
 	}
-	b, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return l, err
-	}
-	if err := os.WriteFile(filepath.Join(s.StateDir(), specFile), b, 0o644); err != nil {
+	if err := s.save(); err != nil {
 		return l, err
 	}
 	if err := s.mountBPFFS(); err != nil {
@@ -76,11 +75,25 @@ func Up(ctx context.Context, spec Spec, logger *slog.Logger) (l *Lab, err error)
 			return l, err
 		}
 	}
-	if err := l.addPodsUnlessLight(ctx); err != nil {
+	if s.Kubelets {
+		return l, l.upKubelets(ctx, start)
+	}
+	if s.Kubernetes {
+		// Control plane and Nodes first: podrouter takes its pod CIDRs
+		// from the Node and writes the conflist the pods are made with.
+		if err := l.startKube(ctx); err != nil {
+			return l, err
+		}
+	} else if err := l.addPodsUnlessLight(ctx); err != nil {
 		return l, err
 	}
 	for n := 1; n <= s.Nodes; n++ {
 		if err := l.StartSpeaker(ctx, n); err != nil {
+			return l, err
+		}
+	}
+	if s.Kubernetes {
+		if err := l.startKubeWorkloads(ctx); err != nil {
 			return l, err
 		}
 	}
@@ -102,19 +115,43 @@ func Load(name string) (*Lab, error) { return LoadFrom(DefaultStateRoot, name) }
 
 // LoadFrom returns the lab called name under stateRoot.
 func LoadFrom(stateRoot, name string) (*Lab, error) {
+	s, err := readSpec(stateRoot, name)
+	if err != nil {
+		return nil, err
+	}
+	l := &Lab{Spec: s, log: slog.New(slog.DiscardHandler)}
+	if s.Kubernetes {
+		if err := l.loadPodCIDRs(); err != nil {
+			return nil, fmt.Errorf("load lab %s: %w", name, err)
+		}
+	}
+	return l, nil
+}
+
+// readSpec reads the defaulted spec of the lab called name.
+func readSpec(stateRoot, name string) (Spec, error) {
 	b, err := os.ReadFile(filepath.Join(stateRoot, name, specFile))
 	if err != nil {
-		return nil, fmt.Errorf("load lab %s: %w", name, err)
+		return Spec{}, fmt.Errorf("load lab %s: %w", name, err)
 	}
 	var s Spec
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("load lab %s: %w", name, err)
+		return Spec{}, fmt.Errorf("load lab %s: %w", name, err)
 	}
 	s = s.WithDefaults()
 	if s.Name != name {
-		return nil, fmt.Errorf("load lab %s: state names lab %q", name, s.Name)
+		return Spec{}, fmt.Errorf("load lab %s: state names lab %q", name, s.Name)
 	}
-	return &Lab{Spec: s, log: slog.New(slog.DiscardHandler)}, nil
+	return s, nil
+}
+
+// save writes the spec to the state directory (Load reads it back).
+func (s Spec) save() error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(s.StateDir(), specFile), b, 0o644)
 }
 
 // WithLogger returns a copy of l that logs to logger.
@@ -226,7 +263,7 @@ func (l *Lab) KernelRoutes(ctx context.Context, ns string, f Family, filter ...s
 func (l *Lab) WaitReady(ctx context.Context) error {
 	var want []netip.Prefix
 	for n := 1; n <= l.Spec.Nodes; n++ {
-		want = append(want, PodCIDRs(n)...)
+		want = append(want, l.NodePodCIDRs(n)...)
 	}
 	if err := l.WaitToRRoutes(ctx, want); err != nil {
 		return err
@@ -312,6 +349,9 @@ func (l *Lab) Status(ctx context.Context, w io.Writer) error {
 		}
 	}
 	s := l.Spec
+	if s.Kubelets {
+		return l.kubeletStatus(ctx, w, section)
+	}
 	fmt.Fprintf(w, "lab %s: %d ToR(s), %d node(s), %d pod(s)/node, speaker %s, state %s\n",
 		s.Name, s.ToRs, s.Nodes, s.PodsPerNode, s.Speaker, s.StateDir())
 	for k := 1; k <= s.ToRs; k++ {
@@ -368,6 +408,9 @@ func (l *Lab) Status(ctx context.Context, w io.Writer) error {
 			}
 			fmt.Fprintf(w, "=== cross-node pod ping %s: %s -> %s (%s): %s\n", f, s.PodNS(1, 1), s.PodNS(s.Nodes, s.PodsPerNode), dst, result)
 		}
+	}
+	if s.Kubernetes {
+		errs = append(errs, l.kubeStatus(ctx, w, section))
 	}
 	return errors.Join(errs...)
 }

@@ -59,7 +59,9 @@ func startDetached(ns string, argv []string, logPath, pidPath string) (int, erro
 	return pid, nil
 }
 
-// alive reports whether pid exists and is not a zombie.
+// alive reports whether pid exists and has not finished exiting: a
+// zombie whose other threads are still going down (they may still hold
+// its sockets and files) counts as alive.
 func alive(pid int) bool {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
@@ -69,8 +71,11 @@ func alive(pid int) bool {
 	if i < 0 || i+2 >= len(b) {
 		return false
 	}
-	st := b[i+2]
-	return st != 'Z' && st != 'X'
+	if st := b[i+2]; st != 'Z' && st != 'X' {
+		return true
+	}
+	tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	return err == nil && len(tasks) > 1
 }
 
 // waitGone polls until none of pids is alive or the timeout passes; it
@@ -182,7 +187,9 @@ func ownedProcs(nsPaths []string, stateDir string, frrNames []string) []int {
 	var out []int
 	for _, pe := range listProcs() {
 		own := ids[pe.ns]
-		for _, flag := range []string{" --config ", " -c ", " -f "} {
+		// --kubeconfig, --data-dir, --tls-cert-file: the Kubernetes lab's
+		// control plane (controller-manager, scheduler; etcd; apiserver).
+		for _, flag := range []string{" --config ", " -c ", " -f ", " --kubeconfig ", " --data-dir ", " --tls-cert-file "} {
 			if strings.Contains(pe.cmdline, flag+stateDir+"/") {
 				own = true
 			}

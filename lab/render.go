@@ -217,6 +217,8 @@ type nodeData struct {
 	Kubeconfig, KubePasswordSecret string
 	AutoPeers                      bool
 	DrainWithdrawAfter             time.Duration
+	// PassCIDRs is datapath.passCIDRs.
+	PassCIDRs []netip.Prefix
 }
 
 func (s Spec) nodeData(n int) nodeData {
@@ -238,6 +240,10 @@ func (s Spec) nodeData(n int) nodeData {
 	}
 	// "{node}" in Kubeconfig is the node's name: one token per node.
 	d.Kubeconfig = strings.ReplaceAll(s.Kubeconfig, "{node}", NodeName(n))
+	if s.Kubernetes {
+		d.Kubeconfig = filepath.Join(s.nodeKubeDir(n), "podrouter.kubeconfig")
+	}
+	d.PassCIDRs = s.PassCIDRs
 	d.KubePasswordSecret = s.KubePasswordSecret
 	d.AutoPeers, d.DrainWithdrawAfter = s.AutoPeers, s.DrainWithdrawAfter
 	for k := 1; k <= s.ToRs; k++ {
@@ -292,6 +298,9 @@ datapath:
   enabled: {{.Datapath}}
   pinDir: {{.PinDir}}
   uplinks: [{{range $i, $p := .PeersV4}}{{if $i}}, {{end}}up{{$p.ToR}}{{end}}]
+{{- if .PassCIDRs}}
+  passCIDRs: [{{range $i, $p := .PassCIDRs}}{{if $i}}, {{end}}"{{$p}}"{{end}}]
+{{- end}}
 `))
 
 // BIRD as the node speaker: the same policy as podrouter's (export only the

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -17,6 +18,10 @@ const (
 
 // DefaultStateRoot holds one directory per lab instance.
 const DefaultStateRoot = "/run/podrouter-lab"
+
+// DefaultDataRoot holds the node runtimes' disk data, one directory per
+// lab instance (Spec.Kubelets).
+const DefaultDataRoot = "/var/lib/podrouter-lab"
 
 // ToRASN is the AS number of every ToR; node n uses 65000+n.
 const ToRASN = 65100
@@ -70,6 +75,50 @@ type Spec struct {
 	// themselves (RFC 4724 restarting speaker with forwarding state kept),
 	// not only helpers: nodes then keep a restarting ToR's routes.
 	ToRGracefulRestart bool `json:"torGracefulRestart"`
+	// Kubernetes runs a Kubernetes control plane in ToR 1's namespace
+	// (etcd, kube-apiserver, kube-controller-manager with node IPAM,
+	// kube-scheduler), registers the nodes, runs podrouter in Kubernetes
+	// mode and kube-proxy in every node, and backs Services with the lab
+	// pods (see kube.go). Needs Speaker "podrouter".
+	Kubernetes bool `json:"kubernetes"`
+	// ProxyMode is kube-proxy's mode with Kubernetes: "iptables" (default)
+	// or "nftables".
+	ProxyMode string `json:"proxyMode"`
+	// KubeBinDir holds kube-apiserver, kube-controller-manager,
+	// kube-scheduler, kube-proxy and kubectl (`make kube` links them into
+	// bin/). Default: the directory of PodrouterBin.
+	KubeBinDir string `json:"kubeBinDir"`
+	// BackendCommand is the argv prefix that runs the lab's backend server
+	// (TCP/HTTP and UDP echo, see backend.go) with Kubernetes; the lab
+	// appends its flags. Default: podrouter-lab next to PodrouterBin (make
+	// lab-tool builds both into bin/), "backend".
+	BackendCommand []string `json:"backendCommand"`
+	// PassCIDRs is datapath.passCIDRs of every podrouter node (none by
+	// default: in Kubernetes mode podrouter learns the cluster's Service
+	// CIDRs from its ServiceCIDR objects).
+	PassCIDRs []netip.Prefix `json:"passCIDRs"`
+	// Kubelets (with Kubernetes) makes every node a real Kubernetes node:
+	// containerd + runc + kubelet in it (see noderuntime.go). The kubelets
+	// register the Nodes; the lab starts no podrouter, no pods and no Pod
+	// objects of its own: podrouter comes from `kubectl apply -k Overlay`,
+	// pods from Deployments. One ToR (the overlay names uplink up1).
+	Kubelets bool `json:"kubelets"`
+	// Images are image archives (`make image pause-image lab-image`)
+	// imported into every node's containerd with Kubelets; one of them
+	// must be SandboxImage. Nothing is ever pulled.
+	Images []string `json:"images"`
+	// Overlay, with Kubelets, is a kustomization Up applies with `kubectl
+	// apply -k` once the Nodes are registered (deploy/lab: podrouter for
+	// this lab); "" installs nothing.
+	Overlay string `json:"overlay"`
+	// DeferNodeIPAM (with Kubelets) starts the controller-manager without
+	// node IPAM: the Nodes register with no pod CIDRs until StartNodeIPAM
+	// (a node whose pod CIDR comes after podrouter started).
+	DeferNodeIPAM bool `json:"deferNodeIPAM"`
+	// DataRoot holds, per lab and node, containerd's root, the kubelet's
+	// root directory and the pod logs (default /var/lib/podrouter-lab: a
+	// disk file system).
+	DataRoot string `json:"dataRoot"`
 	// NoWait makes Up return once everything is started, without waiting
 	// for BGP sessions and routes (useful when debugging a speaker).
 	NoWait bool `json:"noWait"`
@@ -94,6 +143,20 @@ func (s Spec) WithDefaults() Spec {
 	}
 	if s.StateRoot == "" {
 		s.StateRoot = DefaultStateRoot
+	}
+	if s.Kubernetes {
+		if s.ProxyMode == "" {
+			s.ProxyMode = ProxyModeIPTables
+		}
+		if s.KubeBinDir == "" && s.PodrouterBin != "" {
+			s.KubeBinDir = filepath.Dir(s.PodrouterBin)
+		}
+		if len(s.BackendCommand) == 0 && s.PodrouterBin != "" {
+			s.BackendCommand = []string{filepath.Join(filepath.Dir(s.PodrouterBin), "podrouter-lab"), "backend"}
+		}
+	}
+	if s.Kubelets && s.DataRoot == "" {
+		s.DataRoot = DefaultDataRoot
 	}
 	return s
 }
@@ -129,6 +192,45 @@ func (s Spec) Validate() error {
 	}
 	if s.Speaker == SpeakerBIRD && s.BFD {
 		return fmt.Errorf("bfd is rendered for podrouter nodes only")
+	}
+	if s.Kubernetes {
+		if s.Speaker != SpeakerPodrouter {
+			return fmt.Errorf("kubernetes: the nodes must run podrouter (speaker %q)", s.Speaker)
+		}
+		if s.Kubeconfig != "" {
+			return fmt.Errorf("kubernetes: the lab writes the node kubeconfigs itself; leave kubeconfig empty")
+		}
+		if s.ProxyMode != ProxyModeIPTables && s.ProxyMode != ProxyModeNFTables {
+			return fmt.Errorf("proxy mode %q: want %q or %q (ipvs needs CONFIG_IP_VS, which this kernel lacks)", s.ProxyMode, ProxyModeIPTables, ProxyModeNFTables)
+		}
+		if s.Kubelets {
+			if s.ToRs != 1 {
+				return fmt.Errorf("kubelets: one ToR (the lab overlay names uplink up1), not %d", s.ToRs)
+			}
+			if !filepath.IsAbs(s.DataRoot) {
+				return fmt.Errorf("data root %q is not absolute", s.DataRoot)
+			}
+			if !slices.ContainsFunc(s.Images, func(p string) bool { return filepath.Base(p) == SandboxImageArchive }) {
+				return fmt.Errorf("kubelets: the images lack %s, the sandbox image (make pause-image)", SandboxImageArchive)
+			}
+			for _, p := range append(slices.Clone(s.Images), s.Overlay) {
+				if p != "" && !filepath.IsAbs(p) {
+					return fmt.Errorf("kubelets: %q is not an absolute path", p)
+				}
+			}
+		}
+	} else if s.Kubelets {
+		return fmt.Errorf("kubelets: only with kubernetes")
+	} else if s.ProxyMode != "" {
+		return fmt.Errorf("proxy mode %q: only with kubernetes", s.ProxyMode)
+	}
+	if s.DeferNodeIPAM && !s.Kubelets {
+		return fmt.Errorf("deferNodeIPAM: only with kubelets")
+	}
+	for i, p := range s.PassCIDRs {
+		if !p.IsValid() || p != p.Masked() {
+			return fmt.Errorf("passCIDRs[%d]: %s is not a canonical prefix", i, p)
+		}
 	}
 	return nil
 }

@@ -198,6 +198,12 @@ func teardown(ctx context.Context, spec Spec, log *slog.Logger) error {
 	if !nameRE.MatchString(s.Name) {
 		return fmt.Errorf("lab name %q: invalid", s.Name)
 	}
+	if saved, err := readSpec(s.StateRoot, s.Name); err == nil {
+		// `lab down` knows only the name: where the pods' conflists are
+		// depends on how the lab was made.
+		s.Kubernetes = saved.Kubernetes
+		s.Kubelets, s.DataRoot = saved.Kubelets, saved.DataRoot
+	}
 	var errs []error
 	nss, err := labNamespaces(s.Name)
 	if err != nil {
@@ -260,6 +266,12 @@ func teardown(ctx context.Context, spec Spec, log *slog.Logger) error {
 		errs = append(errs, err)
 	}
 
+	// 2b. Node runtimes: the containers (found by cgroup: their network
+	// namespaces are not the lab's), cgroups, sysctls, data.
+	if err := teardownKubelets(ctx, s, log); err != nil {
+		errs = append(errs, err)
+	}
+
 	// 3. Namespaces: pods, then nodes, then ToRs.
 	sort.Slice(nss, func(i, j int) bool { return nsRank(nss[i]) < nsRank(nss[j]) })
 	for _, ns := range nss {
@@ -272,6 +284,7 @@ func teardown(ctx context.Context, spec Spec, log *slog.Logger) error {
 	for _, n := range frrNames {
 		errs = append(errs, removeFRRDirs(n))
 	}
+	errs = append(errs, removeEtcNetns(s.Name))
 	errs = append(errs, s.unmountBPFFS())
 	errs = append(errs, os.RemoveAll(s.StateDir()))
 
@@ -300,4 +313,24 @@ func nsRank(ns string) int {
 	default:
 		return 1
 	}
+}
+
+// removeEtcNetns removes the /etc/netns/<ns> directories of the lab's
+// namespaces (the pods' resolv.conf with Spec.Kubernetes).
+func removeEtcNetns(name string) error {
+	ents, err := os.ReadDir(etcNetnsDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	re := nsRE(name)
+	var errs []error
+	for _, e := range ents {
+		if re.MatchString(e.Name()) {
+			errs = append(errs, os.RemoveAll(filepath.Join(etcNetnsDir, e.Name())))
+		}
+	}
+	return errors.Join(errs...)
 }

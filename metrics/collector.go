@@ -21,17 +21,19 @@ type collector struct {
 	bgp     *bgpCollector
 	routes  *routesCollector
 	dp      *datapathCollector
+	svc     *servicesCollector
 }
 
 func newCollector(src Sources, log *slog.Logger, timeout time.Duration) *collector {
 	return &collector{src: src, log: log, timeout: timeout,
-		bgp: newBGPCollector(log), routes: newRoutesCollector(), dp: newDatapathCollector(log)}
+		bgp: newBGPCollector(log), routes: newRoutesCollector(), dp: newDatapathCollector(log), svc: newServicesCollector()}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	c.bgp.describe(ch)
 	c.routes.describe(ch)
 	c.dp.describe(ch)
+	c.svc.describe(ch)
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -45,4 +47,5 @@ func (c *collector) collect(ch chan<- prometheus.Metric, s health.Snapshot) {
 	c.bgp.collect(ch, s)
 	c.routes.collect(ch, s, c.src.Routes.Stats())
 	c.dp.collect(ch, s.Datapath, c.src.Datapath)
+	c.svc.collect(ch, s.Services, s.Datapath.State)
 }

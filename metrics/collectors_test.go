@@ -37,6 +37,9 @@ func fixture(t *testing.T) (*fakeHealth, *fakeRoutes, *fakeCounters) {
 			FromEndpoint: []string{"veth1", "veth2"}, GCRuns: 4, GCRemoved: 17, GCLastDuration: 1500 * time.Microsecond,
 			Maps: []health.MapUsage{{Map: "ct_tcp", Entries: 512, Capacity: 1024}, {Map: "ct_other", Entries: 0, Capacity: 256},
 				{Map: "endpoints", Entries: 2, Capacity: 4096}}},
+		Services: health.Services{Learned: true, Synced: true, ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix("10.96.0.0/16")},
+			PassCIDRs: []netip.Prefix{netip.MustParsePrefix("10.96.0.0/16"), netip.MustParsePrefix("192.0.2.0/24")},
+			Proxy:     health.ProxySupported, ProxyMode: "iptables", KernelConntrack: "nat", KernelConntrackAuto: true},
 	}}
 	rt := &fakeRoutes{st: routes.Stats{Installs: 3, Removals: 1, DriftMissing: 2, DriftChanged: 1, ForeignSeen: 1,
 		Writes: 5, WriteErrors: 1, DumpsInterrupted: 4, Resubscriptions: 0}}
@@ -101,6 +104,11 @@ func TestCollectorsGolden(t *testing.T) {
 	golden(t, bgpPart(h), "bgp.prom")
 	golden(t, routesPart(h, rt), "routes.prom")
 	golden(t, datapathPart(h, dp), "datapath.prom")
+	golden(t, servicesPart(h), "services.prom")
+	h.set(func(s *health.Snapshot) {
+		s.Services.Proxy, s.Services.ProxyMode, s.Services.KernelConntrack = health.ProxyUnsupported, "ipvs", "any"
+	})
+	golden(t, servicesPart(h), "services-ipvs.prom")
 }
 
 func TestDatapathStates(t *testing.T) {

@@ -92,3 +92,8 @@ func datapathPart(h *fakeHealth, counters CounterSource) part {
 	c := newDatapathCollector(slog.New(slog.DiscardHandler))
 	return part{c.describe, func(ch chan<- prometheus.Metric) { c.collect(ch, snap(h).Datapath, counters) }}
 }
+
+func servicesPart(h *fakeHealth) part {
+	c := newServicesCollector()
+	return part{c.describe, func(ch chan<- prometheus.Metric) { s := snap(h); c.collect(ch, s.Services, s.Datapath.State) }}
+}

@@ -56,8 +56,20 @@ type mode struct {
 	client     string // namespace
 	server     string // namespace
 	dst        netip.Addr
-	fastPathNS string // node whose fast path counters must grow (d)
+	bind       netip.Addr // the server's address, when not dst (a Service)
+	fastPathNS string     // node whose fast path counters must grow (d, f)
 	pinDir     string
+	// anyCounter: count every packet the fast path saw (passed to the
+	// stack too), not only the forwarded ones.
+	anyCounter bool
+}
+
+// serverAddr is where the servers listen.
+func (m *mode) serverAddr() netip.Addr {
+	if m.bind.IsValid() {
+		return m.bind
+	}
+	return m.dst
 }
 
 type sample struct{ p50, p99, pps, gbps float64 }
@@ -106,6 +118,14 @@ func run(bin string, rounds, secs, cpu int) (err error) {
 		}
 	}
 
+	svc, svcModes, err := serviceLab(ctx, bin, log)
+	if svc != nil {
+		defer func() { err = errors.Join(err, lab.Down(context.WithoutCancel(ctx), svc.Spec.Name)) }()
+	}
+	if err != nil {
+		return err
+	}
+
 	_, node2 := lab.LinkV4(1, 2)
 	pod := func(l *lab.Lab, n int) netip.Addr {
 		a, perr := l.PodIP(ctx, n, 1, lab.IPv4)
@@ -124,10 +144,11 @@ func run(bin string, rounds, secs, cpu int) (err error) {
 	if err != nil {
 		return err
 	}
+	modes = append(modes, svcModes...)
 	pin := []string{"taskset", "-c", strconv.Itoa(cpu)}
 	for _, m := range modes {
 		for _, argv := range [][]string{
-			{"sockperf", "server", "-i", m.dst.String(), "-p", "11111"},
+			{"sockperf", "server", "-i", m.serverAddr().String(), "-p", "11111"},
 			{"iperf3", "-s", "-p", "5201"},
 		} {
 			srv := exec.Command("ip", append([]string{"netns", "exec", m.server}, append(pin, argv...)...)...)
@@ -138,15 +159,18 @@ func run(bin string, rounds, secs, cpu int) (err error) {
 		}
 		// Warm up: neighbours resolved, fast path endpoints learnt.
 		for range 20 {
-			if _, err := lab.Exec(ctx, m.client, "ping", "-c", "2", "-i", "0.2", "-W", "1", m.dst.String()); err == nil {
+			if _, err := lab.Exec(ctx, m.client, "ping", "-c", "2", "-i", "0.2", "-W", "1", m.serverAddr().String()); err == nil {
 				break
 			}
 		}
 	}
 	time.Sleep(time.Second)
-	fwdBefore, err := forwarded(ctx, bin, modes[3])
-	if err != nil {
-		return err
+	checked := []*mode{modes[3], modes[5]}
+	fwdBefore := map[string]uint64{}
+	for _, m := range checked {
+		if fwdBefore[m.key], err = forwarded(ctx, bin, m); err != nil {
+			return err
+		}
 	}
 
 	res := map[string][]sample{}
@@ -163,17 +187,21 @@ func run(bin string, rounds, secs, cpu int) (err error) {
 				r+1, rounds, m.name, s.p50, s.p99, s.pps, s.gbps)
 		}
 	}
-	fwdAfter, err := forwarded(ctx, bin, modes[3])
-	if err != nil {
-		return err
-	}
 	fmt.Printf("load after:  %s", uptime())
-	fmt.Printf("%d rounds x 4 modes in %s; fast path on %s forwarded %d packets during the run\n\n",
-		rounds, time.Since(start).Round(time.Second), modes[3].fastPathNS, fwdAfter-fwdBefore)
-	if fwdAfter-fwdBefore < 1000 {
-		return fmt.Errorf("mode d did not use the fast path (%d packets forwarded)", fwdAfter-fwdBefore)
+	fmt.Printf("%d rounds x %d modes in %s\n", rounds, len(modes), time.Since(start).Round(time.Second))
+	for _, m := range checked {
+		after, err := forwarded(ctx, bin, m)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("mode %s: the fast path on %s saw %d packets during the run\n", m.key, m.fastPathNS, after-fwdBefore[m.key])
+		if after-fwdBefore[m.key] < 1000 {
+			return fmt.Errorf("mode %s did not run through the fast path (%d packets)", m.key, after-fwdBefore[m.key])
+		}
 	}
-	printTable(modes, res)
+	fmt.Println()
+	printTable(modes[:4], res)
+	printServiceTable(modes[4], modes[5], res)
 	return nil
 }
 
@@ -228,7 +256,7 @@ type iperfResult struct {
 }
 
 func iperf(ctx context.Context, m *mode, pin []string, v *iperfResult, args ...string) error {
-	argv := append(append(append([]string{}, pin...), "iperf3", "-c", m.dst.String(), "-p", "5201", "-J"), args...)
+	argv := append(append(append([]string{}, pin...), "iperf3", "-c", m.dst.String(), "-p", "5201", "-J", "--connect-timeout", "3000"), args...)
 	for try := 0; ; try++ {
 		out, err := lab.Exec(ctx, m.client, argv...)
 		*v = iperfResult{}
@@ -248,6 +276,9 @@ func iperf(ctx context.Context, m *mode, pin []string, v *iperfResult, args ...s
 }
 
 func forwarded(ctx context.Context, bin string, m *mode) (uint64, error) {
+	if m.anyCounter {
+		return programPackets(ctx, bin, m)
+	}
 	out, err := lab.Exec(ctx, m.fastPathNS, bin, "bpf", "stats", "--pin-dir", m.pinDir, "-o", "json")
 	if err != nil {
 		return 0, err
@@ -277,17 +308,19 @@ func median(v []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
+// metrics are the table rows, per mode.
+var metrics = []struct {
+	name string
+	get  func(sample) float64
+	f    string
+}{
+	{"UDP 64 B latency p50 (us, half RTT)", func(s sample) float64 { return s.p50 }, "%.1f"},
+	{"UDP 64 B latency p99 (us, half RTT)", func(s sample) float64 { return s.p99 }, "%.1f"},
+	{"UDP 1400 B received (kpps)", func(s sample) float64 { return s.pps / 1e3 }, "%.1f"},
+	{"TCP single stream (Gbit/s)", func(s sample) float64 { return s.gbps }, "%.2f"},
+}
+
 func printTable(modes []*mode, res map[string][]sample) {
-	metrics := []struct {
-		name string
-		get  func(sample) float64
-		f    string
-	}{
-		{"UDP 64 B latency p50 (us, half RTT)", func(s sample) float64 { return s.p50 }, "%.1f"},
-		{"UDP 64 B latency p99 (us, half RTT)", func(s sample) float64 { return s.p99 }, "%.1f"},
-		{"UDP 1400 B received (kpps)", func(s sample) float64 { return s.pps / 1e3 }, "%.1f"},
-		{"TCP single stream (Gbit/s)", func(s sample) float64 { return s.gbps }, "%.2f"},
-	}
 	fmt.Println("| metric | mode | min | median | max | ratio to (a) | ratio to (b) |")
 	fmt.Println("|---|---|---:|---:|---:|---:|---:|")
 	for _, mt := range metrics {

@@ -32,6 +32,9 @@ type labFlags struct {
 	name, speaker, password, podrouter string
 	tors, nodes, pods                  int
 	datapath, gtsm, bfd                bool
+	kube, kubelets                     bool
+	proxyMode, overlay                 string
+	images                             []string
 }
 
 func newRootCmd() *cobra.Command {
@@ -59,9 +62,23 @@ lab's namespaces are used; "down" removes everything it made.`,
 			}
 			ctx, stop, log := setup(c)
 			defer stop()
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			images, err := absPaths(f.images)
+			if err != nil {
+				return err
+			}
+			overlay, err := absPaths([]string{f.overlay})
+			if err != nil {
+				return err
+			}
 			l, err := lab.Up(ctx, lab.Spec{
 				Name: f.name, ToRs: f.tors, Nodes: f.nodes, PodsPerNode: f.pods, PodrouterBin: bin,
 				Speaker: f.speaker, Datapath: f.datapath, Password: f.password, GTSM: f.gtsm, BFD: f.bfd,
+				Kubernetes: f.kube, ProxyMode: f.proxyMode, BackendCommand: []string{self, "backend"},
+				Kubelets: f.kubelets, Images: images, Overlay: overlay[0],
 			}, log)
 			if err != nil {
 				return err
@@ -79,6 +96,11 @@ lab's namespaces are used; "down" removes everything it made.`,
 	fl.BoolVar(&f.gtsm, "gtsm", false, "GTSM (TTL security, RFC 5082) on every node session")
 	fl.BoolVar(&f.bfd, "bfd", false, "BFD (300ms x 3) on every node session: bfdd on the ToRs, bgp.peers[].bfd on the nodes")
 	fl.StringVar(&f.podrouter, "podrouter", "", `podrouter binary the nodes run (default: "podrouter" next to this binary, else from PATH)`)
+	fl.BoolVar(&f.kube, "kubernetes", false, "run a Kubernetes control plane in the ToR and kube-proxy in every node (needs `make kube`); without --kubelets: podrouter in Kubernetes mode, Services backed by the lab pods")
+	fl.StringVar(&f.proxyMode, "proxy-mode", "", "kube-proxy mode with --kubernetes: iptables (default) or nftables")
+	fl.BoolVar(&f.kubelets, "kubelets", false, "with --kubernetes: containerd and a real kubelet in every node; podrouter only from --overlay (make image pause-image)")
+	fl.StringSliceVar(&f.images, "images", nil, "with --kubelets: image archives imported into every node (must include pause-image.tar)")
+	fl.StringVar(&f.overlay, "overlay", "", "with --kubelets: kustomization installed with `kubectl apply -k` once the Nodes are registered (deploy/lab)")
 
 	down := &cobra.Command{
 		Use:   "down",
@@ -124,7 +146,21 @@ lab's namespaces are used; "down" removes everything it made.`,
 	}
 	converge.Flags().IntVar(&runs, "runs", 10, "measurement rounds per speaker")
 	converge.Flags().StringVar(&f.podrouter, "podrouter", "", `podrouter binary (default: "podrouter" next to this binary, else from PATH)`)
-	root.AddCommand(up, down, status, converge)
+	var be lab.BackendConfig
+	backend := &cobra.Command{
+		Use:   "backend",
+		Short: "Serve as the lab backend (HTTP, TCP and UDP echo) in a lab pod; the Kubernetes lab starts it",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			ctx, stop, log := setup(c)
+			defer stop()
+			return lab.RunBackend(ctx, be, log)
+		},
+	}
+	backend.Flags().StringVar(&be.Name, "name", "", "name every answer starts with (the pod's)")
+	backend.Flags().IntVar(&be.HTTPPort, "http-port", lab.BackendHTTPPort, "HTTP port")
+	backend.Flags().IntVar(&be.EchoPort, "echo-port", lab.BackendEchoPort, "TCP and UDP echo port")
+	root.AddCommand(up, down, status, converge, backend)
 	return root
 }
 
@@ -212,4 +248,20 @@ func vmRSS(pid int) string {
 		}
 	}
 	return "?"
+}
+
+// absPaths makes each non-empty path absolute ("" stays "").
+func absPaths(ps []string) ([]string, error) {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		if p == "" {
+			continue
+		}
+		a, err := filepath.Abs(p)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = a
+	}
+	return out, nil
 }

@@ -78,6 +78,11 @@ func TestPrintStatusGolden(t *testing.T) {
 			{Map: "endpoints", Entries: 4, Capacity: 4096},
 		},
 	}
+	services := health.Services{
+		Learned: true, Synced: true, ServiceCIDRs: pfxs("10.96.0.0/16", "fd00:96::/112"),
+		PassCIDRs: pfxs("10.96.0.0/16", "192.0.2.0/24", "fd00:96::/112"),
+		Proxy:     health.ProxySupported, ProxyMode: "nftables", KernelConntrack: "nat", KernelConntrackAuto: true,
+	}
 	unavailable := health.Datapath{State: health.DatapathUnavailable, PinDir: "/x",
 		Reason: "ebpf fast path unavailable: /x is not on a bpf filesystem", Cause: "/x is not on a bpf filesystem"}
 	// fastPath renders d as the daemon does (api.StatusOf).
@@ -85,7 +90,15 @@ func TestPrintStatusGolden(t *testing.T) {
 	cases := map[string]func(*api.Status){
 		"status_ebpf": func(r *api.Status) {
 			r.FastPath = fastPath(active)
+			r.Services = api.StatusOf(health.Snapshot{Services: services}).Services
 			r.Warnings = active.Warnings()
+		},
+		"status_ebpf_ipvs": func(r *api.Status) {
+			r.FastPath = fastPath(active)
+			ipvs := services
+			ipvs.Proxy, ipvs.ProxyMode, ipvs.KernelConntrack = health.ProxyUnsupported, "ipvs", "any"
+			r.Services = api.StatusOf(health.Snapshot{Services: ipvs}).Services
+			r.Warnings = ipvs.Warnings(health.DatapathActive)
 		},
 		"status_kernel_disabled": func(r *api.Status) {
 			r.FastPath = fastPath(health.Datapath{})

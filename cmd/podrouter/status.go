@@ -53,6 +53,7 @@ func printStatus(out io.Writer, r api.Status, now time.Time) {
 		fmt.Fprintf(w, "Drain:\t%s\n", r.Drain)
 	}
 	printFastPath(w, r.FastPath)
+	printServices(w, r.Services, r.FastPath)
 	fmt.Fprintf(w, "Reconcile:\t%d runs, %d errors, last %s ago (%s)\n", r.Reconciles, r.Errors,
 		now.Sub(r.LastReconcile).Truncate(time.Millisecond), r.ReconcileTook)
 	w.Flush()
@@ -132,6 +133,34 @@ func printFastPath(w io.Writer, fp api.FastPath) {
 	} else if fp.MapsErr != "" {
 		fmt.Fprintf(w, "Conntrack:\tunknown (%s)\n", fp.MapsErr)
 	}
+}
+
+// printServices writes how Services pass the fast path: the destinations
+// handed to the kernel stack and kube-proxy's mode.
+func printServices(w io.Writer, v api.Services, fp api.FastPath) {
+	if fp.State != health.DatapathActive {
+		return
+	}
+	to := joinAny(v.PassCIDRs)
+	switch {
+	case v.Learned && !v.Synced:
+		to += " (Service CIDRs not listed yet)"
+	case v.Learned:
+		to += " (Service CIDRs from the cluster: " + joinAny(v.ServiceCIDRs) + ")"
+	}
+	fmt.Fprintf(w, "To the stack:\t%s\n", to)
+	proxy := v.KubeProxy.String()
+	switch v.KubeProxy {
+	case health.ProxySupported, health.ProxyUnsupported:
+		proxy = v.KubeProxyMode + " mode (" + v.KubeProxy.String() + ")"
+	case health.ProxyAbsent:
+		proxy = "not found"
+	}
+	kct := v.KernelConntrack
+	if v.KernelConntrackAuto {
+		kct += " (auto)"
+	}
+	fmt.Fprintf(w, "Services:\tkube-proxy %s; translated flows to the stack: kernel conntrack %s\n", proxy, kct)
 }
 
 func orDash(s string) string {

@@ -14,5 +14,5 @@
 //
 // Owns: test harnesses only (never linked into podrouter).
 //
-// Imports (podrouter): none.
+// Imports (podrouter): k8s/apply.
 package k8stest

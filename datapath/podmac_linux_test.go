@@ -1,0 +1,175 @@
+package datapath
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const podMACChildEnv = "PODROUTER_DATAPATH_PODMAC_CHILD"
+
+// TestNetnsPodMAC: a pod is hooked at once, before it sent anything (its
+// MAC read from the veth peer in the pod's namespace), and stays hooked
+// when the node's neighbour entry for it goes (garbage collection of an
+// entry the fast path never refreshes). An endpoint whose pod MAC is not
+// known is not hooked: its requests would leave on the fast path while its
+// replies, with no endpoint entry to deliver them, took the kernel path,
+// where netfilter sees replies without requests (INVALID, which
+// kube-proxy's iptables rules drop).
+func TestNetnsPodMAC(t *testing.T) {
+	if arg := os.Getenv(podMACChildEnv); arg != "" {
+		podMACChild(t, arg)
+		return
+	}
+	requireRoot(t)
+	suffix := fmt.Sprintf("%06x", rand.Uint32()&0xffffff)
+	node, pod := "prmnode-"+suffix, "prmpod-"+suffix
+	run(t, "ip", "netns", "add", node)
+	run(t, "ip", "netns", "add", pod)
+	t.Cleanup(func() {
+		for _, ns := range []string{node, pod} {
+			exec.Command("ip", "netns", "del", ns).Run() //nolint:errcheck // may be gone
+		}
+	})
+	bpffs := t.TempDir()
+	if err := unix.Mount("bpf", bpffs, "bpf", 0, "mode=0700"); err != nil {
+		t.Fatalf("mount bpffs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(bpffs, unix.MNT_DETACH) })
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("nsenter", "--net=/var/run/netns/"+node, self,
+		"-test.run=^TestNetnsPodMAC$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), podMACChildEnv+"="+pod+","+filepath.Join(bpffs, "podrouter"))
+	out, err := cmd.CombinedOutput()
+	t.Logf("child output:\n%s", out)
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestNetnsPodMAC") {
+		t.Fatalf("child failed: %v", err)
+	}
+}
+
+func podMACChild(t *testing.T, arg string) {
+	pod, pinDir, _ := strings.Cut(arg, ",")
+	for _, c := range []string{
+		"ip link set lo up",
+		"ip link add up0 type veth peer name up0p", // no traffic here: only the hooks matter
+		"ip link set up0 up",
+		"ip link set up0p up",
+		"ip link add vmp type veth peer name eth0 netns " + pod,
+		"ip addr add 10.246.0.1/32 dev vmp",
+		"ip link set vmp up",
+		"ip route add 10.246.0.10/32 dev vmp scope link",
+		"ip netns exec " + pod + " ip addr add 10.246.0.10/32 dev eth0",
+		"ip netns exec " + pod + " ip link set eth0 up",
+		"ip netns exec " + pod + " ip route add 10.246.0.1 dev eth0 scope link",
+	} {
+		run(t, strings.Fields(c)...)
+	}
+	d, err := New(Config{PinDir: pinDir, Uplinks: []string{"up0"}, ResyncInterval: 100 * time.Millisecond,
+		PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.246.0.0/24")}, CTSizeTCP: 1024, CTSizeOther: 1024}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		if err := Unpin(pinDir); err != nil {
+			t.Error(err)
+		}
+	}()
+	p, err := OpenPinned(pinDir)
+	for i := 0; err != nil && i < 50; i++ {
+		time.Sleep(50 * time.Millisecond)
+		p, err = OpenPinned(pinDir)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	endpoints := func() int {
+		eps, err := p.Endpoints()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(eps)
+	}
+	podMAC := strings.TrimSpace(run(t, "ip", "netns", "exec", pod, "cat", "/sys/class/net/eth0/address"))
+	waitFor(t, "the pod hooked before any traffic", func() bool { return slices.Equal(d.Status().Attached, []string{"up0", "vmp"}) })
+	eps, err := p.Endpoints()
+	if err != nil || len(eps) != 1 || eps[0].PodMAC.String() != podMAC {
+		t.Fatalf("endpoint map %+v (%v), want the pod with MAC %s", eps, err, podMAC)
+	}
+	if out := run(t, "ip", "neigh", "show", "dev", "vmp"); strings.Contains(out, "10.246.0.10") {
+		t.Fatalf("the node already has a neighbour entry for the pod (the test must not send to it): %s", out)
+	}
+	// The neighbour entry comes and goes: the pod stays hooked.
+	run(t, "ping", "-c", "1", "-W", "2", "10.246.0.10")
+	run(t, "ip", "neigh", "flush", "dev", "vmp")
+	time.Sleep(400 * time.Millisecond)
+	if at, n := d.Status().Attached, endpoints(); !slices.Equal(at, []string{"up0", "vmp"}) || n != 1 {
+		t.Errorf("neighbour entry gone: attached %v, %d endpoints; want the pod still hooked", at, n)
+	}
+	// A veth whose pod MAC is unknown (an explicit endpoint without one):
+	// neither hooked nor in the endpoint map; with the MAC, both.
+	run(t, "ip", "link", "add", "vmx", "type", "veth", "peer", "name", "vmxp")
+	run(t, "ip", "link", "set", "vmx", "up")
+	vmx, err := net.InterfaceByName("vmx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := Endpoint{IfName: "vmx", IfIndex: vmx.Index, HostMAC: vmx.HardwareAddr, Addrs: []netip.Addr{netip.MustParseAddr("10.246.0.20")}}
+	if err := d.SetEndpoints(ctx, []Endpoint{ep}); err != nil {
+		t.Fatal(err)
+	}
+	if at, n := d.Status().Attached, endpoints(); slices.Contains(at, "vmx") || n != 1 {
+		t.Errorf("pod MAC unknown: attached %v, %d endpoints; want vmx neither hooked nor an endpoint", at, n)
+	}
+	ep.PodMAC = net.HardwareAddr{2, 0, 0, 0, 0, 0x20}
+	if err := d.SetEndpoints(ctx, []Endpoint{ep}); err != nil {
+		t.Fatal(err)
+	}
+	if at, n := d.Status().Attached, endpoints(); !slices.Contains(at, "vmx") || n != 2 {
+		t.Errorf("pod MAC known: attached %v, %d endpoints; want vmx hooked", at, n)
+	}
+}
+
+func TestPodMACsRemember(t *testing.T) {
+	var p podMACs
+	host := net.HardwareAddr{2, 0, 0, 0, 0, 1}
+	pod := net.HardwareAddr{2, 0, 0, 0, 0, 2}
+	if got := p.remember(7, host, nil); got != nil {
+		t.Fatalf("nothing seen yet: %v", got)
+	}
+	if got := p.remember(7, host, pod); got.String() != pod.String() {
+		t.Fatalf("seen: %v", got)
+	}
+	if got := p.remember(7, host, nil); got.String() != pod.String() {
+		t.Fatalf("remembered: %v", got)
+	}
+	// Another veth with the same ifindex (a new pod) does not inherit it.
+	if got := p.remember(7, net.HardwareAddr{2, 0, 0, 0, 0, 9}, nil); got != nil {
+		t.Fatalf("new veth: %v", got)
+	}
+	p.keep(map[int]*Endpoint{})
+	if got := p.remember(7, host, nil); got != nil {
+		t.Fatalf("after the veth went: %v", got)
+	}
+}
