@@ -154,6 +154,7 @@ func (f *fastPath) health() health.Datapath {
 	slices.Sort(h.FromNetwork)
 	slices.Sort(h.FromEndpoint)
 	h.GCRuns, h.GCRemoved, h.GCLastDuration = st.GCRuns, st.GCRemoved, st.GCLastDuration
+	h.RepairedEntries, h.RepairedHooks = st.RepairedEntries, st.RepairedHooks
 	if h.State == health.DatapathActive {
 		h.Maps, h.MapsError = mapUsage(f.cfg.PinDir)
 	}

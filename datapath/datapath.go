@@ -73,6 +73,11 @@ type Config struct {
 	ResyncInterval time.Duration
 	// GCInterval is the period of the conntrack GC (default 30s).
 	GCInterval time.Duration
+	// GuardInterval is the period of the drift guard (default 500ms): the
+	// endpoint, node-address and pass-prefix maps are compared with what
+	// was last written and every hook is checked to still be attached;
+	// what someone else changed is put back and counted (Status.Repaired*).
+	GuardInterval time.Duration
 }
 
 // KernelCTMode selects the flows that go through the kernel stack because
@@ -157,6 +162,10 @@ type Status struct {
 	// Conntrack GC: runs so far, entries removed, duration of the last run.
 	GCRuns, GCRemoved uint64
 	GCLastDuration    time.Duration
+	// Drift repaired by the guard: map entries someone else changed or
+	// deleted (endpoints, node addresses, pass prefixes), and hooks found
+	// detached and attached again.
+	RepairedEntries, RepairedHooks uint64
 }
 
 // Datapath is the live fast path built from a Config.
@@ -213,6 +222,9 @@ func (c Config) withDefaults() Config {
 	if c.ResyncInterval == 0 {
 		c.ResyncInterval = 10 * time.Second
 	}
+	if c.GuardInterval == 0 {
+		c.GuardInterval = 500 * time.Millisecond
+	}
 	if c.GCInterval == 0 {
 		c.GCInterval = 30 * time.Second
 	}
@@ -240,7 +252,7 @@ func (c Config) validate() error {
 		}
 	}
 	for _, d := range []time.Duration{c.CTTimeouts.TCPSyn, c.CTTimeouts.TCPEstablished,
-		c.CTTimeouts.TCPClosing, c.CTTimeouts.UDP, c.CTTimeouts.ICMP, c.ResyncInterval, c.GCInterval} {
+		c.CTTimeouts.TCPClosing, c.CTTimeouts.UDP, c.CTTimeouts.ICMP, c.ResyncInterval, c.GCInterval, c.GuardInterval} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("negative duration %s", d))
 		}

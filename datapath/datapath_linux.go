@@ -19,6 +19,18 @@ import (
 type loaded struct {
 	objs     *objects
 	attached map[string]attachment // pin path -> link held by this run
+	// What applyLocked last wrote to the maps the drift guard watches.
+	wantEPs   map[addrKey]epValue
+	wantNode  map[addrKey]uint32
+	wantPass  map[lpmKey]uint32
+	wantHooks map[string]hookSpec // pin path -> hook
+}
+
+// hookSpec is one desired tcx hook.
+type hookSpec struct {
+	ifname  string
+	ifindex int
+	uplink  bool
 }
 
 func (l *loaded) close() error {
@@ -91,6 +103,8 @@ func (d *Datapath) Run(ctx context.Context) error {
 	defer resync.Stop()
 	gc := time.NewTicker(d.cfg.GCInterval)
 	defer gc.Stop()
+	guard := time.NewTicker(d.cfg.GuardInterval)
+	defer guard.Stop()
 
 	d.reconcile(ctx)
 	for {
@@ -101,6 +115,8 @@ func (d *Datapath) Run(ctx context.Context) error {
 			d.reconcile(ctx)
 		case <-resync.C:
 			d.reconcile(ctx)
+		case <-guard.C:
+			d.guard()
 		case <-gc.C:
 			d.mu.Lock()
 			t0 := time.Now()
@@ -144,6 +160,64 @@ func (d *Datapath) load() (*loaded, error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+// guard puts back what someone else changed since applyLocked: entries of
+// the endpoint, node-address and pass-prefix maps (a map walk each, no
+// netlink), and hooks detached behind the daemon's back (a link info query
+// each). What it repairs is counted and logged; a new pod or address is the
+// reconcile's business, not drift.
+func (d *Datapath) guard() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.guardLocked()
+}
+
+// guardLocked is guard with d.mu held; applyLocked runs it first, so drift
+// that a reconcile would repair anyway is still seen and counted.
+func (d *Datapath) guardLocked() {
+	l := d.impl
+	if l == nil || l.wantEPs == nil {
+		return
+	}
+	var errs []error
+	n := 0
+	for _, sync := range []func() (int, error){
+		func() (int, error) { return syncHashN(l.objs.ep.PrEndpoints, l.wantEPs) },
+		func() (int, error) { return syncHashN(l.objs.ep.PrNodeAddrs, l.wantNode) },
+		func() (int, error) { return syncHashN(l.objs.ep.PrPassPrefixes, l.wantPass) },
+	} {
+		k, err := sync()
+		n += k
+		errs = append(errs, err)
+	}
+	if n > 0 {
+		d.status.RepairedEntries += uint64(n)
+		d.log.Warn("datapath maps changed behind podrouter's back: repaired", "entries", n)
+	}
+	for pin, h := range l.wantHooks {
+		a, ok := l.attached[pin]
+		if !ok || sameHook(a.l, h.ifindex) {
+			continue // not attached by an earlier pass: the reconcile retries
+		}
+		prog := l.objs.ep.FromEndpoint
+		if h.uplink {
+			prog = l.objs.net.FromNetwork
+		}
+		a.l.Close()
+		delete(l.attached, pin)
+		nl, err := attachTCX(prog, h.ifindex, pin)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("re-attach %s: %w", h.ifname, err))
+			continue
+		}
+		l.attached[pin] = attachment{ifindex: h.ifindex, l: nl}
+		d.status.RepairedHooks++
+		d.log.Warn("tcx program detached behind podrouter's back: attached again", "iface", h.ifname, "uplink", h.uplink)
+	}
+	if err := errors.Join(errs...); err != nil {
+		d.log.Warn("datapath drift guard", "err", err)
+	}
 }
 
 // reconcile brings maps and attachments to the desired state; failures are
@@ -191,6 +265,7 @@ func mergeEndpoints(found, explicit []Endpoint) []Endpoint {
 // applyLocked: map entries first, then attach new hooks, then remove stale
 // entries and hooks. Keeps going after a failure and reports all of them.
 func (d *Datapath) applyLocked(eps []Endpoint, nhs []NextHop) error {
+	d.guardLocked()
 	objs := d.impl.objs
 	var errs []error
 
@@ -203,20 +278,19 @@ func (d *Datapath) applyLocked(eps []Endpoint, nhs []NextHop) error {
 	for k := range endpointEntries(eps) {
 		delete(node, k) // a pod address is never a node address
 	}
+	pass := lpmEntries(d.cfg.PassCIDRs, d.passCIDRs)
+	epEntries := endpointEntries(eps)
 	errs = append(errs, syncHash(objs.ep.PrNodeAddrs, node))
-	errs = append(errs, syncHash(objs.ep.PrPassPrefixes, lpmEntries(d.cfg.PassCIDRs, d.passCIDRs)))
-	errs = append(errs, syncHash(objs.ep.PrEndpoints, endpointEntries(eps)))
+	errs = append(errs, syncHash(objs.ep.PrPassPrefixes, pass))
+	errs = append(errs, syncHash(objs.ep.PrEndpoints, epEntries))
+	d.impl.wantNode, d.impl.wantPass, d.impl.wantEPs = node, pass, epEntries
 
 	resolved, err := resolveNextHops(nhs)
 	errs = append(errs, err)
 	errs = append(errs, syncNextHops(objs.ep.PrNexthops, nextHopSlots(resolved)))
 
 	// Desired hooks: uplinks get from-network, endpoint veths from-endpoint.
-	type hook struct {
-		ifname  string
-		ifindex int
-		uplink  bool
-	}
+	type hook = hookSpec
 	want := map[string]hook{}
 	for _, u := range d.cfg.Uplinks {
 		idx, err := ifIndex(u)
@@ -231,7 +305,7 @@ func (d *Datapath) applyLocked(eps []Endpoint, nhs []NextHop) error {
 	// its replies, with no endpoint entry, take the kernel path would make
 	// netfilter see replies without requests (INVALID, which kube-proxy's
 	// iptables mode drops). Until then both directions take the kernel path.
-	complete := endpointEntries(eps)
+	complete := epEntries
 	for _, ep := range eps {
 		if len(ep.Addrs) == 0 {
 			continue
@@ -241,9 +315,10 @@ func (d *Datapath) applyLocked(eps []Endpoint, nhs []NextHop) error {
 		}
 		want[linkPin(d.cfg.PinDir, endpointPrefix, ep.IfName)] = hook{ep.IfName, ep.IfIndex, false}
 	}
+	d.impl.wantHooks = want
 	var attached []string
 	for pin, h := range want {
-		if a, ok := d.impl.attached[pin]; ok && a.ifindex == h.ifindex {
+		if a, ok := d.impl.attached[pin]; ok && a.ifindex == h.ifindex && sameHook(a.l, h.ifindex) {
 			attached = append(attached, h.ifname)
 			continue
 		}

@@ -115,12 +115,21 @@ func ntohl(v uint32) uint32 { return bits.ReverseBytes32(v) }
 
 // syncHash makes hash map m hold exactly want (add/update before delete).
 func syncHash[K comparable, V comparable](m *ebpf.Map, want map[K]V) error {
+	_, err := syncHashN(m, want)
+	return err
+}
+
+// syncHashN is syncHash that also returns how many entries it wrote or
+// deleted.
+func syncHashN[K comparable, V comparable](m *ebpf.Map, want map[K]V) (int, error) {
 	var errs []error
+	n := 0
 	for k, v := range want {
 		var cur V
 		if err := m.Lookup(&k, &cur); err == nil && cur == v {
 			continue
 		}
+		n++
 		if err := m.Put(&k, &v); err != nil {
 			errs = append(errs, fmt.Errorf("update %s: %w", m, err))
 		}
@@ -136,11 +145,12 @@ func syncHash[K comparable, V comparable](m *ebpf.Map, want map[K]V) error {
 	}
 	errs = append(errs, it.Err())
 	for _, k := range stale {
+		n++
 		if err := m.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			errs = append(errs, fmt.Errorf("delete from %s: %w", m, err))
 		}
 	}
-	return errors.Join(errs...)
+	return n, errors.Join(errs...)
 }
 
 // endpointEntries renders endpoints into endpoint map entries; endpoints

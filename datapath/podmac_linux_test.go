@@ -14,20 +14,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
 
 const podMACChildEnv = "PODROUTER_DATAPATH_PODMAC_CHILD"
 
-// TestNetnsPodMAC: a pod is hooked at once, before it sent anything (its
+// TestNetnsEndpointHooks: a pod is hooked at once, before it sent anything (its
 // MAC read from the veth peer in the pod's namespace), and stays hooked
 // when the node's neighbour entry for it goes (garbage collection of an
 // entry the fast path never refreshes). An endpoint whose pod MAC is not
 // known is not hooked: its requests would leave on the fast path while its
 // replies, with no endpoint entry to deliver them, took the kernel path,
 // where netfilter sees replies without requests (INVALID, which
-// kube-proxy's iptables rules drop).
-func TestNetnsPodMAC(t *testing.T) {
+// kube-proxy's iptables rules drop). Drift: an endpoint map entry deleted
+// and a hook detached behind the daemon's back are put back within a
+// second by the guard, and counted.
+func TestNetnsEndpointHooks(t *testing.T) {
 	if arg := os.Getenv(podMACChildEnv); arg != "" {
 		podMACChild(t, arg)
 		return
@@ -52,11 +56,11 @@ func TestNetnsPodMAC(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("nsenter", "--net=/var/run/netns/"+node, self,
-		"-test.run=^TestNetnsPodMAC$", "-test.v", "-test.count=1")
+		"-test.run=^TestNetnsEndpointHooks$", "-test.v", "-test.count=1")
 	cmd.Env = append(os.Environ(), podMACChildEnv+"="+pod+","+filepath.Join(bpffs, "podrouter"))
 	out, err := cmd.CombinedOutput()
 	t.Logf("child output:\n%s", out)
-	if err != nil || !strings.Contains(string(out), "--- PASS: TestNetnsPodMAC") {
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestNetnsEndpointHooks") {
 		t.Fatalf("child failed: %v", err)
 	}
 }
@@ -148,6 +152,38 @@ func podMACChild(t *testing.T, arg string) {
 	}
 	if at, n := d.Status().Attached, endpoints(); !slices.Contains(at, "vmx") || n != 2 {
 		t.Errorf("pod MAC known: attached %v, %d endpoints; want vmx hooked", at, n)
+	}
+
+	// Drift: an endpoint entry deleted behind the daemon's back.
+	m, err := ebpf.LoadPinnedMap(filepath.Join(pinDir, "pr_endpoints"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	k := makeAddrKey(netip.MustParseAddr("10.246.0.10"))
+	if err := m.Delete(&k); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	waitFor(t, "the deleted endpoint entry put back", func() bool { return endpoints() == 2 })
+	if took, st := time.Since(start), d.Status(); took > time.Second || st.RepairedEntries < 1 {
+		t.Errorf("endpoint entry repaired after %s, counted %d; want <= 1 s and counted", took, st.RepairedEntries)
+	}
+	// Drift: a hook detached (as `bpftool link detach` does).
+	pin := linkPin(pinDir, endpointPrefix, "vmp")
+	l, err := link.LoadPinnedLink(pin, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	vmp := ifindexOf(t, "vmp")
+	start = time.Now()
+	waitFor(t, "the detached hook attached again", func() bool { ids, _ := HookPrograms(vmp); return len(ids) == 1 })
+	if took, st := time.Since(start), d.Status(); took > time.Second || st.RepairedHooks < 1 {
+		t.Errorf("hook repaired after %s, counted %d; want <= 1 s and counted", took, st.RepairedHooks)
 	}
 }
 

@@ -132,6 +132,9 @@ type Datapath struct {
 	// Conntrack GC: runs, entries removed, duration of the last run.
 	GCRuns, GCRemoved uint64
 	GCLastDuration    time.Duration
+	// Drift repaired: map entries changed or deleted behind podrouter's
+	// back, hooks found detached and attached again.
+	RepairedEntries, RepairedHooks uint64
 }
 
 // Attached is every interface with a program attached.

@@ -21,6 +21,7 @@ type datapathCollector struct {
 	packets, bytes                            *prometheus.Desc
 	entries, capacity, pressure               *prometheus.Desc
 	gcRuns, gcRemoved, gcDuration             *prometheus.Desc
+	repairs                                   *prometheus.Desc
 }
 
 func newDatapathCollector(log *slog.Logger) *datapathCollector {
@@ -46,6 +47,9 @@ func newDatapathCollector(log *slog.Logger) *datapathCollector {
 			"Maximum entries of a BPF map.", "map"),
 		pressure: desc("datapath", "map_pressure_ratio",
 			"Fill level of a BPF map: entries / capacity.", "map"),
+		repairs: desc("datapath", "drift_repairs_total",
+			"Fast-path state changed behind podrouter's back and put back: map_entry (endpoint, node-address "+
+				"and pass-prefix map entries changed or deleted), hook (tcx programs found detached).", "kind"),
 		gcRuns: desc("datapath", "ct_gc_runs_total",
 			"Conntrack garbage-collection passes run by the daemon."),
 		gcRemoved: desc("datapath", "ct_gc_removed_total",
@@ -57,7 +61,7 @@ func newDatapathCollector(log *slog.Logger) *datapathCollector {
 
 func (c *datapathCollector) describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.loaded, c.fallback, c.endpoints, c.programs,
-		c.packets, c.bytes, c.entries, c.capacity, c.pressure, c.gcRuns, c.gcRemoved, c.gcDuration, c.up} {
+		c.packets, c.bytes, c.entries, c.capacity, c.pressure, c.gcRuns, c.gcRemoved, c.gcDuration, c.repairs, c.up} {
 		ch <- d
 	}
 }
@@ -81,6 +85,8 @@ func (c *datapathCollector) collect(ch chan<- prometheus.Metric, st health.Datap
 	if !loaded || counters == nil {
 		return
 	}
+	ch <- prometheus.MustNewConstMetric(c.repairs, prometheus.CounterValue, float64(st.RepairedEntries), "map_entry")
+	ch <- prometheus.MustNewConstMetric(c.repairs, prometheus.CounterValue, float64(st.RepairedHooks), "hook")
 	ch <- prometheus.MustNewConstMetric(c.gcRuns, prometheus.CounterValue, float64(st.GCRuns))
 	ch <- prometheus.MustNewConstMetric(c.gcRemoved, prometheus.CounterValue, float64(st.GCRemoved))
 	gauge(c.gcDuration, st.GCLastDuration.Seconds())

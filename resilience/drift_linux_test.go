@@ -130,9 +130,11 @@ func TestDrift(t *testing.T) {
 	if err := json.Unmarshal([]byte(dump), &entries); err != nil || len(entries) == 0 {
 		t.Fatalf("endpoint map dump: %v %.200s (podrouter: %d endpoints)", err, dump, epsBefore)
 	}
+	dp0, _ := metricSum(l, n, "podrouter_datapath_drift_repairs_total")
 	run(t, append([]string{"bpftool", "map", "delete", "pinned", filepath.Join(pin, "pr_endpoints"), "key", "hex"}, stripHex(entries[0].Key)...)...)
 	took = pollFast(15*time.Second, func() bool { return endpointCount(l, n) == epsBefore })
-	res = append(res, result{"endpoint map entry deleted", took, false})
+	dp1, _ := metricSum(l, n, "podrouter_datapath_drift_repairs_total")
+	res = append(res, result{"endpoint map entry deleted", took, dp1 > dp0})
 	// (d) the tcx program of a pod veth detached.
 	var linkPin string
 	filepath.WalkDir(pin, func(p string, e os.DirEntry, err error) error {
@@ -146,7 +148,8 @@ func TestDrift(t *testing.T) {
 	}
 	run(t, "bpftool", "link", "detach", "pinned", linkPin)
 	took = pollFast(15*time.Second, func() bool { ok, _ := hooksOK(l, n); return ok })
-	res = append(res, result{"tcx program detached (" + strings.TrimPrefix(filepath.Base(linkPin), "ep_") + ")", took, false})
+	dp2, _ := metricSum(l, n, "podrouter_datapath_drift_repairs_total")
+	res = append(res, result{"tcx program detached (" + strings.TrimPrefix(filepath.Base(linkPin), "ep_") + ")", took, dp2 > dp1})
 
 	pass := true
 	var parts []string
