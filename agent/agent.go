@@ -111,7 +111,11 @@ type Agent struct {
 	// before a BGP server restart).
 	holdUntil time.Time
 	held      map[routes.Family]bool
-	status    Status
+	// pinned: a HoldDuring is running: offers seen meanwhile come from the
+	// sessions about to go (the BGP server is restarting) and do not end
+	// the hold.
+	pinned int
+	status Status
 }
 
 // New builds an agent; it does no I/O. dp may be nil (no fast path).
@@ -172,6 +176,24 @@ func (a *Agent) Hold(d time.Duration) {
 	a.log.Info("holding the kernel's default routes while sessions come back", "for", d)
 }
 
+// HoldDuring holds like Hold while fn runs and from its end on: for a BGP
+// server restart (a new local ASN or router ID), whose old sessions may
+// still offer defaults until they are torn down. Offers seen while fn runs
+// do not end the hold; once it returned, the new sessions' offers do.
+func (a *Agent) HoldDuring(d time.Duration, fn func()) {
+	a.mu.Lock()
+	a.pinned++
+	a.mu.Unlock()
+	a.Hold(d)
+	defer func() {
+		a.mu.Lock()
+		a.pinned--
+		a.mu.Unlock()
+		a.Hold(d) // re-armed for every family: the old sessions' offers are gone
+	}()
+	fn()
+}
+
 // Run reconciles on every kick and every resync period until ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
 	a.Hold(a.cfg.StartupHold)
@@ -206,7 +228,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 	start := time.Now()
 	a.mu.Lock()
 	node, haveNS, holdUntil := a.node, a.haveNS, a.holdUntil
-	held := maps.Clone(a.held)
+	held, pinned := maps.Clone(a.held), a.pinned > 0
 	a.mu.Unlock()
 	st := Status{
 		At: start, Node: node,
@@ -244,7 +266,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 		inHold := time.Now().Before(holdUntil)
 		for fam, gws := range map[routes.Family][]netip.Addr{routes.FamilyV4: v4, routes.FamilyV6: v6} {
 			st.Learned[fam] = gws
-			if len(gws) > 0 && held[fam] {
+			if len(gws) > 0 && held[fam] && !pinned {
 				// A peer offers a default again: whatever the kernel holds
 				// from now on is this instance's own, not to be held.
 				a.mu.Lock()

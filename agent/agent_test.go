@@ -262,6 +262,33 @@ func TestStartupHoldOnlyThePreviousRoute(t *testing.T) {
 	}
 }
 
+// TestHoldDuringServerRestart: a BGP server restart (new local ASN): the
+// old sessions still offer the default while the restart begins, which
+// must not end the hold; once they are gone the route stays until the new
+// sessions offer one (the rack-label e2e saw the route go without this).
+func TestHoldDuringServerRestart(t *testing.T) {
+	a, sp, rt := newTestAgent(t, time.Hour)
+	ctx := context.Background()
+	sp.v4 = addrs("192.168.1.0")
+	a.ReconcileOnce(ctx) // this instance's own route, the startup hold over for v4
+	a.HoldDuring(time.Hour, func() {
+		a.ReconcileOnce(ctx) // the old server still offers it
+		sp.v4 = nil          // torn down
+		if st := a.ReconcileOnce(ctx); !st.Holding[routes.FamilyV4] || len(rt.kernel[routes.FamilyV4]) == 0 {
+			t.Errorf("during the restart: route not held: %+v %v", st.Holding, rt.kernel[routes.FamilyV4])
+		}
+	})
+	if st := a.ReconcileOnce(ctx); !st.Holding[routes.FamilyV4] || !slices.Equal(rt.kernel[routes.FamilyV4], addrs("192.168.1.0")) {
+		t.Fatalf("after the restart, no session yet: route not held: %+v %v", st.Holding, rt.kernel[routes.FamilyV4])
+	}
+	sp.v4 = addrs("192.168.1.0") // the new session offers it: the hold is over
+	a.ReconcileOnce(ctx)
+	sp.v4 = nil // and withdrawn: gone at once
+	if st := a.ReconcileOnce(ctx); st.Holding[routes.FamilyV4] || len(rt.kernel[routes.FamilyV4]) != 0 {
+		t.Fatalf("withdrawn by the new session: still held: %+v %v", st.Holding, rt.kernel[routes.FamilyV4])
+	}
+}
+
 // TestDatapathFollowsInstalled: after every reconcile the datapath holds
 // exactly the installed next hops of both families, with their links,
 // including the route kept by the startup hold.

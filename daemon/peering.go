@@ -23,7 +23,9 @@ type peerDiscoverer interface {
 
 // holder keeps the kernel's default routes while sessions come back
 // (*agent.Agent).
-type holder interface{ Hold(time.Duration) }
+type holder interface {
+	HoldDuring(d time.Duration, fn func())
+}
 
 // peering owns the speaker's identity and neighbour set. They come from
 // the config file, bgp.autoPeers discovery, and in Kubernetes mode the
@@ -164,10 +166,14 @@ func (p *peering) apply(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if asn, rid := s.LocalIdentity(); asn != want.ASN || (want.RouterID.IsValid() && rid != want.RouterID) {
+		var err error
+		restart := func() { err = s.SetIdentity(ctx, want.ASN, want.RouterID, want.Peers) }
 		if h != nil {
-			h.Hold(p.hold)
+			h.HoldDuring(p.hold, restart)
+		} else {
+			restart()
 		}
-		if err := s.SetIdentity(ctx, want.ASN, want.RouterID, want.Peers); err != nil {
+		if err != nil {
 			p.log.Error("apply the new local ASN / router ID", "err", err)
 			return
 		}

@@ -234,13 +234,15 @@ func TestKubernetesLab(t *testing.T) {
 	})
 
 	t.Run("a rack label moves a node to another ASN", func(t *testing.T) {
-		// The fabric side first: the ToR now expects node3 in AS 65013
-		// (its sessions drop), then the label: asnBase 65000 + rack 13.
+		// The label first (asnBase 65000 + rack 13): node3 restarts its BGP
+		// server as AS 65013, which the ToR refuses until it is re-pointed;
+		// meanwhile the agent holds node3's default route (it also reaches
+		// the API server through it). Then the fabric side: the ToR expects
+		// node3 in AS 65013. (The other order drops node3's sessions from
+		// the ToR's side first: a reset by the ToR removes the default at
+		// once, as a withdrawal, and node3 would not reach the API server to
+		// learn its new rack.)
 		n4, n6 := lab.LinkAddrNode(1, 3), func() netip.Addr { _, a := lab.LinkV6(1, 3); return a }()
-		if _, err := l.Exec(ctx, l.ToRNS(1), "vtysh", "-N", l.ToRNS(1), "-c", "configure terminal", "-c", "router bgp 65100",
-			"-c", "neighbor "+n4.String()+" remote-as 65013", "-c", "neighbor "+n6.String()+" remote-as 65013"); err != nil {
-			t.Fatal(err)
-		}
 		// node3's default route must stay while its BGP server restarts
 		// (the agent holds it): sample the kernel every 100 ms.
 		stop := make(chan struct{})
@@ -261,6 +263,14 @@ func TestKubernetesLab(t *testing.T) {
 		}()
 		start := time.Now()
 		if _, err := cs.CoreV1().Nodes().Patch(ctx, "node3", types.MergePatchType, []byte(`{"metadata":{"labels":{"podrouter.io/rack":"13"}}}`), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "node3 running as AS 65013", 30*time.Second, func() (bool, string) {
+			st, out, err := readStatus(l, 3)
+			return err == nil && st.ASN == 65013, fmt.Sprint(err, out)
+		})
+		if _, err := l.Exec(ctx, l.ToRNS(1), "vtysh", "-N", l.ToRNS(1), "-c", "configure terminal", "-c", "router bgp 65100",
+			"-c", "neighbor "+n4.String()+" remote-as 65013", "-c", "neighbor "+n6.String()+" remote-as 65013"); err != nil {
 			t.Fatal(err)
 		}
 		v4 := lab.PodCIDRs(3)[0]

@@ -20,7 +20,7 @@ const module = "github.com/podrouter/podrouter"
 // owners: a library (import path prefix) may be imported only by these
 // packages (their non-test files; tests use harnesses freely).
 var owners = map[string][]string{
-	"github.com/osrg/gobgp/":                 {"bgp"},
+	"github.com/osrg/gobgp/":                 {"bgp", "bgp/bgptest"}, // bgptest: the hostile peer crafts messages with GoBGP's packet library
 	"github.com/cilium/ebpf":                 {"datapath"},
 	"github.com/vishvananda/netlink":         {"routes", "datapath", "lab"},              // datapath: endpoint discovery, neighbour MACs
 	"k8s.io/client-go/":                      {"k8s", "k8s/k8stest", "k8s/apply", "lab"}, // harnesses: apply, the Kubernetes lab

@@ -8,4 +8,7 @@
 // and fails when a figure misses its target; the table of all lines is
 // printed again at the end. Durations are CI-sized by default; `-long`
 // (or RESILIENCE_LONG=1) runs the long versions the issue names.
+//
+// Imports (podrouter): lab, bgp/bgptest (tests only; the package has no
+// other code).
 package resilience

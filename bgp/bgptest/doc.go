@@ -9,4 +9,6 @@
 // (github.com/osrg/gobgp/v4/pkg/packet/bgp) where a valid encoding exists
 // and edited byte by byte where the point is that none does. Nothing here
 // imports podrouter's packages: the peer plays the ToR, not the node.
+//
+// Imports (podrouter): none.
 package bgptest
