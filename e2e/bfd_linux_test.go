@@ -156,6 +156,18 @@ func silentFailure(t *testing.T, l *lab.Lab, timeout time.Duration) time.Duratio
 			t.Errorf("node1's session with ToR 1 still established: %+v", p)
 		}
 	}
+	// The fabric side converges too: ToR 1 (its own BFD or hold timer)
+	// stops routing node1's pods into the dead link; until it has, replies
+	// that node2 hashes to ToR 1 are lost, which is the fabric's loss, not
+	// the node's. Then pod traffic must flow over ToR 2 without loss.
+	for _, f := range families {
+		src, _ := l.PodIP(ctx, 1, 1, f)
+		waitFor(t, fmt.Sprintf("ToR 1 routing %s around the dead link", src), timeout, func() (bool, string) {
+			out, _ := l.Exec(ctx, torNS, "ip", "route", "get", src.String())
+			return !strings.Contains(out, "dev "+torIf+" "), out
+		})
+	}
+	t.Logf("ToR 1 routes node1's pods around the dead link %s after the failure", time.Since(start).Round(time.Millisecond))
 	for _, f := range families {
 		dst, _ := l.PodIP(ctx, 2, 1, f)
 		if err := lab.Ping(ctx, l.PodNS(1, 1), dst, 3); err != nil {
