@@ -407,7 +407,9 @@ func (d *Datapath) SetPassCIDRs(ctx context.Context, prefixes []netip.Prefix) er
 	if d.impl == nil {
 		return nil // applied when Run loads
 	}
-	return syncHash(d.impl.objs.ep.PrPassPrefixes, lpmEntries(d.cfg.PassCIDRs, d.passCIDRs))
+	want := lpmEntries(d.cfg.PassCIDRs, d.passCIDRs)
+	d.impl.wantPass = want // the drift guard's reference follows the change
+	return syncHash(d.impl.objs.ep.PrPassPrefixes, want)
 }
 
 // SetKernelConntrack switches, while the programs run and without a

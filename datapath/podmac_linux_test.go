@@ -185,6 +185,24 @@ func podMACChild(t *testing.T, arg string) {
 	if took, st := time.Since(start), d.Status(); took > time.Second || st.RepairedHooks < 1 {
 		t.Errorf("hook repaired after %s, counted %d; want <= 1 s and counted", took, st.RepairedHooks)
 	}
+
+	// A pass prefix the daemon removes is not "repaired" back by the guard.
+	repaired := d.Status().RepairedEntries
+	svc := netip.MustParsePrefix("10.97.0.0/24")
+	if err := d.SetPassCIDRs(ctx, []netip.Prefix{svc}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(600 * time.Millisecond) // a guard pass with it
+	if err := d.SetPassCIDRs(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1200 * time.Millisecond) // two guard passes without it
+	if got, err := d.PassCIDRs(); err != nil || slices.Contains(got, svc) {
+		t.Errorf("pass cidrs after removing %s: %v (%v)", svc, got, err)
+	}
+	if n := d.Status().RepairedEntries; n != repaired {
+		t.Errorf("the daemon's own pass-prefix changes counted as %d repairs", n-repaired)
+	}
 }
 
 func TestPodMACsRemember(t *testing.T) {
