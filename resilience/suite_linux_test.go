@@ -273,6 +273,7 @@ type peerStatus struct {
 	Address netip.Addr `json:"address"`
 	State   string     `json:"state"`
 	BFD     string     `json:"bfd"`
+	Uptime  string     `json:"uptime"`
 }
 
 type statusDoc struct {
