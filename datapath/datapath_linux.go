@@ -198,15 +198,13 @@ func (d *Datapath) guardLocked() {
 	}
 	var errs []error
 	n := 0
-	for _, sync := range []func() (int, error){
-		func() (int, error) { return syncHashN(l.objs.ep.PrEndpoints, l.wantEPs) },
-		func() (int, error) { return syncHashN(l.objs.ep.PrNodeAddrs, l.wantNode) },
-		func() (int, error) { return syncHashN(l.objs.ep.PrPassPrefixes, l.wantPass) },
-	} {
-		k, err := sync()
+	repaired := func(k int, err error) {
 		n += k
 		errs = append(errs, err)
 	}
+	repaired(syncHashN(l.objs.ep.PrEndpoints, l.wantEPs))
+	repaired(syncHashN(l.objs.ep.PrNodeAddrs, l.wantNode))
+	repaired(syncHashN(l.objs.ep.PrPassPrefixes, l.wantPass))
 	if n > 0 {
 		d.status.RepairedEntries += uint64(n)
 		d.log.Warn("datapath maps changed behind podrouter's back: repaired", "entries", n)
