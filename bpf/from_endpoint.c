@@ -22,7 +22,7 @@ int from_endpoint(struct __sk_buff *skb)
 	struct pr_fwd f;
 	struct pr_pkt p;
 	int verdict = PR_CT_NONE;
-	int stack = 0;
+	int stack;
 	int r;
 
 	__builtin_memset(&p, 0, sizeof(p));
@@ -38,13 +38,7 @@ int from_endpoint(struct __sk_buff *skb)
 			return pr_not_forwarded(skb, tflags, dir, PR_PASS_PREFIX, &p);
 	}
 
-	if (p.tracked) {
-		r = pr_ct_track(skb, &p);
-		verdict = PR_CT_VERDICT(r);
-		stack = r & PR_CT_F_STACK;
-	} else if (run_kct_mode != PR_KCT_OFF) { /* an ICMP error */
-		stack = pr_kct_icmp_error(skb, &p) != PR_KCT_NONE;
-	}
+	stack = pr_ct_stack(skb, &p, &verdict);
 
 	if (pr_tracing(tflags, PR_EV_FROM_ENDPOINT)) {
 		/* The source pod's id costs a lookup: only when traced. */

@@ -22,7 +22,7 @@ int from_network(struct __sk_buff *skb)
 	struct pr_fwd f;
 	struct pr_pkt p;
 	int verdict = PR_CT_NONE;
-	int stack = 0;
+	int stack;
 	int r;
 
 	__builtin_memset(&p, 0, sizeof(p));
@@ -34,13 +34,7 @@ int from_network(struct __sk_buff *skb)
 	if (!ep)
 		return pr_not_forwarded(skb, tflags, dir, PR_PASS_NOT_ENDPOINT, &p);
 
-	if (p.tracked) {
-		r = pr_ct_track(skb, &p);
-		verdict = PR_CT_VERDICT(r);
-		stack = r & PR_CT_F_STACK;
-	} else if (run_kct_mode != PR_KCT_OFF) { /* an ICMP error */
-		stack = pr_kct_icmp_error(skb, &p) != PR_KCT_NONE;
-	}
+	stack = pr_ct_stack(skb, &p, &verdict);
 	pr_trace(skb, tflags, PR_EV_FROM_NETWORK, verdict, 0, &p, 0, 0);
 	if (stack)
 		return pr_to_stack_ct(skb, tflags, dir, PR_PASS_NAT, verdict, &p);

@@ -107,6 +107,13 @@ func (m KernelCTMode) String() string {
 	return fmt.Sprintf("KernelCTMode(%d)", uint8(m))
 }
 
+func (m KernelCTMode) validate() error {
+	if m > KernelCTAny {
+		return fmt.Errorf("kernel conntrack mode %s: unknown", m)
+	}
+	return nil
+}
+
 // CTTimeouts are conntrack entry lifetimes.
 type CTTimeouts struct {
 	TCPSyn, TCPEstablished, TCPClosing, UDP, ICMP time.Duration
@@ -243,9 +250,7 @@ func (c Config) validate() error {
 	for _, l := range [][]netip.Prefix{c.PassCIDRs, c.NextHopCIDRs} {
 		errs = append(errs, validatePrefixes(l))
 	}
-	if c.KernelConntrack > KernelCTAny {
-		errs = append(errs, fmt.Errorf("kernel conntrack mode %s: unknown", c.KernelConntrack))
-	}
+	errs = append(errs, c.KernelConntrack.validate())
 	for _, u := range c.Uplinks {
 		if u == "" || len(u) > 15 {
 			errs = append(errs, fmt.Errorf("uplink %q: invalid interface name", u))

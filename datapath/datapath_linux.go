@@ -33,6 +33,25 @@ type hookSpec struct {
 	uplink  bool
 }
 
+// attach attaches h's program at pin, replacing the link this run held
+// there, and records the new one.
+func (l *loaded) attach(pin string, h hookSpec) error {
+	prog := l.objs.ep.FromEndpoint
+	if h.uplink {
+		prog = l.objs.net.FromNetwork
+	}
+	if a, ok := l.attached[pin]; ok {
+		a.l.Close()
+		delete(l.attached, pin)
+	}
+	nl, err := attachTCX(prog, h.ifindex, pin)
+	if err != nil {
+		return err
+	}
+	l.attached[pin] = attachment{ifindex: h.ifindex, l: nl}
+	return nil
+}
+
 func (l *loaded) close() error {
 	var errs []error
 	for _, a := range l.attached {
@@ -137,24 +156,21 @@ func (d *Datapath) load() (*loaded, error) {
 	if err := checkBPFFS(d.cfg.PinDir); err != nil {
 		return nil, err
 	}
-	objs, err := loadObjects(d.cfg, loadOpts{pinDir: d.cfg.PinDir, ttlDec: 1})
+	// The programs start with the mode last set (SetKernelConntrack
+	// before Run), not the one of Config.
+	cfg := d.cfg
+	d.mu.Lock()
+	live := d.passCIDRs
+	cfg.KernelConntrack = d.kctMode
+	d.mu.Unlock()
+	objs, err := loadObjects(cfg, loadOpts{pinDir: d.cfg.PinDir, ttlDec: 1})
 	if err != nil {
 		return nil, err
 	}
 	l := &loaded{objs: objs, attached: map[string]attachment{}}
 	var errs []error
-	d.mu.Lock()
-	live, kct := d.passCIDRs, d.kctMode
-	d.mu.Unlock()
-	if kct != d.cfg.KernelConntrack {
-		errs = append(errs, objs.setKernelCT(kctMode(kct, false)))
-	}
 	errs = append(errs, syncHash(objs.ep.PrPassPrefixes, lpmEntries(d.cfg.PassCIDRs, live)))
-	nh := map[lpmKey]uint32{}
-	for _, p := range d.cfg.NextHopCIDRs {
-		nh[makeLPMKey(p.Masked())] = 1
-	}
-	errs = append(errs, syncHash(objs.ep.PrNhPrefixes, nh))
+	errs = append(errs, syncHash(objs.ep.PrNhPrefixes, lpmEntries(d.cfg.NextHopCIDRs)))
 	if err := errors.Join(errs...); err != nil {
 		l.close()
 		return nil, err
@@ -182,15 +198,13 @@ func (d *Datapath) guardLocked() {
 	}
 	var errs []error
 	n := 0
-	for _, sync := range []func() (int, error){
-		func() (int, error) { return syncHashN(l.objs.ep.PrEndpoints, l.wantEPs) },
-		func() (int, error) { return syncHashN(l.objs.ep.PrNodeAddrs, l.wantNode) },
-		func() (int, error) { return syncHashN(l.objs.ep.PrPassPrefixes, l.wantPass) },
-	} {
-		k, err := sync()
+	repaired := func(k int, err error) {
 		n += k
 		errs = append(errs, err)
 	}
+	repaired(syncHashN(l.objs.ep.PrEndpoints, l.wantEPs))
+	repaired(syncHashN(l.objs.ep.PrNodeAddrs, l.wantNode))
+	repaired(syncHashN(l.objs.ep.PrPassPrefixes, l.wantPass))
 	if n > 0 {
 		d.status.RepairedEntries += uint64(n)
 		d.log.Warn("datapath maps changed behind podrouter's back: repaired", "entries", n)
@@ -200,18 +214,10 @@ func (d *Datapath) guardLocked() {
 		if !ok || sameHook(a.l, h.ifindex) {
 			continue // not attached by an earlier pass: the reconcile retries
 		}
-		prog := l.objs.ep.FromEndpoint
-		if h.uplink {
-			prog = l.objs.net.FromNetwork
-		}
-		a.l.Close()
-		delete(l.attached, pin)
-		nl, err := attachTCX(prog, h.ifindex, pin)
-		if err != nil {
+		if err := l.attach(pin, h); err != nil {
 			errs = append(errs, fmt.Errorf("re-attach %s: %w", h.ifname, err))
 			continue
 		}
-		l.attached[pin] = attachment{ifindex: h.ifindex, l: nl}
 		d.status.RepairedHooks++
 		d.log.Warn("tcx program detached behind podrouter's back: attached again", "iface", h.ifname, "uplink", h.uplink)
 	}
@@ -275,11 +281,11 @@ func (d *Datapath) applyLocked(eps []Endpoint, nhs []NextHop) error {
 	for _, a := range append(addrs, d.cfg.NodeAddrs...) {
 		node[makeAddrKey(a)] = 1
 	}
-	for k := range endpointEntries(eps) {
+	epEntries := endpointEntries(eps)
+	for k := range epEntries {
 		delete(node, k) // a pod address is never a node address
 	}
 	pass := lpmEntries(d.cfg.PassCIDRs, d.passCIDRs)
-	epEntries := endpointEntries(eps)
 	errs = append(errs, syncHash(objs.ep.PrNodeAddrs, node))
 	errs = append(errs, syncHash(objs.ep.PrPassPrefixes, pass))
 	errs = append(errs, syncHash(objs.ep.PrEndpoints, epEntries))
@@ -290,30 +296,28 @@ func (d *Datapath) applyLocked(eps []Endpoint, nhs []NextHop) error {
 	errs = append(errs, syncNextHops(objs.ep.PrNexthops, nextHopSlots(resolved)))
 
 	// Desired hooks: uplinks get from-network, endpoint veths from-endpoint.
-	type hook = hookSpec
-	want := map[string]hook{}
+	want := map[string]hookSpec{}
 	for _, u := range d.cfg.Uplinks {
 		idx, err := ifIndex(u)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("uplink %s: %w", u, err))
 			continue
 		}
-		want[linkPin(d.cfg.PinDir, uplinkPrefix, u)] = hook{u, idx, true}
+		want[linkPin(d.cfg.PinDir, uplinkPrefix, u)] = hookSpec{u, idx, true}
 	}
 	// A pod is hooked only once its endpoint entry can be written (both
 	// MACs known): a from-endpoint program forwarding a pod's requests while
 	// its replies, with no endpoint entry, take the kernel path would make
 	// netfilter see replies without requests (INVALID, which kube-proxy's
 	// iptables mode drops). Until then both directions take the kernel path.
-	complete := epEntries
 	for _, ep := range eps {
 		if len(ep.Addrs) == 0 {
 			continue
 		}
-		if _, ok := complete[makeAddrKey(ep.Addrs[0])]; !ok {
+		if _, ok := epEntries[makeAddrKey(ep.Addrs[0])]; !ok {
 			continue
 		}
-		want[linkPin(d.cfg.PinDir, endpointPrefix, ep.IfName)] = hook{ep.IfName, ep.IfIndex, false}
+		want[linkPin(d.cfg.PinDir, endpointPrefix, ep.IfName)] = hookSpec{ep.IfName, ep.IfIndex, false}
 	}
 	d.impl.wantHooks = want
 	var attached []string
@@ -322,20 +326,10 @@ func (d *Datapath) applyLocked(eps []Endpoint, nhs []NextHop) error {
 			attached = append(attached, h.ifname)
 			continue
 		}
-		prog := objs.ep.FromEndpoint
-		if h.uplink {
-			prog = objs.net.FromNetwork
-		}
-		if a, ok := d.impl.attached[pin]; ok {
-			a.l.Close()
-			delete(d.impl.attached, pin)
-		}
-		l, err := attachTCX(prog, h.ifindex, pin)
-		if err != nil {
+		if err := d.impl.attach(pin, h); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", h.ifname, err))
 			continue
 		}
-		d.impl.attached[pin] = attachment{ifindex: h.ifindex, l: l}
 		attached = append(attached, h.ifname)
 		d.log.Info("attached", "iface", h.ifname, "uplink", h.uplink)
 	}
@@ -419,8 +413,8 @@ func (d *Datapath) SetPassCIDRs(ctx context.Context, prefixes []netip.Prefix) er
 // in the fast path's conntrack keep their verdict until they expire.
 // Applied now when running, else at Run.
 func (d *Datapath) SetKernelConntrack(m KernelCTMode) error {
-	if m > KernelCTAny {
-		return fmt.Errorf("kernel conntrack mode %s: unknown", m)
+	if err := m.validate(); err != nil {
+		return err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"net/netip"
 	"sync"
 	"syscall"
 	"testing"
@@ -28,18 +27,7 @@ func fuzzObjects(t *testing.T) *objects {
 			fuzzErr = err
 			return
 		}
-		eps := []Endpoint{
-			{IfName: "vethA", IfIndex: ifPodA, HostMAC: macHostA, PodMAC: macPodA, Addrs: []netip.Addr{podA4, podA6}},
-			{IfName: "vethB", IfIndex: ifPodB, HostMAC: macHostB, PodMAC: macPodB, Addrs: []netip.Addr{podB4, podB6}},
-		}
-		src, _ := mac6(macUp)
-		dst, _ := mac6(macToR)
-		nhs := []resolvedNextHop{{ifindex: ifUplink, src: src, dst: dst}, {ifindex: ifUplink, v6: true, src: src, dst: dst}}
-		fuzzErr = errors.Join(
-			syncHash(objs.ep.PrEndpoints, endpointEntries(eps)),
-			syncHash(objs.ep.PrNodeAddrs, map[addrKey]uint32{makeAddrKey(node4): 1}),
-			syncNextHops(objs.ep.PrNexthops, nextHopSlots(nhs)),
-		)
+		fuzzErr = errors.Join(fillTestMaps(objs), syncNextHops(objs.ep.PrNexthops, nextHopSlots(testNextHops())))
 		fuzzObjs = objs
 	})
 	if fuzzErr != nil {

@@ -363,6 +363,50 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// runDatapath runs a Datapath for cfg until stop, which cancels it, waits
+// for Run and unpins cfg.PinDir, reporting failures with t.Error. ctx is
+// Run's context.
+func runDatapath(t *testing.T, cfg Config) (d *Datapath, ctx context.Context, stop func()) {
+	t.Helper()
+	d, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	return d, ctx, func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		if err := Unpin(cfg.PinDir); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// setupOnePod builds, inside the node netns, an uplink up0 (a veth whose
+// peer stays in the node netns: no traffic, only its hook matters) and one
+// ptp-style pod in a new netns pod: host veth with gw/32, a /32 route to
+// addr through it, and in the pod addr/32 on eth0 with a route to gw.
+func setupOnePod(t *testing.T, pod, veth, gw, addr string) {
+	t.Helper()
+	run(t, "ip", "netns", "add", pod)
+	in := "ip netns exec " + pod + " "
+	sh(t, "ip link set lo up",
+		"ip link add up0 type veth peer name up0p",
+		"ip link set up0 up",
+		"ip link set up0p up",
+		"ip link add "+veth+" type veth peer name eth0 netns "+pod,
+		"ip addr add "+gw+"/32 dev "+veth,
+		"ip link set "+veth+" up",
+		"ip route add "+addr+"/32 dev "+veth+" scope link",
+		in+"ip addr add "+addr+"/32 dev eth0",
+		in+"ip link set eth0 up",
+		in+"ip route add "+gw+" dev eth0 scope link")
+}
+
 // enableBigTCP raises the GSO limits of link in netns ns (IPv4 BIG TCP,
 // Linux >= 6.3; the fast path's tcx hooks need 6.6 anyway).
 func enableBigTCP(t *testing.T, ns, link string, size int) {

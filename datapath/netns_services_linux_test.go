@@ -441,22 +441,8 @@ func servicesChild(t *testing.T, arg string) {
 		ResyncInterval: 200 * time.Millisecond,
 		CTSizeTCP:      1024, CTSizeOther: 1024,
 	}
-	d, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(dctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-		if err := Unpin(pinDir); err != nil {
-			t.Error(err)
-		}
-	}()
+	d, _, stop := runDatapath(t, cfg)
+	defer stop()
 	waitFor(t, "three hooks attached", func() bool { return len(d.Status().Attached) == 3 })
 	svc := []netip.Prefix{svcFamilies[0].svcCIDR, svcFamilies[1].svcCIDR}
 	for range 2 { // idempotent

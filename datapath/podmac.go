@@ -20,9 +20,6 @@ type podMACKey struct {
 // remember returns seen, or the MAC remembered for the veth when seen is
 // empty; a seen MAC replaces the remembered one.
 func (p *podMACs) remember(ifindex int, host, seen net.HardwareAddr) net.HardwareAddr {
-	if p == nil {
-		return seen
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.m == nil {
@@ -38,9 +35,6 @@ func (p *podMACs) remember(ifindex int, host, seen net.HardwareAddr) net.Hardwar
 
 // keep forgets the veths that are gone.
 func (p *podMACs) keep(byLink map[int]*Endpoint) {
-	if p == nil {
-		return
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for k := range p.m {

@@ -1,13 +1,9 @@
 package datapath
 
 import (
-	"context"
-	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,10 +12,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"golang.org/x/sys/unix"
 )
-
-const podMACChildEnv = "PODROUTER_DATAPATH_PODMAC_CHILD"
 
 // TestNetnsEndpointHooks: a pod is hooked at once, before it sent anything (its
 // MAC read from the veth peer in the pod's namespace), and stays hooked
@@ -32,73 +25,20 @@ const podMACChildEnv = "PODROUTER_DATAPATH_PODMAC_CHILD"
 // and a hook detached behind the daemon's back are put back within a
 // second by the guard, and counted.
 func TestNetnsEndpointHooks(t *testing.T) {
-	if arg := os.Getenv(podMACChildEnv); arg != "" {
+	if arg := os.Getenv(childEnv); arg != "" {
 		podMACChild(t, arg)
 		return
 	}
-	requireRoot(t)
-	suffix := fmt.Sprintf("%06x", rand.Uint32()&0xffffff)
-	node, pod := "prmnode-"+suffix, "prmpod-"+suffix
-	run(t, "ip", "netns", "add", node)
-	run(t, "ip", "netns", "add", pod)
-	t.Cleanup(func() {
-		for _, ns := range []string{node, pod} {
-			exec.Command("ip", "netns", "del", ns).Run() //nolint:errcheck // may be gone
-		}
-	})
-	bpffs := t.TempDir()
-	if err := unix.Mount("bpf", bpffs, "bpf", 0, "mode=0700"); err != nil {
-		t.Fatalf("mount bpffs: %v", err)
-	}
-	t.Cleanup(func() { unix.Unmount(bpffs, unix.MNT_DETACH) })
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("nsenter", "--net=/var/run/netns/"+node, self,
-		"-test.run=^TestNetnsEndpointHooks$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), podMACChildEnv+"="+pod+","+filepath.Join(bpffs, "podrouter"))
-	out, err := cmd.CombinedOutput()
-	t.Logf("child output:\n%s", out)
-	if err != nil || !strings.Contains(string(out), "--- PASS: TestNetnsEndpointHooks") {
-		t.Fatalf("child failed: %v", err)
-	}
+	runInNodeNetns(t, "TestNetnsEndpointHooks")
 }
 
 func podMACChild(t *testing.T, arg string) {
-	pod, pinDir, _ := strings.Cut(arg, ",")
-	for _, c := range []string{
-		"ip link set lo up",
-		"ip link add up0 type veth peer name up0p", // no traffic here: only the hooks matter
-		"ip link set up0 up",
-		"ip link set up0p up",
-		"ip link add vmp type veth peer name eth0 netns " + pod,
-		"ip addr add 10.246.0.1/32 dev vmp",
-		"ip link set vmp up",
-		"ip route add 10.246.0.10/32 dev vmp scope link",
-		"ip netns exec " + pod + " ip addr add 10.246.0.10/32 dev eth0",
-		"ip netns exec " + pod + " ip link set eth0 up",
-		"ip netns exec " + pod + " ip route add 10.246.0.1 dev eth0 scope link",
-	} {
-		run(t, strings.Fields(c)...)
-	}
-	d, err := New(Config{PinDir: pinDir, Uplinks: []string{"up0"}, ResyncInterval: 100 * time.Millisecond,
-		PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.246.0.0/24")}, CTSizeTCP: 1024, CTSizeOther: 1024}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-		if err := Unpin(pinDir); err != nil {
-			t.Error(err)
-		}
-	}()
+	suffix, pinDir, _ := strings.Cut(arg, ",")
+	pod := "prpoda-" + suffix
+	setupOnePod(t, pod, "vmp", "10.246.0.1", "10.246.0.10")
+	d, ctx, stop := runDatapath(t, Config{PinDir: pinDir, Uplinks: []string{"up0"}, ResyncInterval: 100 * time.Millisecond,
+		PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.246.0.0/24")}, CTSizeTCP: 1024, CTSizeOther: 1024})
+	defer stop()
 	p, err := OpenPinned(pinDir)
 	for i := 0; err != nil && i < 50; i++ {
 		time.Sleep(50 * time.Millisecond)

@@ -3,6 +3,7 @@ package datapath
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -53,27 +54,38 @@ func newFixture(tb testing.TB, cfg Config, o loadOpts) *fixture {
 		tb.Fatalf("load: %v", err)
 	}
 	tb.Cleanup(func() { objs.Close() })
-	f := &fixture{tb: tb, objs: objs}
+	if err := fillTestMaps(objs); err != nil {
+		tb.Fatal(err)
+	}
+	return &fixture{tb: tb, objs: objs}
+}
+
+// fillTestMaps writes the two local pods (A, B) and the node address of
+// the BPF_PROG_RUN tests and the fuzzer.
+func fillTestMaps(objs *objects) error {
 	eps := []Endpoint{
 		{IfName: "vethA", IfIndex: ifPodA, HostMAC: macHostA, PodMAC: macPodA, Addrs: []netip.Addr{podA4, podA6}},
 		{IfName: "vethB", IfIndex: ifPodB, HostMAC: macHostB, PodMAC: macPodB, Addrs: []netip.Addr{podB4, podB6}},
 	}
-	if err := syncHash(objs.ep.PrEndpoints, endpointEntries(eps)); err != nil {
-		tb.Fatal(err)
-	}
-	if err := syncHash(objs.ep.PrNodeAddrs, map[addrKey]uint32{makeAddrKey(node4): 1}); err != nil {
-		tb.Fatal(err)
-	}
-	return f
+	return errors.Join(
+		syncHash(objs.ep.PrEndpoints, endpointEntries(eps)),
+		syncHash(objs.ep.PrNodeAddrs, map[addrKey]uint32{makeAddrKey(node4): 1}),
+	)
+}
+
+// testNextHops are the cached next hops (IPv4, IPv6) out of the uplink to
+// the ToR.
+func testNextHops() []resolvedNextHop {
+	src, _ := mac6(macUp)
+	dst, _ := mac6(macToR)
+	return []resolvedNextHop{{ifindex: ifUplink, src: src, dst: dst}, {ifindex: ifUplink, v6: true, src: src, dst: dst}}
 }
 
 func (f *fixture) setNextHops(on bool) {
 	f.tb.Helper()
 	var nhs []resolvedNextHop
 	if on {
-		src, _ := mac6(macUp)
-		dst, _ := mac6(macToR)
-		nhs = []resolvedNextHop{{ifindex: ifUplink, src: src, dst: dst}, {ifindex: ifUplink, v6: true, src: src, dst: dst}}
+		nhs = testNextHops()
 	}
 	if err := syncNextHops(f.objs.ep.PrNexthops, nextHopSlots(nhs)); err != nil {
 		f.tb.Fatal(err)

@@ -168,4 +168,21 @@ static __always_inline int pr_ct_track(struct __sk_buff *skb, const struct pr_pk
 	return v;
 }
 
+/* Conntrack of a packet to forward: track it (*verdict), or, untracked (an
+ * ICMP error), look up the flow it is about. Returns nonzero when the
+ * packet goes to the stack, because netfilter translates its flow. */
+static __always_inline int pr_ct_stack(struct __sk_buff *skb, const struct pr_pkt *p, int *verdict)
+{
+	int r;
+
+	if (p->tracked) {
+		r = pr_ct_track(skb, p);
+		*verdict = PR_CT_VERDICT(r);
+		return r & PR_CT_F_STACK;
+	}
+	if (run_kct_mode != PR_KCT_OFF) /* an ICMP error */
+		return pr_kct_icmp_error(skb, p) != PR_KCT_NONE;
+	return 0;
+}
+
 #endif /* PODROUTER_CONNTRACK_H */
