@@ -71,7 +71,7 @@ func (s *Speaker) onPeer(ctx context.Context, ev *apiutil.WatchEventMessage_Peer
 func (s *Speaker) maxPrefixBackoff(ctx context.Context, addr netip.Addr) {
 	wait := time.Minute
 	s.mu.Lock()
-	if p, ok := s.cfg.peer(addr); ok && p.MaxPrefixRestart > 0 {
+	if p, ok := findPeer(s.cfg.Peers, addr); ok && p.MaxPrefixRestart > 0 {
 		wait = p.MaxPrefixRestart
 	}
 	s.mu.Unlock()
