@@ -75,7 +75,7 @@ func (p *peering) Desired() bgp.Config {
 	want := p.base
 	want.Peers = slices.Clone(p.base.Peers)
 	for _, d := range p.found {
-		if slices.ContainsFunc(want.Peers, func(pc bgp.PeerConfig) bool { return pc.Address == d.Address }) {
+		if hasPeer(want.Peers, d.Address) {
 			continue // an explicit peer wins
 		}
 		pc := p.autoTmpl
