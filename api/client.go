@@ -74,34 +74,30 @@ func (c *Client) do(ctx context.Context, method, path string, timeout time.Durat
 	return resp, cancel, nil
 }
 
-// Status reads the daemon's status.
-func (c *Client) Status(ctx context.Context) (Status, error) {
-	var st Status
-	resp, cancel, err := c.do(ctx, http.MethodGet, PathStatus, 10*time.Second)
+// call makes one request and decodes its JSON reply (at most maxReply
+// bytes) into a T; what names the reply in errors.
+func call[T any](ctx context.Context, c *Client, method, path, what string) (T, error) {
+	var v T
+	resp, cancel, err := c.do(ctx, method, path, 10*time.Second)
 	if err != nil {
-		return st, err
+		return v, err
 	}
 	defer cancel()
 	defer resp.Body.Close()
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxReply)).Decode(&st); err != nil {
-		return st, fmt.Errorf("decode status: %w", err)
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxReply)).Decode(&v); err != nil {
+		return v, fmt.Errorf("decode %s: %w", what, err)
 	}
-	return st, nil
+	return v, nil
+}
+
+// Status reads the daemon's status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	return call[Status](ctx, c, http.MethodGet, PathStatus, "status")
 }
 
 // Drain asks the daemon to drain and exit; it answers before it starts.
 func (c *Client) Drain(ctx context.Context) (DrainReply, error) {
-	var r DrainReply
-	resp, cancel, err := c.do(ctx, http.MethodPost, PathDrain, 10*time.Second)
-	if err != nil {
-		return r, err
-	}
-	defer cancel()
-	defer resp.Body.Close()
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxReply)).Decode(&r); err != nil {
-		return r, fmt.Errorf("decode drain reply: %w", err)
-	}
-	return r, nil
+	return call[DrainReply](ctx, c, http.MethodPost, PathDrain, "drain reply")
 }
 
 // WaitGone waits until the daemon has exited: its socket goes last.

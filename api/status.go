@@ -143,13 +143,10 @@ func StatusOf(s health.Snapshot) Status {
 			MaxPrefixTrips: p.MaxPrefixTrips, BFD: p.BFD, LastError: p.LastError,
 		})
 	}
-	for _, f := range []struct {
-		name string
-		d    health.Default
-	}{{"ipv4", s.DefaultV4}, {"ipv6", s.DefaultV6}} {
+	for _, f := range s.Defaults() {
 		r.Defaults = append(r.Defaults, DefaultRoute{
-			Family: f.name, Learned: f.d.Learned, Installed: f.d.Installed, Skipped: f.d.Skipped,
-			Holding: f.d.Holding, Foreign: f.d.Foreign, Blocked: f.d.Blocked,
+			Family: f.Family, Learned: f.Learned, Installed: f.Installed, Skipped: f.Skipped,
+			Holding: f.Holding, Foreign: f.Foreign, Blocked: f.Blocked,
 		})
 	}
 	d := s.Datapath

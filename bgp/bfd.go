@@ -68,7 +68,7 @@ func (s *Speaker) syncBFD(ctx context.Context, addr netip.Addr) {
 	}
 	s.mu.Lock()
 	srv, st := s.life.srv, s.sessions.state[addr]
-	p, found := s.cfg.peer(addr)
+	p, found := findPeer(s.cfg.Peers, addr)
 	s.mu.Unlock()
 	if srv == nil || !found {
 		return

@@ -121,9 +121,9 @@ func New(cfg Config, logger *slog.Logger) (*Speaker, error) {
 	return s, nil
 }
 
-// peer returns the configured peer at addr.
-func (cfg Config) peer(addr netip.Addr) (PeerConfig, bool) {
-	for _, p := range cfg.Peers {
+// findPeer returns the peer at addr in peers.
+func findPeer(peers []PeerConfig, addr netip.Addr) (PeerConfig, bool) {
+	for _, p := range peers {
 		if p.Address == addr {
 			return p, true
 		}

@@ -2,7 +2,6 @@ package bgp
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"net"
@@ -145,16 +144,8 @@ func (r *fuzzRig) locRIB() ([]string, error) {
 // frameUpdate puts body behind a BGP header as an UPDATE, cut to the
 // maximum message size.
 func frameUpdate(body []byte) []byte {
-	if len(body) > gobgp.BGP_MAX_MESSAGE_LENGTH-gobgp.BGP_HEADER_LENGTH {
-		body = body[:gobgp.BGP_MAX_MESSAGE_LENGTH-gobgp.BGP_HEADER_LENGTH]
-	}
-	h := make([]byte, gobgp.BGP_HEADER_LENGTH, gobgp.BGP_HEADER_LENGTH+len(body))
-	for i := range 16 {
-		h[i] = 0xff
-	}
-	binary.BigEndian.PutUint16(h[16:], uint16(gobgp.BGP_HEADER_LENGTH+len(body)))
-	h[18] = gobgp.BGP_MSG_UPDATE
-	return append(h, body...)
+	body = body[:min(len(body), gobgp.BGP_MAX_MESSAGE_LENGTH-gobgp.BGP_HEADER_LENGTH)]
+	return bgptest.Message(gobgp.BGP_MSG_UPDATE, body)
 }
 
 // FuzzLearnedPaths sends each input as the body of an UPDATE from a peer

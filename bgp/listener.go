@@ -1,6 +1,7 @@
 package bgp
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 
@@ -63,7 +64,7 @@ func listenerFilter(v6 bool, peers []PeerConfig) ([]bpf.RawInstruction, error) {
 			w := a.As4()
 			prog = append(prog,
 				bpf.LoadAbsolute{Off: netOff(12), Size: 4},
-				bpf.JumpIf{Cond: bpf.JumpEqual, Val: be32(w[:]), SkipFalse: uint8(len(tail))})
+				bpf.JumpIf{Cond: bpf.JumpEqual, Val: binary.BigEndian.Uint32(w[:]), SkipFalse: uint8(len(tail))})
 			prog = append(prog, tail...)
 			continue
 		}
@@ -73,16 +74,12 @@ func listenerFilter(v6 bool, peers []PeerConfig) ([]bpf.RawInstruction, error) {
 			skip := (3-i)*2 + len(tail)
 			prog = append(prog,
 				bpf.LoadAbsolute{Off: netOff(8 + 4*i), Size: 4},
-				bpf.JumpIf{Cond: bpf.JumpEqual, Val: be32(w[4*i : 4*i+4]), SkipFalse: uint8(skip)})
+				bpf.JumpIf{Cond: bpf.JumpEqual, Val: binary.BigEndian.Uint32(w[4*i : 4*i+4]), SkipFalse: uint8(skip)})
 		}
 		prog = append(prog, tail...)
 	}
 	prog = append(prog, bpf.RetConstant{Val: drop})
 	return bpf.Assemble(prog)
-}
-
-func be32(b []byte) uint32 {
-	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }
 
 // guard rebuilds the listener filter for peers; with a listen port and no

@@ -25,14 +25,6 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []PeerConfig) error {
 	s.mu.Lock()
 	have := slices.Clone(s.cfg.Peers)
 	s.mu.Unlock()
-	find := func(ps []PeerConfig, a netip.Addr) (PeerConfig, bool) {
-		for _, p := range ps {
-			if p.Address == a {
-				return p, true
-			}
-		}
-		return PeerConfig{}, false
-	}
 	var errs []error
 	applied := slices.Clone(have)
 	drop := func(a netip.Addr) {
@@ -41,7 +33,7 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []PeerConfig) error {
 	// Add and change first, delete last: the node is never left with fewer
 	// sessions than needed while it moves to the new set.
 	for _, p := range peers {
-		old, ok := find(have, p.Address)
+		old, ok := findPeer(have, p.Address)
 		switch {
 		case ok && old == p:
 			continue
@@ -72,7 +64,7 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []PeerConfig) error {
 		applied = append(applied, p)
 	}
 	for _, old := range have {
-		if _, keep := find(peers, old.Address); keep {
+		if _, keep := findPeer(peers, old.Address); keep {
 			continue
 		}
 		if err := srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: old.Address.String()}); err != nil {

@@ -53,9 +53,7 @@ func (s *Speaker) onPeer(ctx context.Context, ev *apiutil.WatchEventMessage_Peer
 			time.AfterFunc(bfdStartDelay, func() { s.syncBFD(ctx, addr) })
 		case prev == bgp.BGP_FSM_ESTABLISHED:
 			log.Warn("peer down", "state", fsmName(st.SessionState), "reason", disconnectReason(st.DisconnectReason), "message", st.DisconnectMessage)
-			if known {
-				go s.syncBFD(ctx, addr) // never call GoBGP from its event callback
-			}
+			go s.syncBFD(ctx, addr) // never call GoBGP from its event callback
 		default:
 			log.Debug("peer state", "state", fsmName(st.SessionState))
 		}
@@ -71,7 +69,7 @@ func (s *Speaker) onPeer(ctx context.Context, ev *apiutil.WatchEventMessage_Peer
 func (s *Speaker) maxPrefixBackoff(ctx context.Context, addr netip.Addr) {
 	wait := time.Minute
 	s.mu.Lock()
-	if p, ok := s.cfg.peer(addr); ok && p.MaxPrefixRestart > 0 {
+	if p, ok := findPeer(s.cfg.Peers, addr); ok && p.MaxPrefixRestart > 0 {
 		wait = p.MaxPrefixRestart
 	}
 	s.mu.Unlock()

@@ -57,10 +57,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if err != nil {
 		return err
 	}
-	peers, err := newPeering(log.With("subsys", "bgp"), cfg, speakerConfig(cfg), installer)
-	if err != nil {
-		return err
-	}
+	peers := newPeering(log.With("subsys", "bgp"), cfg, speakerConfig(cfg), installer)
 	if kube != nil {
 		kube.InitPeering(peers)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -137,11 +138,7 @@ func applyPeering(sc *bgp.Config, p k8s.Peering, password string, tmpl bgp.PeerC
 		tmpl.LocalAddress = netip.Addr{}
 	}
 	for _, ep := range p.ExtraPeers {
-		dup := false
-		for _, have := range sc.Peers {
-			dup = dup || have.Address == ep.Address
-		}
-		if dup {
+		if hasPeer(sc.Peers, ep.Address) {
 			continue
 		}
 		pc := tmpl
@@ -153,6 +150,11 @@ func applyPeering(sc *bgp.Config, p k8s.Peering, password string, tmpl bgp.PeerC
 			sc.Peers[i].Password = password
 		}
 	}
+}
+
+// hasPeer reports whether peers has one at addr.
+func hasPeer(peers []bgp.PeerConfig, addr netip.Addr) bool {
+	return slices.ContainsFunc(peers, func(pc bgp.PeerConfig) bool { return pc.Address == addr })
 }
 
 // nodeAgent is the agent as Kubernetes mode uses it (*agent.Agent).

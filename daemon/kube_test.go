@@ -109,10 +109,7 @@ current-context: x
 	}
 	cfg := &config.Config{}
 	cfg.ApplyDefaults()
-	pr, err := newPeering(log, cfg, bgp.Config{ASN: 64512}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pr := newPeering(log, cfg, bgp.Config{ASN: 64512}, nil)
 	kube.InitPeering(pr)
 	if sc := pr.Desired(); sc.ASN != 65002 {
 		t.Errorf("ASN after overrides = %d", sc.ASN)

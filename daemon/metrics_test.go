@@ -65,22 +65,14 @@ func httpGet(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// startObservability against the real speaker (no peers: "no peers" mode),
-// agent, installer and a datapath that cannot load (its pin dir is not on
-// bpffs): ready, with the fallback declared in /readyz and /metrics.
-func TestStartObservability(t *testing.T) {
-	log := slog.New(slog.DiscardHandler)
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-
+// newParts builds the real speaker (not started, no peers), an agent
+// driving it with noRoutes, and a route installer for its counters.
+func newParts(t *testing.T, log *slog.Logger) (*bgp.Speaker, *agent.Agent, *routes.Installer) {
+	t.Helper()
 	sp, err := bgp.New(bgp.Config{RouterID: netip.MustParseAddr("192.0.2.1"), ASN: 65001, ListenPort: -1}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sp.Start(ctx, nopKicker{}); err != nil {
-		t.Fatal(err)
-	}
-	defer sp.Close()
 	ag, err := agent.New(agent.Config{Resync: time.Hour}, log, sp, noRoutes{}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -89,6 +81,22 @@ func TestStartObservability(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return sp, ag, ri
+}
+
+// startObservability against the real speaker (no peers: "no peers" mode),
+// agent, installer and a datapath that cannot load (its pin dir is not on
+// bpffs): ready, with the fallback declared in /readyz and /metrics.
+func TestStartObservability(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+
+	sp, ag, ri := newParts(t, log)
+	if err := sp.Start(ctx, nopKicker{}); err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
 	addr := freeAddr(t)
 	cfg := &config.Config{Metrics: config.Metrics{Address: netip.MustParseAddrPort(addr)},
 		Datapath: config.Datapath{Enabled: true, Uplinks: []string{"lo"}, PinDir: t.TempDir() + "/pins", CTSizeTCP: 1024, CTSizeOther: 1024}}
@@ -150,18 +158,7 @@ func TestStartObservability(t *testing.T) {
 
 func TestStartObservabilityAddress(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
-	sp, err := bgp.New(bgp.Config{RouterID: netip.MustParseAddr("192.0.2.1"), ASN: 65001, ListenPort: -1}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ag, err := agent.New(agent.Config{Resync: time.Hour}, log, sp, noRoutes{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ri, err := routes.New(routes.Config{}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sp, ag, ri := newParts(t, log)
 	cfg := &config.Config{Metrics: config.Metrics{Address: netip.MustParseAddrPort("0.0.0.0:9842")}}
 	fp, err := newFastPath(cfg.Datapath, nil, log)
 	if err != nil {

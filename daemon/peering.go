@@ -55,7 +55,7 @@ type peering struct {
 	skipped  []string
 }
 
-func newPeering(log *slog.Logger, cfg *config.Config, base bgp.Config, disc peerDiscoverer) (*peering, error) {
+func newPeering(log *slog.Logger, cfg *config.Config, base bgp.Config, disc peerDiscoverer) *peering {
 	p := &peering{
 		log: log, base: base, auto: cfg.BGP.AutoPeers, disc: disc,
 		hold: cfg.BGP.StartupHold, kube: k8s.Peering{Rack: -1},
@@ -65,7 +65,7 @@ func newPeering(log *slog.Logger, cfg *config.Config, base bgp.Config, disc peer
 	if p.auto.Enabled {
 		p.autoTmpl = peerConfig(p.auto.Peer)
 	}
-	return p, nil
+	return p
 }
 
 // Desired is the speaker config from everything known now.
@@ -75,7 +75,7 @@ func (p *peering) Desired() bgp.Config {
 	want := p.base
 	want.Peers = slices.Clone(p.base.Peers)
 	for _, d := range p.found {
-		if slices.ContainsFunc(want.Peers, func(pc bgp.PeerConfig) bool { return pc.Address == d.Address }) {
+		if hasPeer(want.Peers, d.Address) {
 			continue // an explicit peer wins
 		}
 		pc := p.autoTmpl

@@ -42,10 +42,7 @@ bgp:
 		{Address: a("192.168.1.0"), Local: a("192.168.1.1"), Link: "up1", Source: "point-to-point"},
 		{Address: a("fd00:7::"), Local: a("fd00:7::1"), Link: "up1", Source: "point-to-point"},
 	}}
-	p, err := newPeering(slog.New(slog.NewTextHandler(io.Discard, nil)), cfg, base, disc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newPeering(slog.New(slog.NewTextHandler(io.Discard, nil)), cfg, base, disc)
 	ctx := context.Background()
 	if !p.Discover(ctx) || p.Discover(ctx) {
 		t.Fatal("Discover must report a change once")

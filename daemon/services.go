@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/http"
 	"net/netip"
 	"slices"
 	"sync"
@@ -34,7 +33,6 @@ type services struct {
 	cidrs    *k8s.ServiceCIDRs  // nil: Service CIDRs not learned
 	probeURL string             // "": do not probe kube-proxy
 	auto     bool               // datapath.kernelConntrack auto
-	client   *http.Client
 
 	kick chan struct{}
 
@@ -143,7 +141,7 @@ func (s *services) probeLoop(ctx context.Context) {
 // fast path to KernelCTAny while the mode is one it cannot follow (and
 // back to KernelCTNAT when it can).
 func (s *services) probe(ctx context.Context) {
-	mode, err := k8s.ProbeProxyMode(ctx, s.client, s.probeURL)
+	mode, err := k8s.ProbeProxyMode(ctx, nil, s.probeURL) // nil: its own client with a short timeout
 	state := health.ProxyAbsent
 	if err == nil {
 		state = health.ProxySupported

@@ -99,6 +99,17 @@ type Default struct {
 	Blocked   bool         // ...at podrouter's table and metric: ours is not installed
 }
 
+// FamilyDefault is the default route of the named family.
+type FamilyDefault struct {
+	Family string // "ipv4", "ipv6"
+	Default
+}
+
+// Defaults are the default routes, IPv4 first.
+func (s Snapshot) Defaults() []FamilyDefault {
+	return []FamilyDefault{{"ipv4", s.DefaultV4}, {"ipv6", s.DefaultV6}}
+}
+
 // Reconcile is the outcome of the reconcile loop.
 type Reconcile struct {
 	Count    uint64 // passes completed
@@ -137,24 +148,11 @@ type Datapath struct {
 	RepairedEntries, RepairedHooks uint64
 }
 
-// Attached is every interface with a program attached.
-func (d Datapath) Attached() int { return len(d.FromNetwork) + len(d.FromEndpoint) }
-
 // MapUsage is how full one BPF map is.
 type MapUsage struct {
 	Map      string // "ct_tcp", "ct_other" or "endpoints"
 	Entries  int
 	Capacity int
-}
-
-// Map returns the usage of the named map.
-func (d Datapath) Map(name string) (MapUsage, bool) {
-	for _, m := range d.Maps {
-		if m.Map == name {
-			return m, true
-		}
-	}
-	return MapUsage{}, false
 }
 
 // Established counts the established sessions.

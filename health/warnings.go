@@ -27,17 +27,14 @@ func (s Snapshot) Warnings() []string {
 			out = append(out, fmt.Sprintf("peer %s is in max-prefix back-off", p.Address))
 		}
 	}
-	for _, f := range []struct {
-		name string
-		d    Default
-	}{{"ipv4", s.DefaultV4}, {"ipv6", s.DefaultV6}} {
-		if f.d.Blocked {
-			out = append(out, f.name+": a default route podrouter did not install sits at its table and metric; podrouter's is not installed")
-		} else if f.d.Foreign {
-			out = append(out, f.name+": a default route podrouter did not install is present (left untouched)")
+	for _, f := range s.Defaults() {
+		if f.Blocked {
+			out = append(out, f.Family+": a default route podrouter did not install sits at its table and metric; podrouter's is not installed")
+		} else if f.Foreign {
+			out = append(out, f.Family+": a default route podrouter did not install is present (left untouched)")
 		}
-		if len(f.d.Learned) == 0 && !f.d.Holding {
-			out = append(out, f.name+": no peer offers a default route")
+		if len(f.Learned) == 0 && !f.Holding {
+			out = append(out, f.Family+": no peer offers a default route")
 		}
 	}
 	out = append(out, s.Datapath.Warnings()...)

@@ -90,12 +90,7 @@ func (c *bgpCollector) collect(ch chan<- prometheus.Metric, s health.Snapshot) {
 		return
 	}
 	sourceUp(ch, c.up, nil)
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	counter := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
-	}
+	gauge, counter := sender(ch, prometheus.GaugeValue), sender(ch, prometheus.CounterValue)
 	for _, p := range s.Peers {
 		l := []string{p.Address.String(), strconv.FormatUint(uint64(p.ASN), 10), p.AFI()}
 		for _, st := range health.SessionStates {

@@ -49,3 +49,14 @@ func (c *collector) collect(ch chan<- prometheus.Metric, s health.Snapshot) {
 	c.dp.collect(ch, s.Datapath, c.src.Datapath)
 	c.svc.collect(ch, s.Services, s.Datapath.State)
 }
+
+// metricFunc sends one constant sample of d.
+type metricFunc func(d *prometheus.Desc, v float64, labels ...string)
+
+// sender is the metricFunc of one value type writing to ch; the
+// collectors' collect methods take a gauge and a counter from it.
+func sender(ch chan<- prometheus.Metric, t prometheus.ValueType) metricFunc {
+	return func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, t, v, labels...)
+	}
+}

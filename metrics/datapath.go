@@ -68,9 +68,7 @@ func (c *datapathCollector) describe(ch chan<- *prometheus.Desc) {
 
 // collect renders st; counters is nil when the fast path is disabled.
 func (c *datapathCollector) collect(ch chan<- prometheus.Metric, st health.Datapath, counters CounterSource) {
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
+	gauge, counter := sender(ch, prometheus.GaugeValue), sender(ch, prometheus.CounterValue)
 	loaded := st.State == health.DatapathActive
 	if loaded {
 		gauge(c.loaded, 1)
@@ -85,16 +83,16 @@ func (c *datapathCollector) collect(ch chan<- prometheus.Metric, st health.Datap
 	if !loaded || counters == nil {
 		return
 	}
-	ch <- prometheus.MustNewConstMetric(c.repairs, prometheus.CounterValue, float64(st.RepairedEntries), "map_entry")
-	ch <- prometheus.MustNewConstMetric(c.repairs, prometheus.CounterValue, float64(st.RepairedHooks), "hook")
-	ch <- prometheus.MustNewConstMetric(c.gcRuns, prometheus.CounterValue, float64(st.GCRuns))
-	ch <- prometheus.MustNewConstMetric(c.gcRemoved, prometheus.CounterValue, float64(st.GCRemoved))
+	counter(c.repairs, float64(st.RepairedEntries), "map_entry")
+	counter(c.repairs, float64(st.RepairedHooks), "hook")
+	counter(c.gcRuns, float64(st.GCRuns))
+	counter(c.gcRemoved, float64(st.GCRemoved))
 	gauge(c.gcDuration, st.GCLastDuration.Seconds())
 
 	cs, cerr := counters.Counters()
 	for _, k := range cs {
-		ch <- prometheus.MustNewConstMetric(c.packets, prometheus.CounterValue, float64(k.Packets), k.Direction, k.Reason)
-		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(k.Bytes), k.Direction, k.Reason)
+		counter(c.packets, float64(k.Packets), k.Direction, k.Reason)
+		counter(c.bytes, float64(k.Bytes), k.Direction, k.Reason)
 	}
 	for _, u := range st.Maps {
 		if !strings.HasPrefix(u.Map, "ct_") {

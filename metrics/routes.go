@@ -78,39 +78,31 @@ func b2f(b bool) float64 {
 }
 
 func (c *routesCollector) collect(ch chan<- prometheus.Metric, snap health.Snapshot, s routes.Stats) {
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
+	gauge, counter := sender(ch, prometheus.GaugeValue), sender(ch, prometheus.CounterValue)
 
 	r := snap.Reconcile
-	counter(c.reconciles, r.Count)
-	counter(c.reconcileErrors, r.Errors)
+	counter(c.reconciles, float64(r.Count))
+	counter(c.reconcileErrors, float64(r.Errors))
 	if r.Count > 0 {
 		gauge(c.lastDuration, r.Duration.Seconds())
 		gauge(c.lastAt, float64(r.At.UnixMilli())/1e3)
 		gauge(c.lastOK, b2f(r.Error == ""))
-		for _, f := range []struct {
-			name string
-			d    health.Default
-		}{{"ipv4", snap.DefaultV4}, {"ipv6", snap.DefaultV6}} {
-			gauge(c.learned, float64(len(f.d.Learned)), f.name)
-			gauge(c.installed, float64(len(f.d.Installed)), f.name)
-			gauge(c.hold, b2f(f.d.Holding), f.name)
-			gauge(c.foreignPresent, b2f(f.d.Foreign), f.name)
-			gauge(c.foreignBlocking, b2f(f.d.Blocked), f.name)
+		for _, f := range snap.Defaults() {
+			gauge(c.learned, float64(len(f.Learned)), f.Family)
+			gauge(c.installed, float64(len(f.Installed)), f.Family)
+			gauge(c.hold, b2f(f.Holding), f.Family)
+			gauge(c.foreignPresent, b2f(f.Foreign), f.Family)
+			gauge(c.foreignBlocking, b2f(f.Blocked), f.Family)
 		}
 	}
 
-	counter(c.installs, s.Installs)
-	counter(c.removals, s.Removals)
-	counter(c.drift, s.DriftMissing, "missing")
-	counter(c.drift, s.DriftChanged, "changed")
-	counter(c.foreignSeen, s.ForeignSeen)
-	counter(c.writes, s.Writes)
-	counter(c.writeErrors, s.WriteErrors)
-	counter(c.dumpsInterrupted, s.DumpsInterrupted)
-	counter(c.resubscriptions, s.Resubscriptions)
+	counter(c.installs, float64(s.Installs))
+	counter(c.removals, float64(s.Removals))
+	counter(c.drift, float64(s.DriftMissing), "missing")
+	counter(c.drift, float64(s.DriftChanged), "changed")
+	counter(c.foreignSeen, float64(s.ForeignSeen))
+	counter(c.writes, float64(s.Writes))
+	counter(c.writeErrors, float64(s.WriteErrors))
+	counter(c.dumpsInterrupted, float64(s.DumpsInterrupted))
+	counter(c.resubscriptions, float64(s.Resubscriptions))
 }

@@ -37,9 +37,7 @@ func (c *servicesCollector) describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *servicesCollector) collect(ch chan<- prometheus.Metric, v health.Services, dp health.DatapathState) {
-	gauge := func(d *prometheus.Desc, x float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, x, labels...)
-	}
+	gauge := sender(ch, prometheus.GaugeValue)
 	if v.Learned {
 		gauge(c.serviceCIDRs, float64(len(v.ServiceCIDRs)))
 		synced := 0.0

@@ -109,8 +109,8 @@ func cat(parts ...[]byte) []byte {
 	return out
 }
 
-// message frames a body with the BGP header (marker, length, type).
-func message(typ byte, body []byte) []byte {
+// Message frames a body with the BGP header (marker, length, type).
+func Message(typ byte, body []byte) []byte {
 	return messageLen(typ, body, bgp.BGP_HEADER_LENGTH+len(body))
 }
 
@@ -133,7 +133,7 @@ func update(withdrawn, attrs, nlri []byte) []byte {
 	b = binary.BigEndian.AppendUint16(b, uint16(len(attrs)))
 	b = append(b, attrs...)
 	b = append(b, nlri...)
-	return message(bgp.BGP_MSG_UPDATE, b)
+	return Message(bgp.BGP_MSG_UPDATE, b)
 }
 
 func asn4(as ...uint32) []byte {
@@ -260,7 +260,7 @@ func Corpus() []Case {
 			Msg: messageLen(bgp.BGP_MSG_UPDATE, []byte{0, 0}, bgp.BGP_HEADER_LENGTH+2)},
 		{Name: "rfc4271-withdrawn-length-overrun", Rule: "Withdrawn Routes Length (200) past the end of the message", Ref: "RFC 4271 6.3, RFC 7606 3(a)",
 			Handling: SessionReset, Code: bgp.BGP_ERROR_UPDATE_MESSAGE_ERROR, Subcode: bgp.BGP_ERROR_SUB_MALFORMED_ATTRIBUTE_LIST,
-			Msg: message(bgp.BGP_MSG_UPDATE, cat([]byte{0, 200}, []byte{8, 10}, []byte{0, 0}))},
+			Msg: Message(bgp.BGP_MSG_UPDATE, cat([]byte{0, 200}, []byte{8, 10}, []byte{0, 0}))},
 	}
 	cves := []Case{
 		{Name: "cve-2026-30405-nexthop-short", Rule: "NEXT_HOP of length 2 followed by a cut NLRI (panic in ValidateAttribute)",
@@ -282,7 +282,7 @@ func Corpus() []Case {
 		{Name: "cve-2026-37462-withdrawn-underflow", Rule: "Withdrawn Routes Length 2 holding a /32 (5 bytes): uint16 underflow in BGPUpdate.DecodeFromBytes",
 			Ref: "CVE-2026-37462, GO-2026-5971, fix 9ce8936 (v4.4.0)", Handling: SessionReset,
 			Code: bgp.BGP_ERROR_UPDATE_MESSAGE_ERROR, Subcode: bgp.BGP_ERROR_SUB_MALFORMED_ATTRIBUTE_LIST,
-			Msg: message(bgp.BGP_MSG_UPDATE, cat([]byte{0, 2, 32, 10, 0, 0, 1}, make([]byte, 64), []byte{0, 0}))},
+			Msg: Message(bgp.BGP_MSG_UPDATE, cat([]byte{0, 2, 32, 10, 0, 0, 1}, make([]byte, 64), []byte{0, 0}))},
 		{Name: "cve-2026-37462-attributes-underflow", Rule: "Total Path Attribute Length 3 holding a 4-byte ORIGIN: uint16 underflow",
 			Ref: "CVE-2026-37462, GO-2026-5971, fix 9ce8936 (v4.4.0)", Handling: TreatAsWithdraw,
 			GoBGP: Ignored, Deviation: "after the fix GoBGP rejects the attributes and, unable to locate the NLRI, keeps the session and the previous route",
@@ -291,7 +291,7 @@ func Corpus() []Case {
 				for range 20 {
 					body = append(body, flagOptional|flagTransitive, 0xff, 0)
 				}
-				return message(bgp.BGP_MSG_UPDATE, body)
+				return Message(bgp.BGP_MSG_UPDATE, body)
 			}()},
 		{Name: "cve-2026-37461-ipv6-extcommunity-short", Rule: "IPv6 address-specific extended community of 8 bytes (20 needed): out-of-bounds read in ParseIP6Extended",
 			Ref: "CVE-2026-37461, GO-2026-5713, fix 362cce3 (v4.4.0)", Handling: TreatAsWithdraw,
@@ -309,7 +309,7 @@ func Corpus() []Case {
 				caps := cat([]byte{65, 0}, []byte{1, 4, 0, 1, 0, 1}, []byte{2, 0}) // 4-octet AS len 0, MP ipv4/unicast, route refresh
 				opt := cat([]byte{2, byte(len(caps))}, caps)
 				body := cat([]byte{4, 0xfe, 0x4c, 0, 9}, netip.MustParseAddr("192.0.2.1").AsSlice(), []byte{byte(len(opt))}, opt)
-				return message(bgp.BGP_MSG_OPEN, body)
+				return Message(bgp.BGP_MSG_OPEN, body)
 			}()},
 		{Name: "cve-2026-7736-mrt-rib-entry-underflow", Kind: KindMRT, Rule: "MRT RIB entry whose attribute length (3) is shorter than its ORIGIN (4): uint16 underflow in parseRibEntry",
 			Ref: "CVE-2026-7736, GO-2026-5427, fix 76d9110 (v4.4.0); podrouter reads no MRT", Handling: ParserError,
