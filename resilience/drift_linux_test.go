@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -163,8 +162,6 @@ func TestDrift(t *testing.T) {
 		parts = append(parts, fmt.Sprintf("%s: repaired in %s, counted %v", r.what, tk, r.counted))
 	}
 	report(t, "13 drift", pass, "%s … target each ≤ 1 s and counted", strings.Join(parts, "; "))
-	_ = exec.Command
-	_ = ctx
 }
 
 // stripHex turns bpftool's ["0x0a","0x00",…] into ["0a","00",…].

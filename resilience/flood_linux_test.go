@@ -1,9 +1,7 @@
 package resilience
 
 import (
-	"context"
 	"encoding/binary"
-	"fmt"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -128,6 +126,4 @@ func TestRouteFlood(t *testing.T) {
 	report(t, "9 route flood", tripped && growth < 50<<20 && routesAdded <= 0 && reenabled && defaultGone.Load() == 0,
 		"%d prefixes offered (%d UPDATEs written before the trip): max-prefix 1000 tripped %v (%v) after %s, RSS %d -> peak %d MB (growth %d MB), kernel routes added %d, re-enabled %v after %s (restartAfter 5s), default via the other ToR missing in %d samples … target trip, < 50 MB, 0, re-enabled, 0",
 		total, sentMsgs, tripped, n, tripAfter.Round(time.Millisecond), before.RSS>>20, peakRSS.Load()>>20, growth>>20, max(routesAdded, 0), reenabled, reAfter.Round(100*time.Millisecond), defaultGone.Load())
-	_ = context.Background
-	_ = fmt.Sprint
 }

@@ -3,7 +3,6 @@ package resilience
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -309,5 +308,4 @@ func TestKill9UnderTraffic(t *testing.T) {
 	report(t, "1 kill -9 under traffic", sent-recv == 0 && st.cut.Load() == 0 && badHooks == 0 && ctLost == 0 && missing == 0,
 		"%d cycles: lost pings %d of %d, streams cut %d/10 (longest echo gap %s), cycles with a hook not at 1 program %d, CT entries lost %d of %d, ToR samples without the CIDR %d of %d, sessions back in ≤ %s … target 0, 0/10, 0, 0, 0",
 		cycles, sent-recv, sent, st.cut.Load(), time.Duration(st.maxGap.Load()).Round(time.Millisecond), badHooks, ctLost, ctBefore, missing, samples, worstBack.Round(100*time.Millisecond))
-	_ = errors.New
 }

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -295,15 +294,12 @@ func TestMD5AndGTSM(t *testing.T) {
 		}
 	}
 	rot(newPW)
-	start := time.Now()
 	d2 := startDaemon(t, l, 1, base)
 	back := waitFor(t, "sessions with the rotated password", 60*time.Second, func() (bool, string) { return established(l, 1, 2) })
-	_ = start
 	d2.stop(syscall.SIGTERM)
 	rot(labPassword) // the lab's own speaker comes back with the lab's password
 	results = append(results, fmt.Sprintf("rotated password: re-established in %s", back.Round(100*time.Millisecond)))
 	report(t, "10 MD5 and GTSM", pass, "%s … target never up and visible; 0 TCP handshakes and 0 sessions two hops away; rotation re-establishes", strings.Join(results, "; "))
-	_ = strconv.Itoa
 }
 
 // dialTTL connects to dst:179 with the given TTL.

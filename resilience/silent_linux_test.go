@@ -2,7 +2,6 @@ package resilience
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -132,7 +131,6 @@ func TestSilentToR(t *testing.T) {
 	report(t, "5 silent ToR", ok,
 		"next hop removed after %s without BFD (hold 9 s), %s with BFD 300ms x 3; longest pod-traffic loss %s / %s … target ≤ 10 s, ≤ 1 s, loss ≤ detection",
 		dur(hold), dur(bfd), holdLoss, bfdLoss)
-	_ = json.Marshal
 }
 
 func dur(d time.Duration) string {
