@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podrouter/podrouter/api"
 	"github.com/podrouter/podrouter/lab"
 )
 
@@ -217,12 +218,6 @@ func (p *pinger) Stop() (sent, recv int, err error) {
 	return sent, recv, nil
 }
 
-type hookReport struct {
-	IfName   string   `json:"ifName"`
-	Uplink   bool     `json:"uplink"`
-	Programs []uint32 `json:"programs"`
-}
-
 // hooksOK checks that every podrouter hook of node n (uplinks and pod
 // veths) has exactly one program on tcx ingress.
 func hooksOK(l *lab.Lab, n int) (bool, string) {
@@ -230,7 +225,7 @@ func hooksOK(l *lab.Lab, n int) (bool, string) {
 	if err != nil {
 		return false, err.Error()
 	}
-	var hs []hookReport
+	var hs []api.Hook
 	if err := json.Unmarshal([]byte(out), &hs); err != nil {
 		return false, err.Error()
 	}

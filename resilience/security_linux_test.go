@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podrouter/podrouter/bgp/bgptest"
+	"github.com/podrouter/podrouter/health"
 	"github.com/podrouter/podrouter/lab"
 )
 
@@ -222,7 +223,6 @@ func TestMD5AndGTSM(t *testing.T) {
 		d := startDaemon(t, l, 1, conf)
 		deadline := time.Now().Add(watch)
 		up := false
-		var st statusDoc
 		for time.Now().Before(deadline) {
 			if ok, _ := established(l, 1, 1); ok {
 				up = true
@@ -230,9 +230,9 @@ func TestMD5AndGTSM(t *testing.T) {
 			}
 			time.Sleep(500 * time.Millisecond)
 		}
-		st, _ = nodeStatus(l, 1)
+		st, _ := nodeStatus(l, 1)
 		human, _ := l.Exec(ctx, l.NodeNS(1), podrouterBin, "status", "--socket", socketPath(l, 1))
-		visible := len(st.Peers) > 0 && st.Peers[0].State != "established" && strings.Contains(human, "Warnings")
+		visible := len(st.Peers) > 0 && st.Peers[0].State != health.SessionEstablished && strings.Contains(human, "Warnings")
 		t.Logf("%s: established=%v, status:\n%s", what, up, human)
 		results = append(results, fmt.Sprintf("%s: established %v, visible %v", what, up, visible))
 		pass = pass && !up && visible

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podrouter/podrouter/health"
 	"github.com/podrouter/podrouter/lab"
 )
 
@@ -119,7 +120,7 @@ func TestSilentToR(t *testing.T) {
 			return false, err.Error()
 		}
 		for _, p := range st.Peers {
-			if p.BFD != "up" {
+			if p.BFD != health.BFDUp {
 				return false, fmt.Sprintf("%+v", st.Peers)
 			}
 		}

@@ -22,6 +22,8 @@ import (
 
 	"github.com/vishvananda/netns"
 
+	"github.com/podrouter/podrouter/api"
+	"github.com/podrouter/podrouter/health"
 	"github.com/podrouter/podrouter/lab"
 )
 
@@ -269,19 +271,9 @@ func socketPath(l *lab.Lab, n int) string {
 	return filepath.Join(l.StateDir(), lab.NodeName(n), "podrouter.sock")
 }
 
-type peerStatus struct {
-	Address netip.Addr `json:"address"`
-	State   string     `json:"state"`
-	BFD     string     `json:"bfd"`
-	Uptime  string     `json:"uptime"`
-}
-
-type statusDoc struct {
-	Peers []peerStatus `json:"peers"`
-}
-
-func nodeStatus(l *lab.Lab, n int) (statusDoc, error) {
-	var st statusDoc
+// nodeStatus runs `podrouter status -o json` on node n.
+func nodeStatus(l *lab.Lab, n int) (api.Status, error) {
+	var st api.Status
 	out, err := l.Exec(context.Background(), l.NodeNS(n), podrouterBin, "status", "-o", "json", "--socket", socketPath(l, n))
 	if err == nil {
 		err = json.Unmarshal([]byte(out), &st)
@@ -297,7 +289,7 @@ func established(l *lab.Lab, n, want int) (bool, string) {
 	}
 	c := 0
 	for _, p := range st.Peers {
-		if p.State == "established" {
+		if p.State == health.SessionEstablished {
 			c++
 		}
 	}
