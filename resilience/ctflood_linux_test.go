@@ -1,15 +1,11 @@
 package resilience
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
-	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -19,31 +15,6 @@ import (
 
 	"github.com/podrouter/podrouter/lab"
 )
-
-// metricMax scrapes node n's /metrics and returns the largest sample of name.
-func metricMax(l *lab.Lab, n int, name string) (float64, error) {
-	out, err := l.Exec(context.Background(), l.NodeNS(n), "curl", "-sf", "--max-time", "3", "http://"+lab.LinkAddrNode(1, n).String()+":9842/metrics")
-	if err != nil {
-		return 0, err
-	}
-	best, found := 0.0, false
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		f := strings.Fields(line)
-		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil && (!found || v > best) {
-			best, found = v, true
-		}
-	}
-	if !found {
-		return 0, fmt.Errorf("no %s", name)
-	}
-	return best, nil
-}
 
 func csum(b []byte) uint16 {
 	var s uint32

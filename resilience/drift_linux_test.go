@@ -1,45 +1,17 @@
 package resilience
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/podrouter/podrouter/lab"
 )
-
-// metricSum scrapes node n's /metrics and sums the samples of name.
-func metricSum(l *lab.Lab, n int, name string) (float64, error) {
-	out, err := l.Exec(context.Background(), l.NodeNS(n), "curl", "-sf", "--max-time", "3", "http://"+lab.LinkAddrNode(1, n).String()+":9842/metrics")
-	if err != nil {
-		return 0, err
-	}
-	sum, found := 0.0, false
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name) || (len(line) > len(name) && line[len(name)] != ' ' && line[len(name)] != '{') {
-			continue
-		}
-		f := strings.Fields(line)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err == nil {
-			sum, found = sum+v, true
-		}
-	}
-	if !found {
-		return 0, fmt.Errorf("no %s", name)
-	}
-	return sum, nil
-}
 
 // pollFast calls ok every 10 ms until it is true or timeout passes and
 // returns how long it took (-1: never).

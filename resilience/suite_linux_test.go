@@ -1,6 +1,7 @@
 package resilience
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
@@ -265,6 +266,51 @@ func nodeExec(t *testing.T, l *lab.Lab, n int, argv ...string) string {
 		t.Fatalf("node%d: %s: %v\n%s", n, strings.Join(argv, " "), err, out)
 	}
 	return out
+}
+
+// metricSamples scrapes node n's /metrics and returns the values of the
+// samples of name (an error if there are none).
+func metricSamples(l *lab.Lab, n int, name string) ([]float64, error) {
+	out, err := l.Exec(context.Background(), l.NodeNS(n), "curl", "-sf", "--max-time", "3", "http://"+lab.LinkAddrNode(1, n).String()+":9842/metrics")
+	if err != nil {
+		return nil, err
+	}
+	var vs []float64
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		f := strings.Fields(line)
+		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+			vs = append(vs, v)
+		}
+	}
+	if len(vs) == 0 {
+		return nil, fmt.Errorf("no %s", name)
+	}
+	return vs, nil
+}
+
+// metricSum is the sum of node n's samples of name.
+func metricSum(l *lab.Lab, n int, name string) (float64, error) {
+	vs, err := metricSamples(l, n, name)
+	var sum float64
+	for _, v := range vs {
+		sum += v
+	}
+	return sum, err
+}
+
+// metricMax is the largest of node n's samples of name.
+func metricMax(l *lab.Lab, n int, name string) (float64, error) {
+	vs, err := metricSamples(l, n, name)
+	if err != nil {
+		return 0, err
+	}
+	return slices.Max(vs), nil
 }
 
 func socketPath(l *lab.Lab, n int) string {
