@@ -235,6 +235,18 @@ func TestMalformedUpdates(t *testing.T) {
 			defer wg.Done()
 			addr := r.addrs[i]
 			handling, code, sub := c.Expect()
+			// wantReset: the daemon closes the session with the case's
+			// NOTIFICATION.
+			wantReset := func(p *bgptest.Peer) {
+				n, err := p.WaitClosed(10 * time.Second)
+				if err != nil || n.Code != code || n.Subcode != sub {
+					fail("%s: %v %v, want NOTIFICATION %d/%d", c.Name, n, err, code, sub)
+					return
+				}
+				mu.Lock()
+				resets++
+				mu.Unlock()
+			}
 			if c.Kind == bgptest.KindOpen {
 				ocfg := cfg
 				ocfg.Open = c.Msg
@@ -243,14 +255,7 @@ func TestMalformedUpdates(t *testing.T) {
 					fail("%s: %v", c.Name, err)
 					return
 				}
-				n, err := p.WaitClosed(10 * time.Second)
-				if err != nil || n.Code != code || n.Subcode != sub {
-					fail("%s: %v %v, want %d/%d", c.Name, n, err, code, sub)
-					return
-				}
-				mu.Lock()
-				resets++
-				mu.Unlock()
+				wantReset(p)
 				return
 			}
 			p, err := acceptPeer(lns[i], cfg, 30*time.Second)
@@ -281,14 +286,7 @@ func TestMalformedUpdates(t *testing.T) {
 				return
 			}
 			if handling == bgptest.SessionReset {
-				n, err := p.WaitClosed(10 * time.Second)
-				if err != nil || n.Code != code || n.Subcode != sub {
-					fail("%s: %v %v, want NOTIFICATION %d/%d", c.Name, n, err, code, sub)
-					return
-				}
-				mu.Lock()
-				resets++
-				mu.Unlock()
+				wantReset(p)
 				return
 			}
 			if err := p.Barrier(10 * time.Second); err != nil {
