@@ -76,44 +76,24 @@ func TestConntrackFlood(t *testing.T) {
 	dst, _ := l.PodIP(ctx, 2, 1, lab.IPv4)
 	// Legitimate new connections during the flood, every 50 ms.
 	var tries, oks atomic.Int64
-	stopNew := make(chan struct{})
-	newDone := make(chan struct{})
-	go func() {
-		defer close(newDone)
-		for {
-			select {
-			case <-stopNew:
-				return
-			case <-time.After(50 * time.Millisecond):
+	stopNew := every(50*time.Millisecond, func() {
+		tries.Add(1)
+		_ = inNS(l.PodNS(1, 1), func() error {
+			c, err := net.DialTimeout("tcp4", net.JoinHostPort(dst.String(), "7101"), time.Second)
+			if err == nil {
+				oks.Add(1)
+				c.Close()
 			}
-			tries.Add(1)
-			_ = inNS(l.PodNS(1, 1), func() error {
-				c, err := net.DialTimeout("tcp4", net.JoinHostPort(dst.String(), "7101"), time.Second)
-				if err == nil {
-					oks.Add(1)
-					c.Close()
-				}
-				return nil
-			})
-		}
-	}()
+			return nil
+		})
+	})
 	// Pressure sampler.
 	var peak atomic.Uint64
-	stopP := make(chan struct{})
-	pDone := make(chan struct{})
-	go func() {
-		defer close(pDone)
-		for {
-			select {
-			case <-stopP:
-				return
-			case <-time.After(500 * time.Millisecond):
-			}
-			if v, err := metricMax(l, 1, "podrouter_datapath_map_pressure_ratio"); err == nil && uint64(v*1e6) > peak.Load() {
-				peak.Store(uint64(v * 1e6))
-			}
+	stopP := every(500*time.Millisecond, func() {
+		if v, err := metricMax(l, 1, "podrouter_datapath_map_pressure_ratio"); err == nil && uint64(v*1e6) > peak.Load() {
+			peak.Store(uint64(v * 1e6))
 		}
-	}()
+	})
 	// The flood from pod (1,2): a raw socket in its namespace.
 	var sent int64
 	err := inNS(l.PodNS(1, 2), func() error {
@@ -144,11 +124,9 @@ func TestConntrackFlood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	close(stopNew)
-	<-newDone
+	stopNew()
 	time.Sleep(time.Second)
-	close(stopP)
-	<-pDone
+	stopP()
 	st.Stop()
 	// Pressure after GC: SYN-only entries live 60 s, GC runs every 30 s.
 	var after float64

@@ -397,6 +397,27 @@ func readProc(pid int) (procStats, error) {
 	return ps, nil
 }
 
+// every calls f every d (d after the previous call returned) until the
+// returned stop is called; stop waits for a running f.
+func every(d time.Duration, f func()) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-time.After(d):
+			}
+			f()
+		}
+	}()
+	return func() {
+		close(quit)
+		<-done
+	}
+}
+
 // torSampler samples ToR tor's table every interval for prefixes; missing
 // has one entry per sample that lacked one of them.
 type torSampler struct {
