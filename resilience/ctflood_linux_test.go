@@ -130,7 +130,7 @@ func TestConntrackFlood(t *testing.T) {
 	st.Stop()
 	// Pressure after GC: SYN-only entries live 60 s, GC runs every 30 s.
 	var after float64
-	gcWait := waitForValue(150*time.Second, func() bool {
+	gcWait := poll(150*time.Second, time.Second, func() bool {
 		v, err := metricMax(l, 1, "podrouter_datapath_map_pressure_ratio")
 		after = v
 		return err == nil && v < 0.1
@@ -139,17 +139,6 @@ func TestConntrackFlood(t *testing.T) {
 	report(t, "12 conntrack flood", st.cut.Load() == 0 && newPct >= 99 && after < 0.1,
 		"%d spoofed SYNs in %s (%.1f x the 65,536-entry map): established flows broken %d/100, pressure peak %.2f, new connections ok %.1f%% (%d/%d), pressure after GC %.3f (after %s) … target 0, ≥ 99 %%, < 0.1",
 		sent, dur, float64(sent)/capacity, st.cut.Load(), float64(peak.Load())/1e6, newPct, oks.Load(), tries.Load(), after, dur2(gcWait))
-}
-
-func waitForValue(timeout time.Duration, ok func() bool) time.Duration {
-	start := time.Now()
-	for time.Since(start) < timeout {
-		if ok() {
-			return time.Since(start)
-		}
-		time.Sleep(time.Second)
-	}
-	return -1
 }
 
 func dur2(d time.Duration) string {

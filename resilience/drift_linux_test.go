@@ -13,19 +13,6 @@ import (
 	"github.com/podrouter/podrouter/lab"
 )
 
-// pollFast calls ok every 10 ms until it is true or timeout passes and
-// returns how long it took (-1: never).
-func pollFast(timeout time.Duration, ok func() bool) time.Duration {
-	start := time.Now()
-	for time.Since(start) < timeout {
-		if ok() {
-			return time.Since(start)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return -1
-}
-
 func defaultVia(l *lab.Lab, n int) string {
 	out, _ := l.Exec(context.Background(), l.NodeNS(n), "ip", "-4", "route", "show", "default", "proto", "201")
 	return strings.TrimSpace(out)
@@ -64,12 +51,12 @@ func TestDrift(t *testing.T) {
 	var res []result
 	// (a) default deleted.
 	nodeExec(t, l, n, "ip", "-4", "route", "del", "default", "proto", "201")
-	took := pollFast(5*time.Second, func() bool { return defaultVia(l, n) == good })
+	took := poll(5*time.Second, 10*time.Millisecond, func() bool { return defaultVia(l, n) == good })
 	d1, _ := metricSum(l, n, "podrouter_routes_drift_repairs_total")
 	res = append(res, result{"default route deleted", took, d1 > driftBefore})
 	// (b) replaced with a bogus next hop.
 	nodeExec(t, l, n, "ip", "-4", "route", "replace", "default", "via", "10.99.99.99", "dev", "up1", "onlink", "proto", "201", "metric", "20")
-	took = pollFast(5*time.Second, func() bool { return defaultVia(l, n) == good })
+	took = poll(5*time.Second, 10*time.Millisecond, func() bool { return defaultVia(l, n) == good })
 	d2, _ := metricSum(l, n, "podrouter_routes_drift_repairs_total")
 	res = append(res, result{"default via a bogus next hop", took, d2 > d1})
 	// (c) an endpoint map entry deleted (the first key bpftool shows).
@@ -103,7 +90,7 @@ func TestDrift(t *testing.T) {
 	}
 	dp0, _ := metricSum(l, n, "podrouter_datapath_drift_repairs_total")
 	run(t, append([]string{"bpftool", "map", "delete", "pinned", filepath.Join(pin, "pr_endpoints"), "key", "hex"}, stripHex(entries[0].Key)...)...)
-	took = pollFast(15*time.Second, func() bool { return endpointCount(l, n) == epsBefore })
+	took = poll(15*time.Second, 10*time.Millisecond, func() bool { return endpointCount(l, n) == epsBefore })
 	dp1, _ := metricSum(l, n, "podrouter_datapath_drift_repairs_total")
 	res = append(res, result{"endpoint map entry deleted", took, dp1 > dp0})
 	// (d) the tcx program of a pod veth detached.
@@ -118,7 +105,7 @@ func TestDrift(t *testing.T) {
 		t.Fatal("no pinned endpoint link")
 	}
 	run(t, "bpftool", "link", "detach", "pinned", linkPin)
-	took = pollFast(15*time.Second, func() bool { ok, _ := hooksOK(l, n); return ok })
+	took = poll(15*time.Second, 10*time.Millisecond, func() bool { ok, _ := hooksOK(l, n); return ok })
 	dp2, _ := metricSum(l, n, "podrouter_datapath_drift_repairs_total")
 	res = append(res, result{"tcx program detached (" + strings.TrimPrefix(filepath.Base(linkPin), "ep_") + ")", took, dp2 > dp1})
 

@@ -259,6 +259,19 @@ func waitFor(t *testing.T, what string, timeout time.Duration, f func() (bool, s
 	}
 }
 
+// poll calls ok every interval until it is true or timeout passes and
+// returns how long it took (-1: never).
+func poll(timeout, interval time.Duration, ok func() bool) time.Duration {
+	start := time.Now()
+	for time.Since(start) < timeout {
+		if ok() {
+			return time.Since(start)
+		}
+		time.Sleep(interval)
+	}
+	return -1
+}
+
 func nodeExec(t *testing.T, l *lab.Lab, n int, argv ...string) string {
 	t.Helper()
 	out, err := l.Exec(context.Background(), l.NodeNS(n), argv...)
