@@ -483,6 +483,50 @@ func (s *torSampler) Stop() (samples int, missing []string) {
 	return s.samples, s.missing
 }
 
+// routeMonitor records the `ip monitor route` lines of a namespace that
+// contain a string.
+type routeMonitor struct {
+	cmd   *exec.Cmd
+	mu    sync.Mutex
+	lines []string
+	done  chan struct{}
+}
+
+func monitorRoutes(t *testing.T, ns, match string) *routeMonitor {
+	t.Helper()
+	m := &routeMonitor{cmd: exec.Command("ip", "-n", ns, "monitor", "route"), done: make(chan struct{})}
+	out, err := m.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(m.done)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			ln := sc.Text()
+			if strings.Contains(ln, match) {
+				m.mu.Lock()
+				m.lines = append(m.lines, time.Now().Format("15:04:05.000 ")+ln)
+				m.mu.Unlock()
+			}
+		}
+	}()
+	time.Sleep(200 * time.Millisecond) // subscribed
+	return m
+}
+
+func (m *routeMonitor) Stop() []string {
+	_ = m.cmd.Process.Kill()
+	_ = m.cmd.Wait()
+	<-m.done
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lines
+}
+
 // daemon is a podrouter started by a test with its own config.
 type daemon struct {
 	cmd  *exec.Cmd
