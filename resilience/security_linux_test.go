@@ -284,11 +284,7 @@ func TestMD5AndGTSM(t *testing.T) {
 	// Rotation: a new password at the ToR and in the node's file.
 	newPW := "rotated2"
 	rot := func(pw string) {
-		args := []string{"-N", l.ToRNS(1), "-c", "configure terminal", "-c", fmt.Sprintf("router bgp %d", lab.ToRASN),
-			"-c", "neighbor NODES4 password " + pw, "-c", "neighbor NODES6 password " + pw}
-		if out, err := exec.Command("vtysh", args...).CombinedOutput(); err != nil {
-			t.Fatalf("vtysh: %v %s", err, out)
-		}
+		vtyshConf(t, l, 1, fmt.Sprintf("router bgp %d", lab.ToRASN), "neighbor NODES4 password "+pw, "neighbor NODES6 password "+pw)
 		if err := os.WriteFile(pwFile, []byte(pw+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
