@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,31 +24,15 @@ import (
 
 // The secure lab: one ToR, two nodes, one pod each; every session with
 // TCP-MD5 and GTSM (ttlMin 255), as the shipped DaemonSet runs them.
-var secure struct {
-	once sync.Once
-	l    *lab.Lab
-	err  error
-}
+var secure onceLab
 
 const labPassword = "resilience1"
 
 func secureLab(t *testing.T) *lab.Lab {
 	t.Helper()
-	requireLab(t)
-	secure.once.Do(func() {
-		spec := lab.Spec{Name: fmt.Sprintf("rm%03d", time.Now().Nanosecond()%1000), ToRs: 1, Nodes: 2, PodsPerNode: 1,
-			Password: labPassword, GTSM: true, PodrouterBin: podrouterBin}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		secure.l, secure.err = lab.Up(ctx, spec, labLogger())
-		if secure.err == nil {
-			extraLabs = append(extraLabs, secure.l)
-		}
-	})
-	if secure.err != nil {
-		t.Fatalf("secure lab: %v", secure.err)
-	}
-	return secure.l
+	spec := lab.Spec{Name: fmt.Sprintf("rm%03d", time.Now().Nanosecond()%1000), ToRs: 1, Nodes: 2, PodsPerNode: 1,
+		Password: labPassword, GTSM: true}
+	return secure.get(t, "secure lab", spec, nil)
 }
 
 // ttlControl sets the IP TTL / hop limit of a socket before connect.

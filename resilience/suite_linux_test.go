@@ -66,7 +66,6 @@ func TestMain(m *testing.M) {
 	}
 	start := time.Now()
 	code := m.Run()
-	shared.down()
 	downExtraLabs()
 	os.RemoveAll(dir)
 	printTable(time.Since(start))
@@ -144,24 +143,23 @@ func labLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-// upLab builds a lab with a random name that the test tears down.
-func upLab(t *testing.T, spec lab.Spec) *lab.Lab {
-	t.Helper()
-	l := upLabNoCleanup(t, spec)
-	t.Cleanup(func() { downLab(t, l) })
-	return l
-}
-
-func upLabNoCleanup(t *testing.T, spec lab.Spec) *lab.Lab {
-	t.Helper()
-	spec.Name = fmt.Sprintf("r%c%03d", 'a'+rune(rand.IntN(26)), rand.IntN(1000))
+// startLab brings a lab up with the suite's podrouter binary.
+func startLab(spec lab.Spec) (*lab.Lab, error) {
 	spec.PodrouterBin = podrouterBin
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	l, err := lab.Up(ctx, spec, labLogger())
+	return lab.Up(ctx, spec, labLogger())
+}
+
+// upLab builds a lab with a random name that the test tears down.
+func upLab(t *testing.T, spec lab.Spec) *lab.Lab {
+	t.Helper()
+	spec.Name = fmt.Sprintf("r%c%03d", 'a'+rune(rand.IntN(26)), rand.IntN(1000))
+	l, err := startLab(spec)
 	if err != nil {
 		t.Fatalf("lab up: %v", err)
 	}
+	t.Cleanup(func() { downLab(t, l) })
 	return l
 }
 
@@ -179,59 +177,53 @@ func downLab(t *testing.T, l *lab.Lab) {
 	}
 }
 
-// sharedLab is the standard rack most tests use: two ToRs, three nodes,
-// two pods each, the fast path on. Tests that use it leave it as they
-// found it (daemons running with the lab's config, links up).
-type sharedState struct {
+// onceLab is a lab several tests share: the first brings it up, and it
+// is torn down after the run (extraLabs).
+type onceLab struct {
 	once sync.Once
 	l    *lab.Lab
 	err  error
 }
 
-var shared sharedState
+// get returns the lab, bringing it up with spec (then waiting for ready,
+// if not nil) on first use; it fails t when that failed.
+func (o *onceLab) get(t *testing.T, what string, spec lab.Spec, ready func(*lab.Lab) error) *lab.Lab {
+	t.Helper()
+	requireLab(t)
+	o.once.Do(func() {
+		o.l, o.err = startLab(spec)
+		if o.err != nil {
+			return
+		}
+		extraLabs = append(extraLabs, o.l)
+		if ready != nil {
+			o.err = ready(o.l)
+		}
+	})
+	if o.err != nil {
+		t.Fatalf("%s: %v", what, o.err)
+	}
+	return o.l
+}
+
+// sharedLab is the standard rack most tests use: two ToRs, three nodes,
+// two pods each, the fast path on. Tests that use it leave it as they
+// found it (daemons running with the lab's config, links up).
+var shared onceLab
 
 func sharedLab(t *testing.T) *lab.Lab {
 	t.Helper()
-	requireLab(t)
-	shared.once.Do(func() {
-		spec := lab.Spec{Name: fmt.Sprintf("rs%03d", rand.IntN(1000)), ToRs: 2, Datapath: true, PodrouterBin: podrouterBin}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		shared.l, shared.err = lab.Up(ctx, spec, labLogger())
-		if shared.err != nil {
-			return
-		}
+	spec := lab.Spec{Name: fmt.Sprintf("rs%03d", rand.IntN(1000)), ToRs: 2, Datapath: true}
+	return shared.get(t, "shared lab", spec, func(l *lab.Lab) error {
 		// The fast path attached everywhere: uplinks and pod veths.
-		for n := 1; n <= shared.l.Spec.Nodes; n++ {
-			deadline := time.Now().Add(60 * time.Second)
-			for {
-				ok, why := hooksOK(shared.l, n)
-				if ok {
-					break
-				}
-				if time.Now().After(deadline) {
-					shared.err = fmt.Errorf("node%d fast path not attached: %s", n, why)
-					return
-				}
-				time.Sleep(200 * time.Millisecond)
+		for n := 1; n <= l.Spec.Nodes; n++ {
+			var why string
+			if poll(60*time.Second, 200*time.Millisecond, func() (ok bool) { ok, why = hooksOK(l, n); return ok }) < 0 {
+				return fmt.Errorf("node%d fast path not attached: %s", n, why)
 			}
 		}
+		return nil
 	})
-	if shared.err != nil {
-		t.Fatalf("shared lab: %v", shared.err)
-	}
-	return shared.l
-}
-
-func (s *sharedState) down() {
-	if s.l == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := s.l.Down(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "shared lab down:", err)
-	}
 }
 
 // Helpers.
@@ -625,7 +617,7 @@ func sortedKeys[M ~map[K]V, K interface{ ~string }, V any](m M) []K {
 	return keys
 }
 
-// extraLabs are labs shared by several tests, torn down after the run.
+// extraLabs are the onceLabs, torn down after the run.
 var extraLabs []*lab.Lab
 
 func downExtraLabs() {
