@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -406,10 +405,9 @@ func TestDatapath(t *testing.T) {
 			return true, ""
 		})
 		t.Logf("restart (SIGTERM + start + datapath reload) took %s", time.Since(restart).Round(time.Millisecond))
-		recv := regexp.MustCompile(`(\d+) packets transmitted, (\d+) received`)
 		for range dsts {
 			r := <-results
-			m := recv.FindStringSubmatch(r)
+			m := pingSummaryRE.FindStringSubmatch(r)
 			if m == nil || m[1] != strconv.Itoa(count) || m[2] != m[1] {
 				t.Errorf("pings lost across the restart: %s", r)
 			} else {

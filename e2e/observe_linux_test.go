@@ -359,12 +359,7 @@ func TestObserve(t *testing.T) {
 				t.Errorf("status does not match %s", re)
 			}
 		}
-		var st api.Status
-		js := nodeExec(t, l, 1, podrouterBin, "status", "--socket", socket(l, 1), "-o", "json")
-		if err := json.Unmarshal([]byte(js), &st); err != nil {
-			t.Fatalf("status -o json: %v\n%s", err, js)
-		}
-		fp := st.FastPath
+		fp := nodeStatus(t, l, 1).FastPath
 		usage := map[string][2]int{}
 		for _, m := range fp.Maps {
 			usage[m.Map] = [2]int{m.Entries, m.Capacity}

@@ -1,15 +1,11 @@
 package resilience
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
-	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -19,31 +15,6 @@ import (
 
 	"github.com/podrouter/podrouter/lab"
 )
-
-// metricMax scrapes node n's /metrics and returns the largest sample of name.
-func metricMax(l *lab.Lab, n int, name string) (float64, error) {
-	out, err := l.Exec(context.Background(), l.NodeNS(n), "curl", "-sf", "--max-time", "3", "http://"+lab.LinkAddrNode(1, n).String()+":9842/metrics")
-	if err != nil {
-		return 0, err
-	}
-	best, found := 0.0, false
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		f := strings.Fields(line)
-		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil && (!found || v > best) {
-			best, found = v, true
-		}
-	}
-	if !found {
-		return 0, fmt.Errorf("no %s", name)
-	}
-	return best, nil
-}
 
 func csum(b []byte) uint16 {
 	var s uint32
@@ -105,44 +76,24 @@ func TestConntrackFlood(t *testing.T) {
 	dst, _ := l.PodIP(ctx, 2, 1, lab.IPv4)
 	// Legitimate new connections during the flood, every 50 ms.
 	var tries, oks atomic.Int64
-	stopNew := make(chan struct{})
-	newDone := make(chan struct{})
-	go func() {
-		defer close(newDone)
-		for {
-			select {
-			case <-stopNew:
-				return
-			case <-time.After(50 * time.Millisecond):
+	stopNew := every(50*time.Millisecond, func() {
+		tries.Add(1)
+		_ = inNS(l.PodNS(1, 1), func() error {
+			c, err := net.DialTimeout("tcp4", net.JoinHostPort(dst.String(), "7101"), time.Second)
+			if err == nil {
+				oks.Add(1)
+				c.Close()
 			}
-			tries.Add(1)
-			_ = inNS(l.PodNS(1, 1), func() error {
-				c, err := net.DialTimeout("tcp4", net.JoinHostPort(dst.String(), "7101"), time.Second)
-				if err == nil {
-					oks.Add(1)
-					c.Close()
-				}
-				return nil
-			})
-		}
-	}()
+			return nil
+		})
+	})
 	// Pressure sampler.
 	var peak atomic.Uint64
-	stopP := make(chan struct{})
-	pDone := make(chan struct{})
-	go func() {
-		defer close(pDone)
-		for {
-			select {
-			case <-stopP:
-				return
-			case <-time.After(500 * time.Millisecond):
-			}
-			if v, err := metricMax(l, 1, "podrouter_datapath_map_pressure_ratio"); err == nil && uint64(v*1e6) > peak.Load() {
-				peak.Store(uint64(v * 1e6))
-			}
+	stopP := every(500*time.Millisecond, func() {
+		if v, err := metricMax(l, 1, "podrouter_datapath_map_pressure_ratio"); err == nil && uint64(v*1e6) > peak.Load() {
+			peak.Store(uint64(v * 1e6))
 		}
-	}()
+	})
 	// The flood from pod (1,2): a raw socket in its namespace.
 	var sent int64
 	err := inNS(l.PodNS(1, 2), func() error {
@@ -173,15 +124,13 @@ func TestConntrackFlood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	close(stopNew)
-	<-newDone
+	stopNew()
 	time.Sleep(time.Second)
-	close(stopP)
-	<-pDone
+	stopP()
 	st.Stop()
 	// Pressure after GC: SYN-only entries live 60 s, GC runs every 30 s.
 	var after float64
-	gcWait := waitForValue(150*time.Second, func() bool {
+	gcWait := poll(150*time.Second, time.Second, func() bool {
 		v, err := metricMax(l, 1, "podrouter_datapath_map_pressure_ratio")
 		after = v
 		return err == nil && v < 0.1
@@ -190,17 +139,6 @@ func TestConntrackFlood(t *testing.T) {
 	report(t, "12 conntrack flood", st.cut.Load() == 0 && newPct >= 99 && after < 0.1,
 		"%d spoofed SYNs in %s (%.1f x the 65,536-entry map): established flows broken %d/100, pressure peak %.2f, new connections ok %.1f%% (%d/%d), pressure after GC %.3f (after %s) … target 0, ≥ 99 %%, < 0.1",
 		sent, dur, float64(sent)/capacity, st.cut.Load(), float64(peak.Load())/1e6, newPct, oks.Load(), tries.Load(), after, dur2(gcWait))
-}
-
-func waitForValue(timeout time.Duration, ok func() bool) time.Duration {
-	start := time.Now()
-	for time.Since(start) < timeout {
-		if ok() {
-			return time.Since(start)
-		}
-		time.Sleep(time.Second)
-	}
-	return -1
 }
 
 func dur2(d time.Duration) string {

@@ -9,6 +9,6 @@
 // printed again at the end. Durations are CI-sized by default; `-long`
 // (or RESILIENCE_LONG=1) runs the long versions the issue names.
 //
-// Imports (podrouter): lab, bgp/bgptest (tests only; the package has no
-// other code).
+// Imports (podrouter): lab, bgp/bgptest, api, health (tests only; the
+// package has no other code).
 package resilience

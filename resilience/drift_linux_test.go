@@ -1,59 +1,17 @@
 package resilience
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/podrouter/podrouter/lab"
 )
-
-// metricSum scrapes node n's /metrics and sums the samples of name.
-func metricSum(l *lab.Lab, n int, name string) (float64, error) {
-	out, err := l.Exec(context.Background(), l.NodeNS(n), "curl", "-sf", "--max-time", "3", "http://"+lab.LinkAddrNode(1, n).String()+":9842/metrics")
-	if err != nil {
-		return 0, err
-	}
-	sum, found := 0.0, false
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name) || (len(line) > len(name) && line[len(name)] != ' ' && line[len(name)] != '{') {
-			continue
-		}
-		f := strings.Fields(line)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err == nil {
-			sum, found = sum+v, true
-		}
-	}
-	if !found {
-		return 0, fmt.Errorf("no %s", name)
-	}
-	return sum, nil
-}
-
-// pollFast calls ok every 10 ms until it is true or timeout passes and
-// returns how long it took (-1: never).
-func pollFast(timeout time.Duration, ok func() bool) time.Duration {
-	start := time.Now()
-	for time.Since(start) < timeout {
-		if ok() {
-			return time.Since(start)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return -1
-}
 
 func defaultVia(l *lab.Lab, n int) string {
 	out, _ := l.Exec(context.Background(), l.NodeNS(n), "ip", "-4", "route", "show", "default", "proto", "201")
@@ -93,12 +51,12 @@ func TestDrift(t *testing.T) {
 	var res []result
 	// (a) default deleted.
 	nodeExec(t, l, n, "ip", "-4", "route", "del", "default", "proto", "201")
-	took := pollFast(5*time.Second, func() bool { return defaultVia(l, n) == good })
+	took := poll(5*time.Second, 10*time.Millisecond, func() bool { return defaultVia(l, n) == good })
 	d1, _ := metricSum(l, n, "podrouter_routes_drift_repairs_total")
 	res = append(res, result{"default route deleted", took, d1 > driftBefore})
 	// (b) replaced with a bogus next hop.
 	nodeExec(t, l, n, "ip", "-4", "route", "replace", "default", "via", "10.99.99.99", "dev", "up1", "onlink", "proto", "201", "metric", "20")
-	took = pollFast(5*time.Second, func() bool { return defaultVia(l, n) == good })
+	took = poll(5*time.Second, 10*time.Millisecond, func() bool { return defaultVia(l, n) == good })
 	d2, _ := metricSum(l, n, "podrouter_routes_drift_repairs_total")
 	res = append(res, result{"default via a bogus next hop", took, d2 > d1})
 	// (c) an endpoint map entry deleted (the first key bpftool shows).
@@ -132,7 +90,7 @@ func TestDrift(t *testing.T) {
 	}
 	dp0, _ := metricSum(l, n, "podrouter_datapath_drift_repairs_total")
 	run(t, append([]string{"bpftool", "map", "delete", "pinned", filepath.Join(pin, "pr_endpoints"), "key", "hex"}, stripHex(entries[0].Key)...)...)
-	took = pollFast(15*time.Second, func() bool { return endpointCount(l, n) == epsBefore })
+	took = poll(15*time.Second, 10*time.Millisecond, func() bool { return endpointCount(l, n) == epsBefore })
 	dp1, _ := metricSum(l, n, "podrouter_datapath_drift_repairs_total")
 	res = append(res, result{"endpoint map entry deleted", took, dp1 > dp0})
 	// (d) the tcx program of a pod veth detached.
@@ -147,7 +105,7 @@ func TestDrift(t *testing.T) {
 		t.Fatal("no pinned endpoint link")
 	}
 	run(t, "bpftool", "link", "detach", "pinned", linkPin)
-	took = pollFast(15*time.Second, func() bool { ok, _ := hooksOK(l, n); return ok })
+	took = poll(15*time.Second, 10*time.Millisecond, func() bool { ok, _ := hooksOK(l, n); return ok })
 	dp2, _ := metricSum(l, n, "podrouter_datapath_drift_repairs_total")
 	res = append(res, result{"tcx program detached (" + strings.TrimPrefix(filepath.Base(linkPin), "ep_") + ")", took, dp2 > dp1})
 
@@ -163,8 +121,6 @@ func TestDrift(t *testing.T) {
 		parts = append(parts, fmt.Sprintf("%s: repaired in %s, counted %v", r.what, tk, r.counted))
 	}
 	report(t, "13 drift", pass, "%s … target each ≤ 1 s and counted", strings.Join(parts, "; "))
-	_ = exec.Command
-	_ = ctx
 }
 
 // stripHex turns bpftool's ["0x0a","0x00",…] into ["0a","00",…].

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podrouter/podrouter/health"
 	"github.com/podrouter/podrouter/lab"
 )
 
@@ -62,7 +63,7 @@ func sessionsSince(l *lab.Lab, n int, t time.Time) int {
 	c := 0
 	for _, p := range st.Peers {
 		up, err := time.ParseDuration(p.Uptime)
-		if p.State == "established" && err == nil && up < time.Since(t) {
+		if p.State == health.SessionEstablished && err == nil && up < time.Since(t) {
 			c++
 		}
 	}

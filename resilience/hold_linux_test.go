@@ -37,7 +37,7 @@ func TestStartupHoldScope(t *testing.T) {
 	if err := p.Send(bgptest.Withdraw()); err != nil {
 		t.Fatal(err)
 	}
-	took := pollFast(15*time.Second, func() bool { return !hasDefault() })
+	took := poll(15*time.Second, 10*time.Millisecond, func() bool { return !hasDefault() })
 	report(t, "2b startup hold scope", took >= 0 && took <= time.Second,
 		"a default this instance learned, withdrawn by the ToR during the 30 s startup hold, left the kernel after %s … target ≤ 1 s (the hold keeps only the previous instance's route)",
 		dur(took))

@@ -3,7 +3,6 @@ package resilience
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podrouter/podrouter/api"
 	"github.com/podrouter/podrouter/lab"
 )
 
@@ -218,12 +218,6 @@ func (p *pinger) Stop() (sent, recv int, err error) {
 	return sent, recv, nil
 }
 
-type hookReport struct {
-	IfName   string   `json:"ifName"`
-	Uplink   bool     `json:"uplink"`
-	Programs []uint32 `json:"programs"`
-}
-
 // hooksOK checks that every podrouter hook of node n (uplinks and pod
 // veths) has exactly one program on tcx ingress.
 func hooksOK(l *lab.Lab, n int) (bool, string) {
@@ -231,7 +225,7 @@ func hooksOK(l *lab.Lab, n int) (bool, string) {
 	if err != nil {
 		return false, err.Error()
 	}
-	var hs []hookReport
+	var hs []api.Hook
 	if err := json.Unmarshal([]byte(out), &hs); err != nil {
 		return false, err.Error()
 	}
@@ -309,5 +303,4 @@ func TestKill9UnderTraffic(t *testing.T) {
 	report(t, "1 kill -9 under traffic", sent-recv == 0 && st.cut.Load() == 0 && badHooks == 0 && ctLost == 0 && missing == 0,
 		"%d cycles: lost pings %d of %d, streams cut %d/10 (longest echo gap %s), cycles with a hook not at 1 program %d, CT entries lost %d of %d, ToR samples without the CIDR %d of %d, sessions back in ≤ %s … target 0, 0/10, 0, 0, 0",
 		cycles, sent-recv, sent, st.cut.Load(), time.Duration(st.maxGap.Load()).Round(time.Millisecond), badHooks, ctLost, ctBefore, missing, samples, worstBack.Round(100*time.Millisecond))
-	_ = errors.New
 }

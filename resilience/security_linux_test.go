@@ -10,9 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,36 +18,21 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podrouter/podrouter/bgp/bgptest"
+	"github.com/podrouter/podrouter/health"
 	"github.com/podrouter/podrouter/lab"
 )
 
 // The secure lab: one ToR, two nodes, one pod each; every session with
 // TCP-MD5 and GTSM (ttlMin 255), as the shipped DaemonSet runs them.
-var secure struct {
-	once sync.Once
-	l    *lab.Lab
-	err  error
-}
+var secure onceLab
 
 const labPassword = "resilience1"
 
 func secureLab(t *testing.T) *lab.Lab {
 	t.Helper()
-	requireLab(t)
-	secure.once.Do(func() {
-		spec := lab.Spec{Name: fmt.Sprintf("rm%03d", time.Now().Nanosecond()%1000), ToRs: 1, Nodes: 2, PodsPerNode: 1,
-			Password: labPassword, GTSM: true, PodrouterBin: podrouterBin}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		secure.l, secure.err = lab.Up(ctx, spec, labLogger())
-		if secure.err == nil {
-			extraLabs = append(extraLabs, secure.l)
-		}
-	})
-	if secure.err != nil {
-		t.Fatalf("secure lab: %v", secure.err)
-	}
-	return secure.l
+	spec := lab.Spec{Name: fmt.Sprintf("rm%03d", time.Now().Nanosecond()%1000), ToRs: 1, Nodes: 2, PodsPerNode: 1,
+		Password: labPassword, GTSM: true}
+	return secure.get(t, "secure lab", spec, nil)
 }
 
 // ttlControl sets the IP TTL / hop limit of a socket before connect.
@@ -223,7 +206,6 @@ func TestMD5AndGTSM(t *testing.T) {
 		d := startDaemon(t, l, 1, conf)
 		deadline := time.Now().Add(watch)
 		up := false
-		var st statusDoc
 		for time.Now().Before(deadline) {
 			if ok, _ := established(l, 1, 1); ok {
 				up = true
@@ -231,9 +213,9 @@ func TestMD5AndGTSM(t *testing.T) {
 			}
 			time.Sleep(500 * time.Millisecond)
 		}
-		st, _ = nodeStatus(l, 1)
+		st, _ := nodeStatus(l, 1)
 		human, _ := l.Exec(ctx, l.NodeNS(1), podrouterBin, "status", "--socket", socketPath(l, 1))
-		visible := len(st.Peers) > 0 && st.Peers[0].State != "established" && strings.Contains(human, "Warnings")
+		visible := len(st.Peers) > 0 && st.Peers[0].State != health.SessionEstablished && strings.Contains(human, "Warnings")
 		t.Logf("%s: established=%v, status:\n%s", what, up, human)
 		results = append(results, fmt.Sprintf("%s: established %v, visible %v", what, up, visible))
 		pass = pass && !up && visible
@@ -285,25 +267,18 @@ func TestMD5AndGTSM(t *testing.T) {
 	// Rotation: a new password at the ToR and in the node's file.
 	newPW := "rotated2"
 	rot := func(pw string) {
-		args := []string{"-N", l.ToRNS(1), "-c", "configure terminal", "-c", fmt.Sprintf("router bgp %d", lab.ToRASN),
-			"-c", "neighbor NODES4 password " + pw, "-c", "neighbor NODES6 password " + pw}
-		if out, err := exec.Command("vtysh", args...).CombinedOutput(); err != nil {
-			t.Fatalf("vtysh: %v %s", err, out)
-		}
+		vtyshConf(t, l, 1, fmt.Sprintf("router bgp %d", lab.ToRASN), "neighbor NODES4 password "+pw, "neighbor NODES6 password "+pw)
 		if err := os.WriteFile(pwFile, []byte(pw+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 	rot(newPW)
-	start := time.Now()
 	d2 := startDaemon(t, l, 1, base)
 	back := waitFor(t, "sessions with the rotated password", 60*time.Second, func() (bool, string) { return established(l, 1, 2) })
-	_ = start
 	d2.stop(syscall.SIGTERM)
 	rot(labPassword) // the lab's own speaker comes back with the lab's password
 	results = append(results, fmt.Sprintf("rotated password: re-established in %s", back.Round(100*time.Millisecond)))
 	report(t, "10 MD5 and GTSM", pass, "%s … target never up and visible; 0 TCP handshakes and 0 sessions two hops away; rotation re-establishes", strings.Join(results, "; "))
-	_ = strconv.Itoa
 }
 
 // dialTTL connects to dst:179 with the given TTL.

@@ -2,13 +2,13 @@ package resilience
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/podrouter/podrouter/health"
 	"github.com/podrouter/podrouter/lab"
 )
 
@@ -120,7 +120,7 @@ func TestSilentToR(t *testing.T) {
 			return false, err.Error()
 		}
 		for _, p := range st.Peers {
-			if p.BFD != "up" {
+			if p.BFD != health.BFDUp {
 				return false, fmt.Sprintf("%+v", st.Peers)
 			}
 		}
@@ -132,7 +132,6 @@ func TestSilentToR(t *testing.T) {
 	report(t, "5 silent ToR", ok,
 		"next hop removed after %s without BFD (hold 9 s), %s with BFD 300ms x 3; longest pod-traffic loss %s / %s … target ≤ 10 s, ≤ 1 s, loss ≤ detection",
 		dur(hold), dur(bfd), holdLoss, bfdLoss)
-	_ = json.Marshal
 }
 
 func dur(d time.Duration) string {

@@ -1,6 +1,7 @@
 package resilience
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
@@ -22,6 +23,8 @@ import (
 
 	"github.com/vishvananda/netns"
 
+	"github.com/podrouter/podrouter/api"
+	"github.com/podrouter/podrouter/health"
 	"github.com/podrouter/podrouter/lab"
 )
 
@@ -63,7 +66,6 @@ func TestMain(m *testing.M) {
 	}
 	start := time.Now()
 	code := m.Run()
-	shared.down()
 	downExtraLabs()
 	os.RemoveAll(dir)
 	printTable(time.Since(start))
@@ -141,24 +143,23 @@ func labLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-// upLab builds a lab with a random name that the test tears down.
-func upLab(t *testing.T, spec lab.Spec) *lab.Lab {
-	t.Helper()
-	l := upLabNoCleanup(t, spec)
-	t.Cleanup(func() { downLab(t, l) })
-	return l
-}
-
-func upLabNoCleanup(t *testing.T, spec lab.Spec) *lab.Lab {
-	t.Helper()
-	spec.Name = fmt.Sprintf("r%c%03d", 'a'+rune(rand.IntN(26)), rand.IntN(1000))
+// startLab brings a lab up with the suite's podrouter binary.
+func startLab(spec lab.Spec) (*lab.Lab, error) {
 	spec.PodrouterBin = podrouterBin
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	l, err := lab.Up(ctx, spec, labLogger())
+	return lab.Up(ctx, spec, labLogger())
+}
+
+// upLab builds a lab with a random name that the test tears down.
+func upLab(t *testing.T, spec lab.Spec) *lab.Lab {
+	t.Helper()
+	spec.Name = fmt.Sprintf("r%c%03d", 'a'+rune(rand.IntN(26)), rand.IntN(1000))
+	l, err := startLab(spec)
 	if err != nil {
 		t.Fatalf("lab up: %v", err)
 	}
+	t.Cleanup(func() { downLab(t, l) })
 	return l
 }
 
@@ -176,59 +177,53 @@ func downLab(t *testing.T, l *lab.Lab) {
 	}
 }
 
-// sharedLab is the standard rack most tests use: two ToRs, three nodes,
-// two pods each, the fast path on. Tests that use it leave it as they
-// found it (daemons running with the lab's config, links up).
-type sharedState struct {
+// onceLab is a lab several tests share: the first brings it up, and it
+// is torn down after the run (extraLabs).
+type onceLab struct {
 	once sync.Once
 	l    *lab.Lab
 	err  error
 }
 
-var shared sharedState
+// get returns the lab, bringing it up with spec (then waiting for ready,
+// if not nil) on first use; it fails t when that failed.
+func (o *onceLab) get(t *testing.T, what string, spec lab.Spec, ready func(*lab.Lab) error) *lab.Lab {
+	t.Helper()
+	requireLab(t)
+	o.once.Do(func() {
+		o.l, o.err = startLab(spec)
+		if o.err != nil {
+			return
+		}
+		extraLabs = append(extraLabs, o.l)
+		if ready != nil {
+			o.err = ready(o.l)
+		}
+	})
+	if o.err != nil {
+		t.Fatalf("%s: %v", what, o.err)
+	}
+	return o.l
+}
+
+// sharedLab is the standard rack most tests use: two ToRs, three nodes,
+// two pods each, the fast path on. Tests that use it leave it as they
+// found it (daemons running with the lab's config, links up).
+var shared onceLab
 
 func sharedLab(t *testing.T) *lab.Lab {
 	t.Helper()
-	requireLab(t)
-	shared.once.Do(func() {
-		spec := lab.Spec{Name: fmt.Sprintf("rs%03d", rand.IntN(1000)), ToRs: 2, Datapath: true, PodrouterBin: podrouterBin}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		shared.l, shared.err = lab.Up(ctx, spec, labLogger())
-		if shared.err != nil {
-			return
-		}
+	spec := lab.Spec{Name: fmt.Sprintf("rs%03d", rand.IntN(1000)), ToRs: 2, Datapath: true}
+	return shared.get(t, "shared lab", spec, func(l *lab.Lab) error {
 		// The fast path attached everywhere: uplinks and pod veths.
-		for n := 1; n <= shared.l.Spec.Nodes; n++ {
-			deadline := time.Now().Add(60 * time.Second)
-			for {
-				ok, why := hooksOK(shared.l, n)
-				if ok {
-					break
-				}
-				if time.Now().After(deadline) {
-					shared.err = fmt.Errorf("node%d fast path not attached: %s", n, why)
-					return
-				}
-				time.Sleep(200 * time.Millisecond)
+		for n := 1; n <= l.Spec.Nodes; n++ {
+			var why string
+			if poll(60*time.Second, 200*time.Millisecond, func() (ok bool) { ok, why = hooksOK(l, n); return ok }) < 0 {
+				return fmt.Errorf("node%d fast path not attached: %s", n, why)
 			}
 		}
+		return nil
 	})
-	if shared.err != nil {
-		t.Fatalf("shared lab: %v", shared.err)
-	}
-	return shared.l
-}
-
-func (s *sharedState) down() {
-	if s.l == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := s.l.Down(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "shared lab down:", err)
-	}
 }
 
 // Helpers.
@@ -256,6 +251,19 @@ func waitFor(t *testing.T, what string, timeout time.Duration, f func() (bool, s
 	}
 }
 
+// poll calls ok every interval until it is true or timeout passes and
+// returns how long it took (-1: never).
+func poll(timeout, interval time.Duration, ok func() bool) time.Duration {
+	start := time.Now()
+	for time.Since(start) < timeout {
+		if ok() {
+			return time.Since(start)
+		}
+		time.Sleep(interval)
+	}
+	return -1
+}
+
 func nodeExec(t *testing.T, l *lab.Lab, n int, argv ...string) string {
 	t.Helper()
 	out, err := l.Exec(context.Background(), l.NodeNS(n), argv...)
@@ -265,23 +273,58 @@ func nodeExec(t *testing.T, l *lab.Lab, n int, argv ...string) string {
 	return out
 }
 
+// metricSamples scrapes node n's /metrics and returns the values of the
+// samples of name (an error if there are none).
+func metricSamples(l *lab.Lab, n int, name string) ([]float64, error) {
+	out, err := l.Exec(context.Background(), l.NodeNS(n), "curl", "-sf", "--max-time", "3", "http://"+lab.LinkAddrNode(1, n).String()+":9842/metrics")
+	if err != nil {
+		return nil, err
+	}
+	var vs []float64
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		f := strings.Fields(line)
+		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+			vs = append(vs, v)
+		}
+	}
+	if len(vs) == 0 {
+		return nil, fmt.Errorf("no %s", name)
+	}
+	return vs, nil
+}
+
+// metricSum is the sum of node n's samples of name.
+func metricSum(l *lab.Lab, n int, name string) (float64, error) {
+	vs, err := metricSamples(l, n, name)
+	var sum float64
+	for _, v := range vs {
+		sum += v
+	}
+	return sum, err
+}
+
+// metricMax is the largest of node n's samples of name.
+func metricMax(l *lab.Lab, n int, name string) (float64, error) {
+	vs, err := metricSamples(l, n, name)
+	if err != nil {
+		return 0, err
+	}
+	return slices.Max(vs), nil
+}
+
 func socketPath(l *lab.Lab, n int) string {
 	return filepath.Join(l.StateDir(), lab.NodeName(n), "podrouter.sock")
 }
 
-type peerStatus struct {
-	Address netip.Addr `json:"address"`
-	State   string     `json:"state"`
-	BFD     string     `json:"bfd"`
-	Uptime  string     `json:"uptime"`
-}
-
-type statusDoc struct {
-	Peers []peerStatus `json:"peers"`
-}
-
-func nodeStatus(l *lab.Lab, n int) (statusDoc, error) {
-	var st statusDoc
+// nodeStatus runs `podrouter status -o json` on node n.
+func nodeStatus(l *lab.Lab, n int) (api.Status, error) {
+	var st api.Status
 	out, err := l.Exec(context.Background(), l.NodeNS(n), podrouterBin, "status", "-o", "json", "--socket", socketPath(l, n))
 	if err == nil {
 		err = json.Unmarshal([]byte(out), &st)
@@ -297,7 +340,7 @@ func established(l *lab.Lab, n, want int) (bool, string) {
 	}
 	c := 0
 	for _, p := range st.Peers {
-		if p.State == "established" {
+		if p.State == health.SessionEstablished {
 			c++
 		}
 	}
@@ -359,6 +402,27 @@ func readProc(pid int) (procStats, error) {
 	return ps, nil
 }
 
+// every calls f every d (d after the previous call returned) until the
+// returned stop is called; stop waits for a running f.
+func every(d time.Duration, f func()) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-time.After(d):
+			}
+			f()
+		}
+	}()
+	return func() {
+		close(quit)
+		<-done
+	}
+}
+
 // torSampler samples ToR tor's table every interval for prefixes; missing
 // has one entry per sample that lacked one of them.
 type torSampler struct {
@@ -409,6 +473,50 @@ func (s *torSampler) Stop() (samples int, missing []string) {
 	close(s.stop)
 	<-s.done
 	return s.samples, s.missing
+}
+
+// routeMonitor records the `ip monitor route` lines of a namespace that
+// contain a string.
+type routeMonitor struct {
+	cmd   *exec.Cmd
+	mu    sync.Mutex
+	lines []string
+	done  chan struct{}
+}
+
+func monitorRoutes(t *testing.T, ns, match string) *routeMonitor {
+	t.Helper()
+	m := &routeMonitor{cmd: exec.Command("ip", "-n", ns, "monitor", "route"), done: make(chan struct{})}
+	out, err := m.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(m.done)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			ln := sc.Text()
+			if strings.Contains(ln, match) {
+				m.mu.Lock()
+				m.lines = append(m.lines, time.Now().Format("15:04:05.000 ")+ln)
+				m.mu.Unlock()
+			}
+		}
+	}()
+	time.Sleep(200 * time.Millisecond) // subscribed
+	return m
+}
+
+func (m *routeMonitor) Stop() []string {
+	_ = m.cmd.Process.Kill()
+	_ = m.cmd.Wait()
+	<-m.done
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lines
 }
 
 // daemon is a podrouter started by a test with its own config.
@@ -509,7 +617,7 @@ func sortedKeys[M ~map[K]V, K interface{ ~string }, V any](m M) []K {
 	return keys
 }
 
-// extraLabs are labs shared by several tests, torn down after the run.
+// extraLabs are the onceLabs, torn down after the run.
 var extraLabs []*lab.Lab
 
 func downExtraLabs() {
