@@ -186,30 +186,6 @@ func (r NodeRuntime) startKubelet(holder int) error {
 	return err
 }
 
-// startProcess starts argv in its own session, output appended to
-// logPath, pid written to pidPath (the pid of argv[0], which must exec
-// what it runs, not fork it). While we live, a goroutine reaps it.
-func startProcess(argv []string, logPath, pidPath string) (int, error) {
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("start %s: %w", argv[0], err)
-	}
-	pid := cmd.Process.Pid
-	go cmd.Wait() //nolint:errcheck // only reaps; liveness is checked through /proc
-	if err := os.WriteFile(pidPath, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
-		_ = syscall.Kill(pid, syscall.SIGKILL) // best effort: do not leave an untracked process
-		return 0, err
-	}
-	return pid, nil
-}
-
 // Cgroups. The machine has cgroup v1 hierarchies (one per controller,
 // plus name=systemd) and an empty unified one, all under /sys/fs/cgroup.
 
