@@ -21,8 +21,8 @@ var nodeRuntimeBinaries = []string{"containerd", "containerd-shim-runc-v2", "run
 // its mount and UTS namespaces, its cgroup, containerd (images imported),
 // then the kubelet, which registers the Node. It returns once the kubelet
 // runs; the Node's registration and readiness are for the caller to wait
-// for (see Lab.WaitNodes). On failure it leaves what it started for the
-// caller's teardown, which finds everything by name.
+// for (Lab.waitNodeRegistered does). On failure it leaves what it started
+// for the caller's teardown, which finds everything by name.
 func StartNodeRuntime(ctx context.Context, r NodeRuntime, log *slog.Logger) error {
 	if err := r.Validate(); err != nil {
 		return err
