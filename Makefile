@@ -48,11 +48,15 @@ release:
 IMAGE ?= podrouter:latest
 IMAGE_ARCHIVE ?= $(RELEASE_DIR)/podrouter-image.tar
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+# $(call build-image,ARCHIVE,REF,FLAGS AND FILES): tools/image into ARCHIVE,
+# the manifest digest into ARCHIVE.digest.
+define build-image
+	$(GO) run ./tools/image -o $(1) -ref $(2) -created $(SOURCE_DATE_EPOCH) $(3) >$(1).digest
+	@echo "$(2) $$(cat $(1).digest) -> $(1)"
+endef
 image: release
-	$(GO) run ./tools/image -o $(IMAGE_ARCHIVE) -ref $(IMAGE) -created $(SOURCE_DATE_EPOCH) \
-		-entrypoint /usr/local/bin/podrouter -env PATH=/usr/local/bin \
-		$(RELEASE_DIR)/podrouter=/usr/local/bin/podrouter $(RELEASE_DIR)/gobgp=/usr/local/bin/gobgp >$(IMAGE_ARCHIVE).digest
-	@echo "$(IMAGE) $$(cat $(IMAGE_ARCHIVE).digest) -> $(IMAGE_ARCHIVE)"
+	$(call build-image,$(IMAGE_ARCHIVE),$(IMAGE),-entrypoint /usr/local/bin/podrouter -env PATH=/usr/local/bin \
+		$(RELEASE_DIR)/podrouter=/usr/local/bin/podrouter $(RELEASE_DIR)/gobgp=/usr/local/bin/gobgp)
 
 # The pod sandbox image for the lab's containerd (sandbox_image): tools/pause,
 # which sleeps and reaps orphans, FROM scratch, built like the image above.
@@ -60,9 +64,7 @@ PAUSE_IMAGE ?= localhost/podrouter/pause:1
 PAUSE_ARCHIVE ?= $(RELEASE_DIR)/pause-image.tar
 pause-image:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(RELEASE_DIR)/pause ./tools/pause
-	$(GO) run ./tools/image -o $(PAUSE_ARCHIVE) -ref $(PAUSE_IMAGE) -created $(SOURCE_DATE_EPOCH) \
-		-entrypoint /pause $(RELEASE_DIR)/pause=/pause >$(PAUSE_ARCHIVE).digest
-	@echo "$(PAUSE_IMAGE) $$(cat $(PAUSE_ARCHIVE).digest) -> $(PAUSE_ARCHIVE)"
+	$(call build-image,$(PAUSE_ARCHIVE),$(PAUSE_IMAGE),-entrypoint /pause $(RELEASE_DIR)/pause=/pause)
 
 # The lab's workload image (the Kubernetes lab's Deployments run it):
 # podrouter-lab, whose `backend` serves HTTP and TCP/UDP echo, FROM scratch,
@@ -71,10 +73,8 @@ LAB_IMAGE ?= localhost/podrouter/lab:1
 LAB_ARCHIVE ?= $(RELEASE_DIR)/lab-image.tar
 lab-image:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(RELEASE_DIR)/podrouter-lab ./cmd/podrouter-lab
-	$(GO) run ./tools/image -o $(LAB_ARCHIVE) -ref $(LAB_IMAGE) -created $(SOURCE_DATE_EPOCH) \
-		-entrypoint /usr/local/bin/podrouter-lab -env PATH=/usr/local/bin \
-		$(RELEASE_DIR)/podrouter-lab=/usr/local/bin/podrouter-lab >$(LAB_ARCHIVE).digest
-	@echo "$(LAB_IMAGE) $$(cat $(LAB_ARCHIVE).digest) -> $(LAB_ARCHIVE)"
+	$(call build-image,$(LAB_ARCHIVE),$(LAB_IMAGE),-entrypoint /usr/local/bin/podrouter-lab -env PATH=/usr/local/bin \
+		$(RELEASE_DIR)/podrouter-lab=/usr/local/bin/podrouter-lab)
 
 # The stock gobgp CLI at exactly the library's version (a go.mod tool).
 tools:

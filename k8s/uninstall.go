@@ -32,12 +32,9 @@ import (
 // reading them may be gone too; Check confirms with a fresh read when it
 // can and falls back on what the watches saw.
 type Uninstall struct {
-	log       *slog.Logger
-	client    metadata.Interface
-	namespace string
-	daemonSet string
-	resync    time.Duration
-	objects   map[string]*watched // "namespace", "daemonset"; fixed after NewUninstall
+	log     *slog.Logger
+	client  metadata.Interface
+	objects map[string]*watched // "namespace", "daemonset"; fixed after NewUninstall
 }
 
 // watched is one object's last known state.
@@ -63,7 +60,7 @@ func NewUninstall(rc *rest.Config, namespace, daemonSet string, resync time.Dura
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes metadata client: %w", err)
 	}
-	u := &Uninstall{log: log, client: c, namespace: namespace, daemonSet: daemonSet, resync: resync, objects: map[string]*watched{}}
+	u := &Uninstall{log: log, client: c, objects: map[string]*watched{}}
 	u.objects["namespace"] = &watched{gvr: namespacesGVR, name: namespace}
 	u.objects["daemonset"] = &watched{gvr: daemonSetsGVR, namespace: namespace, name: daemonSet}
 	for _, w := range u.objects {
@@ -72,25 +69,27 @@ func NewUninstall(rc *rest.Config, namespace, daemonSet string, resync time.Dura
 	return u, nil
 }
 
+// resource is the metadata client of w's resource, in w's namespace.
+func (u *Uninstall) resource(w *watched) metadata.ResourceInterface {
+	ri := u.client.Resource(w.gvr)
+	if w.namespace != "" {
+		return ri.Namespace(w.namespace)
+	}
+	return ri
+}
+
 // listWatch lists and watches the one object w names (field selector
 // metadata.name, which RBAC's resourceNames require for list and watch).
 func (u *Uninstall) listWatch(w *watched) *cache.ListWatch {
 	sel := fields.OneTermEqualSelector("metadata.name", w.name).String()
-	ri := u.client.Resource(w.gvr)
-	res := func() metadata.ResourceInterface {
-		if w.namespace != "" {
-			return ri.Namespace(w.namespace)
-		}
-		return ri
-	}
 	return &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			o.FieldSelector = sel
-			return res().List(ctx, o)
+			return u.resource(w).List(ctx, o)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			o.FieldSelector = sel
-			return res().Watch(ctx, o)
+			return u.resource(w).Watch(ctx, o)
 		},
 	}
 }
@@ -122,13 +121,7 @@ func (u *Uninstall) Check(ctx context.Context) (bool, string) {
 		if w.namespace != "" {
 			what = kind + " " + w.namespace + "/" + w.name
 		}
-		var m *metav1.PartialObjectMetadata
-		var err error
-		if w.namespace != "" {
-			m, err = u.client.Resource(w.gvr).Namespace(w.namespace).Get(ctx, w.name, metav1.GetOptions{})
-		} else {
-			m, err = u.client.Resource(w.gvr).Get(ctx, w.name, metav1.GetOptions{})
-		}
+		m, err := u.resource(w).Get(ctx, w.name, metav1.GetOptions{})
 		switch {
 		case err == nil:
 			if m.DeletionTimestamp != nil {

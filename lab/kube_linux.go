@@ -380,16 +380,9 @@ func (l *Lab) registerNodes(ctx context.Context, cs kubernetes.Interface) error 
 			if len(got.Spec.PodCIDRs) != 2 {
 				return false, fmt.Sprintf("%s spec.podCIDRs %v", name, got.Spec.PodCIDRs), nil
 			}
-			var ps []netip.Prefix
-			for _, c := range got.Spec.PodCIDRs {
-				p, err := netip.ParsePrefix(c)
-				if err != nil {
-					return false, "", fmt.Errorf("%s spec.podCIDRs: %w", name, err)
-				}
-				ps = append(ps, p)
-			}
-			if ps[0].Addr().Is6() {
-				ps[0], ps[1] = ps[1], ps[0]
+			ps, err := nodePodCIDRs(got)
+			if err != nil {
+				return false, "", err
 			}
 			l.podCIDRs[n] = ps
 			return true, "", nil
@@ -401,14 +394,36 @@ func (l *Lab) registerNodes(ctx context.Context, cs kubernetes.Interface) error 
 		}
 		l.log.Debug("node registered", "node", name, "podCIDRs", l.podCIDRs[n])
 	}
+	return l.savePodCIDRs()
+}
+
+// nodePodCIDRs parses a Node's spec.podCIDRs, IPv4 first.
+func nodePodCIDRs(node *corev1.Node) ([]netip.Prefix, error) {
+	var ps []netip.Prefix
+	for _, c := range node.Spec.PodCIDRs {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return nil, fmt.Errorf("%s spec.podCIDRs: %w", node.Name, err)
+		}
+		ps = append(ps, p)
+	}
+	if len(ps) == 2 && ps[0].Addr().Is6() {
+		ps[0], ps[1] = ps[1], ps[0]
+	}
+	return ps, nil
+}
+
+// savePodCIDRs stores the Nodes' pod CIDRs (kube/nodes.json) for
+// loadPodCIDRs.
+func (l *Lab) savePodCIDRs() error {
 	b, err := json.Marshal(l.podCIDRs)
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(s.kubeDir(), "nodes.json"), b, 0o644)
+	return os.WriteFile(filepath.Join(l.Spec.kubeDir(), "nodes.json"), b, 0o644)
 }
 
-// loadPodCIDRs reads what registerNodes stored.
+// loadPodCIDRs reads what savePodCIDRs stored.
 func (l *Lab) loadPodCIDRs() error {
 	b, err := os.ReadFile(filepath.Join(l.Spec.kubeDir(), "nodes.json"))
 	if err != nil {
@@ -464,24 +479,7 @@ func (l *Lab) controlPlaneStatus() string {
 	for _, name := range controlPlaneProcs {
 		_, pidPath := l.Spec.controlPlanePaths(name)
 		pid, _ := readPid(pidPath) // missing: 0
-		fmt.Fprintf(&b, "%-24s pid %-7d running=%-5v rss %s\n", name, pid, pid > 0 && alive(pid), procRSS(pid))
+		fmt.Fprintf(&b, "%-24s pid %-7d running=%-5v rss %s\n", name, pid, pid > 0 && alive(pid), ProcRSS(pid))
 	}
 	return b.String()
-}
-
-// procRSS reads a process's resident set size ("?" when unknown).
-func procRSS(pid int) string {
-	if pid <= 0 {
-		return "?"
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return "?"
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "?"
 }

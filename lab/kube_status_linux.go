@@ -23,7 +23,7 @@ func (l *Lab) kubeStatus(ctx context.Context, w io.Writer, section func(title, b
 	for n := 1; n <= s.Nodes; n++ {
 		mode, err := l.ProxyMode(ctx, n)
 		pid, _ := readPid(s.kubeProxyPidfile(n)) // missing: 0
-		fmt.Fprintf(&kp, "%s: kube-proxy pid %d rss %s, curl %s/proxyMode: %s", NodeName(n), pid, procRSS(pid), KubeProxyMetricsAddr, mode)
+		fmt.Fprintf(&kp, "%s: kube-proxy pid %d rss %s, curl %s/proxyMode: %s", NodeName(n), pid, ProcRSS(pid), KubeProxyMetricsAddr, mode)
 		if err != nil {
 			fmt.Fprintf(&kp, " (%v)", err)
 			errs = append(errs, err)

@@ -2,7 +2,6 @@ package lab
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -128,11 +126,7 @@ func (l *Lab) startKubelets(ctx context.Context) error {
 		l.log.Info("node registered by its kubelet", "node", NodeName(n), "podCIDRs", l.podCIDRs[n],
 			"elapsed", time.Since(start).Round(time.Millisecond))
 	}
-	b, err := json.Marshal(l.podCIDRs) // empty with DeferNodeIPAM: StartNodeIPAM writes it again
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(s.kubeDir(), "nodes.json"), b, 0o644)
+	return l.savePodCIDRs() // empty with DeferNodeIPAM: StartNodeIPAM saves them again
 }
 
 // waitNodeRegistered waits (60 s) until node n's Node exists with both pod
@@ -194,27 +188,7 @@ func (l *Lab) StartNodeIPAM(ctx context.Context) error {
 	if err := l.Spec.save(); err != nil {
 		return err
 	}
-	b, err := json.Marshal(l.podCIDRs)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(s.kubeDir(), "nodes.json"), b, 0o644)
-}
-
-// nodePodCIDRs parses a Node's spec.podCIDRs, IPv4 first.
-func nodePodCIDRs(node *corev1.Node) ([]netip.Prefix, error) {
-	var ps []netip.Prefix
-	for _, c := range node.Spec.PodCIDRs {
-		p, err := netip.ParsePrefix(c)
-		if err != nil {
-			return nil, fmt.Errorf("%s spec.podCIDRs: %w", node.Name, err)
-		}
-		ps = append(ps, p)
-	}
-	if len(ps) == 2 && ps[0].Addr().Is6() {
-		ps[0], ps[1] = ps[1], ps[0]
-	}
-	return ps, nil
+	return l.savePodCIDRs()
 }
 
 // InstallPodrouter installs podrouter the only way this lab does: `kubectl
@@ -365,12 +339,4 @@ func (l *Lab) kubeletStatus(ctx context.Context, w io.Writer, section func(title
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func lastLines(s string, n int) string {
-	ls := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(ls) > n {
-		ls = ls[len(ls)-n:]
-	}
-	return strings.Join(ls, "\n")
 }

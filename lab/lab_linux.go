@@ -84,8 +84,10 @@ func Up(ctx context.Context, spec Spec, logger *slog.Logger) (l *Lab, err error)
 		if err := l.startKube(ctx); err != nil {
 			return l, err
 		}
-	} else if err := l.addPodsUnlessLight(ctx); err != nil {
-		return l, err
+	} else if !s.Light { // a light lab's nodes have no pods
+		if err := l.addPods(ctx); err != nil {
+			return l, err
+		}
 	}
 	for n := 1; n <= s.Nodes; n++ {
 		if err := l.StartSpeaker(ctx, n); err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"time"
 )
 
 // ErrUnsupported: the lab needs Linux network namespaces.
@@ -29,3 +30,17 @@ func (l *Lab) WithLogger(*slog.Logger) *Lab { return l }
 
 // Status fails: the lab needs Linux.
 func (l *Lab) Status(context.Context, io.Writer) error { return ErrUnsupported }
+
+// Down fails: the lab needs Linux.
+func (l *Lab) Down(context.Context) error { return ErrUnsupported }
+
+// MeasureConvergence fails: the lab needs Linux.
+func (l *Lab) MeasureConvergence(context.Context, int) ([]time.Duration, error) {
+	return nil, ErrUnsupported
+}
+
+// SpeakerPID fails: the lab needs Linux.
+func (l *Lab) SpeakerPID(int) (int, error) { return 0, ErrUnsupported }
+
+// ProcRSS is "?": there is no /proc to read.
+func ProcRSS(int) string { return "?" }

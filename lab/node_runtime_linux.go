@@ -21,8 +21,8 @@ var nodeRuntimeBinaries = []string{"containerd", "containerd-shim-runc-v2", "run
 // its mount and UTS namespaces, its cgroup, containerd (images imported),
 // then the kubelet, which registers the Node. It returns once the kubelet
 // runs; the Node's registration and readiness are for the caller to wait
-// for (see Lab.WaitNodes). On failure it leaves what it started for the
-// caller's teardown, which finds everything by name.
+// for (Lab.waitNodeRegistered does). On failure it leaves what it started
+// for the caller's teardown, which finds everything by name.
 func StartNodeRuntime(ctx context.Context, r NodeRuntime, log *slog.Logger) error {
 	if err := r.Validate(); err != nil {
 		return err
@@ -184,30 +184,6 @@ func (r NodeRuntime) startKubelet(holder int) error {
 	}
 	_, err = r.startInNode(holder, append([]string{r.Kubelet.Bin}, r.kubeletArgs()...), r.path("kubelet.log"), r.path("kubelet.pid"))
 	return err
-}
-
-// startProcess starts argv in its own session, output appended to
-// logPath, pid written to pidPath (the pid of argv[0], which must exec
-// what it runs, not fork it). While we live, a goroutine reaps it.
-func startProcess(argv []string, logPath, pidPath string) (int, error) {
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("start %s: %w", argv[0], err)
-	}
-	pid := cmd.Process.Pid
-	go cmd.Wait() //nolint:errcheck // only reaps; liveness is checked through /proc
-	if err := os.WriteFile(pidPath, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
-		_ = syscall.Kill(pid, syscall.SIGKILL) // best effort: do not leave an untracked process
-		return 0, err
-	}
-	return pid, nil
 }
 
 // Cgroups. The machine has cgroup v1 hierarchies (one per controller,

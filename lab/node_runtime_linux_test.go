@@ -294,13 +294,9 @@ func waitPodsSucceeded(ctx context.Context, t *testing.T, cs kubernetes.Interfac
 
 func readSysctls(t *testing.T) map[string]string {
 	t.Helper()
-	out := map[string]string{}
-	for k := range kubeletSysctls {
-		b, err := os.ReadFile(filepath.Join("/proc/sys", k))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[k] = strings.TrimSpace(string(b))
+	out, err := readKubeletSysctls()
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

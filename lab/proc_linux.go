@@ -39,16 +39,30 @@ func run(ctx context.Context, stdin []byte, name string, args ...string) (string
 // to logPath, and writes its pid to pidPath. The process outlives us; while
 // we live, a goroutine reaps it so it never lingers as a zombie.
 func startDetached(ns string, argv []string, logPath, pidPath string) (int, error) {
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...)
+	return startLogged(cmd, argv[0]+" in "+ns, logPath, pidPath)
+}
+
+// startProcess starts argv in its own session, output appended to
+// logPath, pid written to pidPath (the pid of argv[0], which must exec
+// what it runs, not fork it). While we live, a goroutine reaps it.
+func startProcess(argv []string, logPath, pidPath string) (int, error) {
+	return startLogged(exec.Command(argv[0], argv[1:]...), argv[0], logPath, pidPath)
+}
+
+// startLogged starts cmd in its own session with its output appended to
+// logPath and its pid written to pidPath, and reaps it in a goroutine;
+// what names it in the start error.
+func startLogged(cmd *exec.Cmd, what, logPath, pidPath string) (int, error) {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("start %s in %s: %w", argv[0], ns, err)
+		return 0, fmt.Errorf("start %s: %w", what, err)
 	}
 	pid := cmd.Process.Pid
 	go cmd.Wait() //nolint:errcheck // only reaps; liveness is checked through /proc
@@ -216,14 +230,38 @@ func inNS(pid int, nsPath string) bool {
 	return ok && got == want
 }
 
+// tail is the last n lines of the file at path ("" when unreadable).
 func tail(path string, n int) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return ""
 	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
+	return lastLines(string(b), n)
+}
+
+// lastLines is the last n lines of s.
+func lastLines(s string, n int) string {
+	ls := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(ls) > n {
+		ls = ls[len(ls)-n:]
 	}
-	return strings.Join(lines, "\n")
+	return strings.Join(ls, "\n")
+}
+
+// ProcRSS reads a process's resident set size from /proc ("?" when
+// unknown).
+func ProcRSS(pid int) string {
+	if pid <= 0 {
+		return "?"
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "?"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "?"
 }

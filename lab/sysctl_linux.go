@@ -91,15 +91,12 @@ func acquireKubeletSysctls(user string) error {
 	var rerr error
 	err := withSysctlRecord(func(st *sysctlState) *sysctlState {
 		if st == nil {
-			st = &sysctlState{Saved: map[string]string{}}
-			for k := range kubeletSysctls {
-				b, err := os.ReadFile(filepath.Join("/proc/sys", k))
-				if err != nil {
-					rerr = err
-					return nil
-				}
-				st.Saved[k] = strings.TrimSpace(string(b))
+			saved, err := readKubeletSysctls()
+			if err != nil {
+				rerr = err
+				return nil
 			}
+			st = &sysctlState{Saved: saved}
 		}
 		if !slices.Contains(st.Users, user) {
 			st.Users = append(st.Users, user)
@@ -107,6 +104,20 @@ func acquireKubeletSysctls(user string) error {
 		return st
 	})
 	return errors.Join(err, rerr)
+}
+
+// readKubeletSysctls reads the machine's current value of every kubelet
+// sysctl.
+func readKubeletSysctls() (map[string]string, error) {
+	out := map[string]string{}
+	for k := range kubeletSysctls {
+		b, err := os.ReadFile(filepath.Join("/proc/sys", k))
+		if err != nil {
+			return nil, err
+		}
+		out[k] = strings.TrimSpace(string(b))
+	}
+	return out, nil
 }
 
 // releaseKubeletSysctls drops user, and users whose directory is gone

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -68,28 +67,6 @@ func serviceLab(ctx context.Context, bin string, log *slog.Logger) (*lab.Lab, []
 func podIP(ctx context.Context, l *lab.Lab, n int) netip.Addr {
 	a, _ := l.PodIP(ctx, n, 1, lab.IPv4) // checked by the first measurement: sockperf cannot bind an invalid address
 	return a
-}
-
-// programPackets sums every counter of node's fast path (forwarded,
-// passed to the stack, dropped): Service flows are handed to the stack,
-// so they show there rather than as forwarded.
-func programPackets(ctx context.Context, bin string, m *mode) (uint64, error) {
-	out, err := lab.Exec(ctx, m.fastPathNS, bin, "bpf", "stats", "--pin-dir", m.pinDir, "-o", "json")
-	if err != nil {
-		return 0, err
-	}
-	var cs []struct {
-		Reason  string
-		Packets uint64
-	}
-	if err := json.Unmarshal([]byte(out), &cs); err != nil {
-		return 0, err
-	}
-	var sum uint64
-	for _, c := range cs {
-		sum += c.Packets
-	}
-	return sum, nil
 }
 
 // printServiceTable prints the Service modes with the per-round ratio of

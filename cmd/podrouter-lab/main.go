@@ -11,7 +11,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 
@@ -228,26 +227,12 @@ func labConverge(ctx context.Context, out io.Writer, log *slog.Logger, bin strin
 		slices.Sort(ds)
 		rss := "?"
 		if pid, err := labs[sp].SpeakerPID(2); err == nil {
-			rss = vmRSS(pid)
+			rss = lab.ProcRSS(pid)
 		}
 		fmt.Fprintf(out, "| %s | %s | %s | %s | %s |\n", sp, ds[0].Round(time.Millisecond), ds[len(ds)/2].Round(time.Millisecond),
 			ds[len(ds)-1].Round(time.Millisecond), rss)
 	}
 	return nil
-}
-
-// vmRSS reads a process's resident set size from /proc.
-func vmRSS(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return "?"
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "?"
 }
 
 // absPaths makes each non-empty path absolute ("" stays "").

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -14,15 +15,10 @@ import (
 
 type message struct {
 	Config *struct {
-		DB                 string `json:"db"`
-		DBLastModified     string `json:"db_last_modified"`
-		ScannerVersion     string `json:"scanner_version"`
-		GoVersion          string `json:"go_version"`
-		ScanLevel          string `json:"scan_level"`
-		ProtocolVersion    string `json:"protocol_version"`
-		ScannerName        string `json:"scanner_name"`
-		ScanMode           string `json:"scan_mode"`
-		DBLastModifiedTime string `json:"-"`
+		DB             string `json:"db"`
+		DBLastModified string `json:"db_last_modified"`
+		ScannerVersion string `json:"scanner_version"`
+		GoVersion      string `json:"go_version"`
 	} `json:"config"`
 	OSV *struct {
 		ID      string `json:"id"`
@@ -42,7 +38,7 @@ type message struct {
 }
 
 type finding struct {
-	id, module, version, fixed, symbol string
+	module, version, fixed, symbol string
 }
 
 func main() {
@@ -59,21 +55,15 @@ func main() {
 		os.Exit(2)
 	}
 	fmt.Println(cfg)
-	ids := slices.Sorted(func(yield func(string) bool) {
-		for id := range called {
-			if !yield(id) {
-				return
-			}
-		}
-	})
-	failed := false
+	ids := slices.Sorted(maps.Keys(called))
+	notAllowed := 0
 	for _, id := range ids {
 		f := called[id]
 		verdict := "NOT ALLOWED"
 		if why, ok := allow[id]; ok {
 			verdict = "allowed: " + why
 		} else {
-			failed = true
+			notAllowed++
 		}
 		fixed := f.fixed
 		if fixed == "" {
@@ -86,20 +76,10 @@ func main() {
 			fmt.Printf("allow entry %s matches no finding any more: remove it\n", id)
 		}
 	}
-	fmt.Printf("%d called vulnerabilities, %d not allowed\n", len(ids), countNot(ids, allow))
-	if failed {
+	fmt.Printf("%d called vulnerabilities, %d not allowed\n", len(ids), notAllowed)
+	if notAllowed > 0 {
 		os.Exit(1)
 	}
-}
-
-func countNot(ids []string, allow map[string]string) int {
-	n := 0
-	for _, id := range ids {
-		if _, ok := allow[id]; !ok {
-			n++
-		}
-	}
-	return n
 }
 
 func read(r io.Reader) (map[string]finding, map[string]string, string, error) {
@@ -128,7 +108,7 @@ func read(r io.Reader) (map[string]finding, map[string]string, string, error) {
 				sym = t.Package + "." + strings.TrimPrefix(t.Receiver, "*") + "." + t.Function
 			}
 			if _, seen := called[m.Finding.OSV]; !seen {
-				called[m.Finding.OSV] = finding{id: m.Finding.OSV, module: t.Module, version: t.Version, fixed: m.Finding.FixedVersion, symbol: sym}
+				called[m.Finding.OSV] = finding{module: t.Module, version: t.Version, fixed: m.Finding.FixedVersion, symbol: sym}
 			}
 		}
 	}
